@@ -1,0 +1,15 @@
+DROP TABLE app_settings;
+DROP TABLE admin_tokens;
+DROP TABLE google_connections;
+DROP TABLE service_accounts;
+DROP TABLE sync_settings;
+DROP TABLE activity_participants;
+DROP TABLE activities;
+DROP TABLE contact_tags;
+DROP TABLE contact_addresses;
+DROP TABLE contact_phones;
+DROP TABLE contact_emails;
+DROP TABLE contacts;
+DROP TABLE tags;
+DROP TABLE users;
+DROP TABLE change_counter;
