@@ -1,0 +1,305 @@
+//! Google access: the domain's service-account key and each user's connection (method, state,
+//! last error, and for per-user OAuth the refresh token). Keys and refresh tokens are encrypted
+//! at rest with the store's [`crate::secrets::SecretBox`]; plaintexts never reach the logs.
+
+use crate::db::{AnyConnection, Store};
+use crate::error::{StoreError, StoreResult};
+use crate::schema::{google_connections, service_accounts};
+use crate::util::{from_db_time, parse_col, to_db_time};
+use chrono::{DateTime, NaiveDateTime, Utc};
+use crmsync_engine::ids::UserId;
+use crmsync_engine::model::{ConnectionMethod, ConnectionState};
+use diesel::prelude::*;
+
+/// The domain's service account (the key is decrypted only on request).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceAccount {
+    pub domain: String,
+    pub client_email: String,
+    pub client_id: String,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A user's Google connection, without secrets.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct GoogleConnection {
+    pub user_id: UserId,
+    pub method: ConnectionMethod,
+    pub state: ConnectionState,
+    pub last_error: Option<String>,
+    pub has_refresh_token: bool,
+    pub updated_at: DateTime<Utc>,
+}
+
+fn sa_context(domain: &str) -> String {
+    format!("service_account:{domain}")
+}
+
+fn token_context(user: UserId) -> String {
+    format!("oauth_refresh_token:{user}")
+}
+
+/// Stores (or replaces) the service-account key JSON of `domain`, encrypted. The key must carry
+/// `client_email` and `client_id`.
+pub fn put_service_account(
+    store: &Store,
+    conn: &mut AnyConnection,
+    domain: &str,
+    key_json: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<ServiceAccount> {
+    let parsed: serde_json::Value = serde_json::from_str(key_json)
+        .map_err(|e| StoreError::Invalid(format!("the service-account key is not JSON: {e}")))?;
+    let field = |name: &str| {
+        parsed
+            .get(name)
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+            .ok_or_else(|| {
+                StoreError::Invalid(format!(
+                "the service-account key has no {name}; upload the JSON key file Google gave you"
+            ))
+            })
+    };
+    let (client_email, client_id) = (field("client_email")?, field("client_id")?);
+    let ciphertext = store
+        .secrets()?
+        .encrypt(key_json.as_bytes(), &sa_context(domain))?;
+    let ts = to_db_time(now);
+    let existing: i64 = service_accounts::table
+        .find(domain)
+        .count()
+        .get_result(conn)?;
+    if existing > 0 {
+        diesel::update(service_accounts::table.find(domain))
+            .set((
+                service_accounts::client_email.eq(&client_email),
+                service_accounts::client_id.eq(&client_id),
+                service_accounts::key_ciphertext.eq(&ciphertext),
+                service_accounts::updated_at.eq(ts),
+            ))
+            .execute(conn)?;
+    } else {
+        diesel::insert_into(service_accounts::table)
+            .values((
+                service_accounts::domain.eq(domain),
+                service_accounts::client_email.eq(&client_email),
+                service_accounts::client_id.eq(&client_id),
+                service_accounts::key_ciphertext.eq(&ciphertext),
+                service_accounts::created_at.eq(ts),
+                service_accounts::updated_at.eq(ts),
+            ))
+            .execute(conn)?;
+    }
+    Ok(ServiceAccount {
+        domain: domain.to_string(),
+        client_email,
+        client_id,
+        updated_at: from_db_time(ts),
+    })
+}
+
+/// The service account of `domain`, without its key.
+pub fn get_service_account(
+    conn: &mut AnyConnection,
+    domain: &str,
+) -> StoreResult<Option<ServiceAccount>> {
+    let row: Option<(String, String, String, NaiveDateTime)> = service_accounts::table
+        .find(domain)
+        .select((
+            service_accounts::domain,
+            service_accounts::client_email,
+            service_accounts::client_id,
+            service_accounts::updated_at,
+        ))
+        .first(conn)
+        .optional()?;
+    Ok(row.map(
+        |(domain, client_email, client_id, updated_at)| ServiceAccount {
+            domain,
+            client_email,
+            client_id,
+            updated_at: from_db_time(updated_at),
+        },
+    ))
+}
+
+/// The decrypted service-account key JSON of `domain`.
+pub fn service_account_key(
+    store: &Store,
+    conn: &mut AnyConnection,
+    domain: &str,
+) -> StoreResult<String> {
+    let ciphertext: String = service_accounts::table
+        .find(domain)
+        .select(service_accounts::key_ciphertext)
+        .first(conn)
+        .optional()?
+        .ok_or_else(|| StoreError::not_found("service account for domain", domain))?;
+    store
+        .secrets()?
+        .decrypt_string(&ciphertext, &sa_context(domain))
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = google_connections)]
+struct ConnRow {
+    user_id: String,
+    method: String,
+    state: String,
+    last_error: Option<String>,
+    refresh_token_ciphertext: Option<String>,
+    updated_at: NaiveDateTime,
+}
+
+impl ConnRow {
+    fn into_connection(self) -> StoreResult<GoogleConnection> {
+        Ok(GoogleConnection {
+            user_id: parse_col(&self.user_id, "google_connections.user_id")?,
+            method: parse_col(&self.method, "google_connections.method")?,
+            state: parse_col(&self.state, "google_connections.state")?,
+            last_error: self.last_error,
+            has_refresh_token: self.refresh_token_ciphertext.is_some(),
+            updated_at: from_db_time(self.updated_at),
+        })
+    }
+}
+
+/// A user's connection, if any.
+pub fn get_connection(
+    conn: &mut AnyConnection,
+    user: UserId,
+) -> StoreResult<Option<GoogleConnection>> {
+    google_connections::table
+        .find(user.to_string())
+        .select(ConnRow::as_select())
+        .first(conn)
+        .optional()?
+        .map(ConnRow::into_connection)
+        .transpose()
+}
+
+/// Creates or resets a user's connection with `method`, state `active`, no error.
+pub fn set_connection_method(
+    conn: &mut AnyConnection,
+    user: UserId,
+    method: ConnectionMethod,
+    now: DateTime<Utc>,
+) -> StoreResult<GoogleConnection> {
+    let ts = to_db_time(now);
+    if get_connection(conn, user)?.is_some() {
+        diesel::update(google_connections::table.find(user.to_string()))
+            .set((
+                google_connections::method.eq(method.as_str()),
+                google_connections::state.eq(ConnectionState::Active.as_str()),
+                google_connections::last_error.eq(None::<String>),
+                google_connections::updated_at.eq(ts),
+            ))
+            .execute(conn)?;
+    } else {
+        diesel::insert_into(google_connections::table)
+            .values((
+                google_connections::user_id.eq(user.to_string()),
+                google_connections::method.eq(method.as_str()),
+                google_connections::state.eq(ConnectionState::Active.as_str()),
+                google_connections::created_at.eq(ts),
+                google_connections::updated_at.eq(ts),
+            ))
+            .execute(conn)?;
+    }
+    get_connection(conn, user)?.ok_or_else(|| StoreError::not_found("connection of user", user))
+}
+
+/// Sets a connection's state and last error (e.g. `auth_error` with Google's message).
+pub fn set_connection_state(
+    conn: &mut AnyConnection,
+    user: UserId,
+    state: ConnectionState,
+    last_error: Option<&str>,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    let n = diesel::update(google_connections::table.find(user.to_string()))
+        .set((
+            google_connections::state.eq(state.as_str()),
+            google_connections::last_error.eq(last_error),
+            google_connections::updated_at.eq(to_db_time(now)),
+        ))
+        .execute(conn)?;
+    if n == 0 {
+        return Err(StoreError::not_found("connection of user", user));
+    }
+    Ok(())
+}
+
+/// Stores a user's OAuth refresh token, encrypted; the connection becomes `oauth`, `active`.
+pub fn put_refresh_token(
+    store: &Store,
+    conn: &mut AnyConnection,
+    user: UserId,
+    refresh_token: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    let ciphertext = store
+        .secrets()?
+        .encrypt(refresh_token.as_bytes(), &token_context(user))?;
+    set_connection_method(conn, user, ConnectionMethod::Oauth, now)?;
+    diesel::update(google_connections::table.find(user.to_string()))
+        .set((
+            google_connections::refresh_token_ciphertext.eq(Some(ciphertext)),
+            google_connections::oauth_state.eq(None::<String>),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// A user's decrypted OAuth refresh token, if stored.
+pub fn refresh_token(
+    store: &Store,
+    conn: &mut AnyConnection,
+    user: UserId,
+) -> StoreResult<Option<String>> {
+    let ciphertext: Option<Option<String>> = google_connections::table
+        .find(user.to_string())
+        .select(google_connections::refresh_token_ciphertext)
+        .first(conn)
+        .optional()?;
+    match ciphertext.flatten() {
+        Some(c) => Ok(Some(
+            store.secrets()?.decrypt_string(&c, &token_context(user))?,
+        )),
+        None => Ok(None),
+    }
+}
+
+/// Remembers the `state` parameter of a pending OAuth authorization request for `user`.
+pub fn set_oauth_state(
+    conn: &mut AnyConnection,
+    user: UserId,
+    state: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    if get_connection(conn, user)?.is_none() {
+        set_connection_method(conn, user, ConnectionMethod::Oauth, now)?;
+    }
+    diesel::update(google_connections::table.find(user.to_string()))
+        .set((
+            google_connections::oauth_state.eq(Some(state)),
+            google_connections::updated_at.eq(to_db_time(now)),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The user whose pending OAuth request carries `state`; clears it (a state is used once).
+pub fn take_oauth_state(conn: &mut AnyConnection, state: &str) -> StoreResult<Option<UserId>> {
+    let user: Option<String> = google_connections::table
+        .filter(google_connections::oauth_state.eq(state))
+        .select(google_connections::user_id)
+        .first(conn)
+        .optional()?;
+    let Some(user) = user else { return Ok(None) };
+    diesel::update(google_connections::table.find(&user))
+        .set(google_connections::oauth_state.eq(None::<String>))
+        .execute(conn)?;
+    Ok(Some(parse_col(&user, "google_connections.user_id")?))
+}

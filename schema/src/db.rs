@@ -1,0 +1,373 @@
+//! Connections and transactions: the `AnyConnection` (diesel `MultiConnection` of PostgreSQL and
+//! SQLite), the r2d2 pool chosen by `DATABASE_URL`, SQLite pragmas on every connection, write
+//! transactions that take SQLite's write lock up front (`BEGIN IMMEDIATE`), the embedded
+//! migrations, and `Store`, the cloneable handle every caller holds.
+
+use crate::error::{StoreError, StoreResult};
+use crate::secrets::SecretBox;
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::migration::MigrationSource;
+use diesel::prelude::*;
+use diesel::r2d2::{ManageConnection, Pool, PooledConnection, R2D2Connection};
+use diesel::{PgConnection, SqliteConnection};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One connection to either backend. Store functions take `&mut AnyConnection`.
+#[derive(diesel::MultiConnection)]
+pub enum AnyConnection {
+    Postgresql(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+/// The SQLite migrations (`migrations/sqlite`), embedded in the binary.
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
+/// The PostgreSQL migrations (`migrations/postgres`), embedded in the binary.
+pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
+
+/// The default database: a SQLite file in the working directory.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://crmsync.db";
+
+/// Which backend a store talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DbKind {
+    Sqlite,
+    Postgres,
+}
+
+impl DbKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            DbKind::Sqlite => "sqlite",
+            DbKind::Postgres => "postgres",
+        }
+    }
+
+    /// The names of the migrations embedded for this backend, in order.
+    pub fn migration_names(&self) -> StoreResult<Vec<String>> {
+        let names = match self {
+            DbKind::Sqlite => names_of(MigrationSource::<diesel::sqlite::Sqlite>::migrations(
+                &SQLITE_MIGRATIONS,
+            )),
+            DbKind::Postgres => names_of(MigrationSource::<diesel::pg::Pg>::migrations(
+                &POSTGRES_MIGRATIONS,
+            )),
+        };
+        names
+    }
+}
+
+fn names_of<DB: diesel::backend::Backend>(
+    migrations: diesel::migration::Result<Vec<Box<dyn diesel::migration::Migration<DB>>>>,
+) -> StoreResult<Vec<String>> {
+    let migrations = migrations.map_err(|e| StoreError::Migration(e.to_string()))?;
+    Ok(migrations.iter().map(|m| m.name().to_string()).collect())
+}
+
+/// A parsed `DATABASE_URL`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// A SQLite database file (created if missing).
+    Sqlite(String),
+    /// A PostgreSQL connection URL, passed to libpq as is.
+    Postgres(String),
+}
+
+impl DatabaseUrl {
+    /// Parses `sqlite://PATH`, `sqlite:PATH`, `postgres://…` or `postgresql://…`.
+    pub fn parse(url: &str) -> StoreResult<Self> {
+        let url = url.trim();
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(DatabaseUrl::Postgres(url.to_string()));
+        }
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"));
+        match path {
+            Some(p) if !p.is_empty() && p != ":memory:" => Ok(DatabaseUrl::Sqlite(p.to_string())),
+            _ => Err(StoreError::Config(format!(
+                "unsupported database URL {url:?}: use sqlite://PATH (for example sqlite://crmsync.db) \
+                 or postgres://USER@HOST:PORT/DATABASE"
+            ))),
+        }
+    }
+
+    pub fn kind(&self) -> DbKind {
+        match self {
+            DatabaseUrl::Sqlite(_) => DbKind::Sqlite,
+            DatabaseUrl::Postgres(_) => DbKind::Postgres,
+        }
+    }
+}
+
+/// How long SQLite waits for a lock held by another connection before giving up.
+const SQLITE_BUSY_TIMEOUT_MS: u32 = 15_000;
+
+/// The r2d2 connection manager: opens the backend named by the URL and prepares every
+/// SQLite connection (WAL, busy timeout, foreign keys, `synchronous=NORMAL`).
+#[derive(Debug, Clone)]
+pub struct AnyConnectionManager {
+    url: DatabaseUrl,
+}
+
+impl AnyConnectionManager {
+    pub fn new(url: DatabaseUrl) -> Self {
+        Self { url }
+    }
+}
+
+impl ManageConnection for AnyConnectionManager {
+    type Connection = AnyConnection;
+    type Error = diesel::r2d2::Error;
+
+    fn connect(&self) -> Result<AnyConnection, Self::Error> {
+        match &self.url {
+            DatabaseUrl::Sqlite(path) => {
+                let mut conn = SqliteConnection::establish(path)
+                    .map_err(diesel::r2d2::Error::ConnectionError)?;
+                conn.batch_execute(&format!(
+                    "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA journal_mode = WAL; \
+                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
+                ))
+                .map_err(diesel::r2d2::Error::QueryError)?;
+                Ok(AnyConnection::Sqlite(conn))
+            }
+            DatabaseUrl::Postgres(url) => {
+                let conn =
+                    PgConnection::establish(url).map_err(diesel::r2d2::Error::ConnectionError)?;
+                Ok(AnyConnection::Postgresql(conn))
+            }
+        }
+    }
+
+    fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), Self::Error> {
+        conn.ping().map_err(diesel::r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, conn: &mut AnyConnection) -> bool {
+        std::thread::panicking() || conn.is_broken()
+    }
+}
+
+/// A connection borrowed from the pool.
+pub type PooledConn = PooledConnection<AnyConnectionManager>;
+
+/// Options for [`Store::open_with`].
+#[derive(Clone, Debug, Default)]
+pub struct StoreOptions {
+    /// Maximum pooled connections (default: 8 on SQLite, 10 on PostgreSQL).
+    pub max_connections: Option<u32>,
+    /// The key for secrets at rest; `None` reads `CRMSYNC_SECRET_KEY` (and tolerates its absence
+    /// until a secret must be stored).
+    pub secret_key: Option<SecretBox>,
+}
+
+struct Inner {
+    pool: Pool<AnyConnectionManager>,
+    kind: DbKind,
+    secrets: Option<SecretBox>,
+}
+
+/// The handle to the CRM store: cheap to clone, `Send + Sync`. Blocking; from async code use
+/// [`Store::run`].
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("kind", &self.inner.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens the database named by `url` with default options (secret key from the environment).
+    pub fn open(url: &str) -> StoreResult<Store> {
+        Store::open_with(url, StoreOptions::default())
+    }
+
+    /// Opens the database named by `url`. Does not apply migrations: see [`Store::run_migrations`].
+    pub fn open_with(url: &str, options: StoreOptions) -> StoreResult<Store> {
+        let url = DatabaseUrl::parse(url)?;
+        let kind = url.kind();
+        if let DatabaseUrl::Sqlite(path) = &url {
+            if let Some(parent) = std::path::Path::new(path).parent() {
+                if !parent.as_os_str().is_empty() && !parent.exists() {
+                    return Err(StoreError::Config(format!(
+                        "the folder {} of the SQLite database does not exist; create it or change DATABASE_URL",
+                        parent.display()
+                    )));
+                }
+            }
+        }
+        let max = options.max_connections.unwrap_or(match kind {
+            DbKind::Sqlite => 8,
+            DbKind::Postgres => 10,
+        });
+        let pool = Pool::builder()
+            .max_size(max.max(1))
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_secs(30))
+            .build(AnyConnectionManager::new(url))
+            .map_err(|e| StoreError::Connect(e.to_string()))?;
+        let secrets = match options.secret_key {
+            Some(key) => Some(key),
+            None => SecretBox::from_env()?,
+        };
+        Ok(Store {
+            inner: Arc::new(Inner {
+                pool,
+                kind,
+                secrets,
+            }),
+        })
+    }
+
+    /// Which backend this store uses.
+    pub fn kind(&self) -> DbKind {
+        self.inner.kind
+    }
+
+    /// The secret box, or the error that says how to configure one.
+    pub fn secrets(&self) -> StoreResult<&SecretBox> {
+        self.inner
+            .secrets
+            .as_ref()
+            .ok_or(StoreError::MissingSecretKey)
+    }
+
+    /// Borrows a connection from the pool (no transaction).
+    pub fn conn(&self) -> StoreResult<PooledConn> {
+        Ok(self.inner.pool.get()?)
+    }
+
+    /// Runs `f` in a read transaction (a consistent snapshot for multi-query reads).
+    pub fn read<T>(&self, f: impl FnOnce(&mut AnyConnection) -> StoreResult<T>) -> StoreResult<T> {
+        let mut conn = self.conn()?;
+        let conn: &mut AnyConnection = &mut conn;
+        conn.transaction(f)
+    }
+
+    /// Runs `f` in a write transaction: `BEGIN IMMEDIATE` on SQLite (the write lock is taken up
+    /// front, so concurrent writers wait instead of deadlocking), a plain transaction on
+    /// PostgreSQL. Commits when `f` returns `Ok`, rolls back otherwise.
+    pub fn write<T>(&self, f: impl FnOnce(&mut AnyConnection) -> StoreResult<T>) -> StoreResult<T> {
+        let mut conn = self.conn()?;
+        write_transaction(&mut conn, f)
+    }
+
+    /// Runs a blocking store closure on tokio's blocking pool (for async callers).
+    pub async fn run<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> StoreResult<T> + Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    /// Applies every pending embedded migration; returns the names applied now.
+    pub fn run_migrations(&self) -> StoreResult<Vec<String>> {
+        let mut conn = self.conn()?;
+        let err =
+            |e: Box<dyn std::error::Error + Send + Sync>| StoreError::Migration(e.to_string());
+        let applied = match &mut *conn {
+            AnyConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map_err(err)?,
+            AnyConnection::Postgresql(c) => {
+                c.run_pending_migrations(POSTGRES_MIGRATIONS).map_err(err)?
+            }
+        };
+        let names: Vec<String> = applied.iter().map(|v| v.to_string()).collect();
+        if !names.is_empty() {
+            tracing::info!(backend = self.kind().as_str(), applied = ?names, "applied database migrations");
+        }
+        Ok(names)
+    }
+
+    /// Embedded migrations that are applied and pending on this database.
+    pub fn migration_status(&self) -> StoreResult<MigrationStatus> {
+        let mut conn = self.conn()?;
+        let err =
+            |e: Box<dyn std::error::Error + Send + Sync>| StoreError::Migration(e.to_string());
+        let (applied, pending) = match &mut *conn {
+            AnyConnection::Sqlite(c) => (
+                c.applied_migrations()
+                    .map_err(err)?
+                    .iter()
+                    .map(|v| v.to_string())
+                    .collect(),
+                c.pending_migrations(SQLITE_MIGRATIONS)
+                    .map_err(err)?
+                    .iter()
+                    .map(|m| m.name().to_string())
+                    .collect(),
+            ),
+            AnyConnection::Postgresql(c) => (
+                c.applied_migrations()
+                    .map_err(err)?
+                    .iter()
+                    .map(|v| v.to_string())
+                    .collect(),
+                c.pending_migrations(POSTGRES_MIGRATIONS)
+                    .map_err(err)?
+                    .iter()
+                    .map(|m| m.name().to_string())
+                    .collect(),
+            ),
+        };
+        Ok(MigrationStatus { applied, pending })
+    }
+}
+
+/// Applied and pending migrations (versions as diesel reports them).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MigrationStatus {
+    pub applied: Vec<String>,
+    pub pending: Vec<String>,
+}
+
+/// Runs `f` in a write transaction on `conn` (see [`Store::write`]). Errors if a transaction is
+/// already open on `conn`.
+pub fn write_transaction<T>(
+    conn: &mut AnyConnection,
+    f: impl FnOnce(&mut AnyConnection) -> StoreResult<T>,
+) -> StoreResult<T> {
+    match conn {
+        AnyConnection::Sqlite(c) => {
+            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?
+        }
+        AnyConnection::Postgresql(_) => {
+            <AnyConnection as TransactionManager<AnyConnection>>::begin_transaction(conn)?
+        }
+    }
+    match f(conn) {
+        Ok(value) => {
+            <AnyConnection as TransactionManager<AnyConnection>>::commit_transaction(conn)?;
+            Ok(value)
+        }
+        Err(e) => {
+            match <AnyConnection as TransactionManager<AnyConnection>>::rollback_transaction(conn) {
+                Ok(()) | Err(diesel::result::Error::BrokenTransactionManager) => Err(e),
+                Err(rollback) => Err(rollback.into()),
+            }
+        }
+    }
+}
+
+/// Fails unless `conn` is inside a transaction: store writes that must be atomic call this first.
+pub(crate) fn require_transaction(conn: &mut AnyConnection) -> StoreResult<()> {
+    let status =
+        <AnyConnection as TransactionManager<AnyConnection>>::transaction_manager_status_mut(conn);
+    match status.transaction_depth() {
+        Ok(Some(_)) => Ok(()),
+        _ => Err(StoreError::Invalid(
+            "internal error: a store write was called outside a write transaction; wrap it in Store::write".into(),
+        )),
+    }
+}

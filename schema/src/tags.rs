@@ -1,0 +1,144 @@
+//! CRM tags: private (owned by a user), public or corporate. Deleting a tag untags every contact
+//! carrying it (each untag advances that contact's change sequence) and is refused while the tag
+//! is someone's contact sync tag.
+
+use crate::contacts::touch_contact;
+use crate::db::AnyConnection;
+use crate::error::{StoreError, StoreResult};
+use crate::schema::{contact_tags, sync_settings, tags};
+use crate::users::get_user;
+use crate::util::{from_db_time, page_limit, parse_col, to_db_time};
+use chrono::{DateTime, NaiveDateTime, Utc};
+use crmsync_engine::ids::{ContactId, TagId, UserId};
+use crmsync_engine::model::{Tag, TagVisibility};
+use diesel::prelude::*;
+
+/// The fields of a new tag.
+#[derive(Clone, Debug)]
+pub struct NewTag {
+    pub name: String,
+    pub visibility: TagVisibility,
+    /// Required for a private tag, refused for the others.
+    pub owner_user_id: Option<UserId>,
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = tags)]
+struct TagRow {
+    id: String,
+    name: String,
+    visibility: String,
+    owner_user_id: Option<String>,
+    created_at: NaiveDateTime,
+}
+
+impl TagRow {
+    fn into_tag(self) -> StoreResult<Tag> {
+        Ok(Tag {
+            id: parse_col(&self.id, "tags.id")?,
+            name: self.name,
+            visibility: parse_col(&self.visibility, "tags.visibility")?,
+            owner_user_id: self
+                .owner_user_id
+                .as_deref()
+                .map(|o| parse_col(o, "tags.owner_user_id"))
+                .transpose()?,
+            created_at: from_db_time(self.created_at),
+        })
+    }
+}
+
+/// Creates a tag. A private tag needs an existing owner; public and corporate tags have none.
+pub fn create_tag(conn: &mut AnyConnection, new: &NewTag, now: DateTime<Utc>) -> StoreResult<Tag> {
+    match (new.visibility, new.owner_user_id) {
+        (TagVisibility::Private, None) => {
+            return Err(StoreError::Invalid(
+                "a private tag needs owner_user_id".into(),
+            ));
+        }
+        (TagVisibility::Private, Some(owner)) => {
+            get_user(conn, owner)
+                .map_err(|_| StoreError::Invalid(format!("owner user {owner} does not exist")))?;
+        }
+        (v, Some(_)) => {
+            return Err(StoreError::Invalid(format!(
+                "a {v} tag has no owner; omit owner_user_id"
+            )));
+        }
+        (_, None) => {}
+    }
+    let id = TagId::new_random();
+    diesel::insert_into(tags::table)
+        .values((
+            tags::id.eq(id.to_string()),
+            tags::name.eq(&new.name),
+            tags::visibility.eq(new.visibility.as_str()),
+            tags::owner_user_id.eq(new.owner_user_id.map(|u| u.to_string())),
+            tags::created_at.eq(to_db_time(now)),
+        ))
+        .execute(conn)?;
+    get_tag(conn, id)
+}
+
+/// A tag by id.
+pub fn get_tag(conn: &mut AnyConnection, id: TagId) -> StoreResult<Tag> {
+    find_tag(conn, id)?.ok_or_else(|| StoreError::not_found("tag", id))
+}
+
+/// A tag by id, `None` when missing.
+pub fn find_tag(conn: &mut AnyConnection, id: TagId) -> StoreResult<Option<Tag>> {
+    tags::table
+        .find(id.to_string())
+        .select(TagRow::as_select())
+        .first(conn)
+        .optional()?
+        .map(TagRow::into_tag)
+        .transpose()
+}
+
+/// Tags ordered by id after `after`.
+pub fn list_tags(
+    conn: &mut AnyConnection,
+    after: Option<TagId>,
+    limit: usize,
+) -> StoreResult<Vec<Tag>> {
+    let mut q = tags::table
+        .select(TagRow::as_select())
+        .order(tags::id)
+        .limit(page_limit(limit))
+        .into_boxed();
+    if let Some(after) = after {
+        q = q.filter(tags::id.gt(after.to_string()));
+    }
+    q.load(conn)?.into_iter().map(TagRow::into_tag).collect()
+}
+
+/// Deletes a tag: untags its contacts (advancing their change sequence), then removes it.
+/// Refused (`Conflict`) while the tag is a contact sync tag.
+pub fn delete_tag(conn: &mut AnyConnection, id: TagId, now: DateTime<Utc>) -> StoreResult<()> {
+    get_tag(conn, id)?;
+    let used: i64 = sync_settings::table
+        .filter(sync_settings::tag_id.eq(id.to_string()))
+        .count()
+        .get_result(conn)?;
+    if used > 0 {
+        return Err(StoreError::Conflict(format!(
+            "tag {id} is the contact sync tag of {used} user(s); change their sync settings first"
+        )));
+    }
+    let contacts: Vec<String> = contact_tags::table
+        .filter(contact_tags::tag_id.eq(id.to_string()))
+        .select(contact_tags::contact_id)
+        .load(conn)?;
+    diesel::delete(contact_tags::table.filter(contact_tags::tag_id.eq(id.to_string())))
+        .execute(conn)?;
+    for c in contacts {
+        touch_contact(
+            conn,
+            parse_col::<ContactId>(&c, "contact_tags.contact_id")?,
+            now,
+        )?;
+    }
+    diesel::delete(tags::table.find(id.to_string())).execute(conn)?;
+    Ok(())
+}

@@ -1,0 +1,162 @@
+//! CRM users: create, read, update, and look-ups by id and by e-mail. E-mail addresses and Google
+//! aliases are stored normalized (trimmed, lower-case), so the unique index also matches by
+//! normalized address.
+
+use crate::db::AnyConnection;
+use crate::error::{StoreError, StoreResult};
+use crate::schema::users;
+use crate::util::{from_db_time, page_limit, parse_col, to_db_time};
+use chrono::{DateTime, NaiveDateTime, Utc};
+use crmsync_engine::ids::UserId;
+use crmsync_engine::model::{normalize_email, User};
+use diesel::prelude::*;
+
+/// The fields of a new user.
+#[derive(Clone, Debug)]
+pub struct NewUser {
+    pub email: String,
+    pub display_name: String,
+    /// Defaults to `email`.
+    pub google_alias: Option<String>,
+    /// IANA name; the caller validates it (defaults to `UTC`).
+    pub time_zone: Option<String>,
+}
+
+/// A change to a user (absent fields stay).
+#[derive(Clone, Debug, Default)]
+pub struct UserPatch {
+    pub display_name: Option<String>,
+    pub google_alias: Option<String>,
+    pub time_zone: Option<String>,
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = users)]
+struct UserRow {
+    id: String,
+    email: String,
+    display_name: String,
+    google_alias: String,
+    time_zone: String,
+    created_at: NaiveDateTime,
+    updated_at: NaiveDateTime,
+}
+
+impl UserRow {
+    fn into_user(self) -> StoreResult<User> {
+        Ok(User {
+            id: parse_col(&self.id, "users.id")?,
+            email: self.email,
+            display_name: self.display_name,
+            google_alias: self.google_alias,
+            time_zone: self.time_zone,
+            created_at: from_db_time(self.created_at),
+            updated_at: from_db_time(self.updated_at),
+        })
+    }
+}
+
+/// Creates a user. A taken e-mail is a `Conflict`.
+pub fn create_user(
+    conn: &mut AnyConnection,
+    new: &NewUser,
+    now: DateTime<Utc>,
+) -> StoreResult<User> {
+    let email = normalize_email(&new.email);
+    if user_by_email(conn, &email)?.is_some() {
+        return Err(StoreError::Conflict(format!(
+            "a user with e-mail {email} already exists"
+        )));
+    }
+    let id = UserId::new_random();
+    let alias = new
+        .google_alias
+        .as_deref()
+        .map(normalize_email)
+        .unwrap_or_else(|| email.clone());
+    let ts = to_db_time(now);
+    diesel::insert_into(users::table)
+        .values((
+            users::id.eq(id.to_string()),
+            users::email.eq(&email),
+            users::display_name.eq(&new.display_name),
+            users::google_alias.eq(&alias),
+            users::time_zone.eq(new.time_zone.as_deref().unwrap_or("UTC")),
+            users::created_at.eq(ts),
+            users::updated_at.eq(ts),
+        ))
+        .execute(conn)?;
+    get_user(conn, id)
+}
+
+/// A user by id.
+pub fn get_user(conn: &mut AnyConnection, id: UserId) -> StoreResult<User> {
+    find_user(conn, id)?.ok_or_else(|| StoreError::not_found("user", id))
+}
+
+/// A user by id, `None` when missing.
+pub fn find_user(conn: &mut AnyConnection, id: UserId) -> StoreResult<Option<User>> {
+    users::table
+        .find(id.to_string())
+        .select(UserRow::as_select())
+        .first(conn)
+        .optional()?
+        .map(UserRow::into_user)
+        .transpose()
+}
+
+/// A user by (normalized) e-mail address.
+pub fn user_by_email(conn: &mut AnyConnection, email: &str) -> StoreResult<Option<User>> {
+    users::table
+        .filter(users::email.eq(normalize_email(email)))
+        .select(UserRow::as_select())
+        .first(conn)
+        .optional()?
+        .map(UserRow::into_user)
+        .transpose()
+}
+
+/// Users ordered by id, after `after` (keyset pagination).
+pub fn list_users(
+    conn: &mut AnyConnection,
+    after: Option<UserId>,
+    limit: usize,
+) -> StoreResult<Vec<User>> {
+    let mut q = users::table
+        .select(UserRow::as_select())
+        .order(users::id)
+        .limit(page_limit(limit))
+        .into_boxed();
+    if let Some(after) = after {
+        q = q.filter(users::id.gt(after.to_string()));
+    }
+    q.load(conn)?.into_iter().map(UserRow::into_user).collect()
+}
+
+/// Changes a user's display name, Google alias or time zone.
+pub fn update_user(
+    conn: &mut AnyConnection,
+    id: UserId,
+    patch: &UserPatch,
+    now: DateTime<Utc>,
+) -> StoreResult<User> {
+    let current = get_user(conn, id)?;
+    diesel::update(users::table.find(id.to_string()))
+        .set((
+            users::display_name.eq(patch.display_name.as_ref().unwrap_or(&current.display_name)),
+            users::google_alias.eq(patch
+                .google_alias
+                .as_deref()
+                .map(normalize_email)
+                .unwrap_or(current.google_alias)),
+            users::time_zone.eq(patch.time_zone.as_ref().unwrap_or(&current.time_zone)),
+            users::updated_at.eq(to_db_time(now)),
+        ))
+        .execute(conn)?;
+    get_user(conn, id)
+}
+
+/// How many users there are.
+pub fn count_users(conn: &mut AnyConnection) -> StoreResult<i64> {
+    Ok(users::table.count().get_result(conn)?)
+}
