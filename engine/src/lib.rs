@@ -2,5 +2,12 @@
 //! shapes, the three-way field-level planner and the sync policies. Nothing here does I/O, reads
 //! a clock or touches a database: time and state come in as arguments, a plan comes out.
 
+pub mod contact_map;
+pub mod fields;
+pub mod guard;
 pub mod ids;
+pub mod merge;
 pub mod model;
+pub mod planner;
+#[cfg(test)]
+mod planner_props;

@@ -1,0 +1,274 @@
+//! The three-way, field-level merge at the heart of the planner (SPEC section 3, "Conflicts").
+//!
+//! Against the last synced snapshot (the merge base), each field is decided on its own:
+//! - both sides agree: that value;
+//! - only one side changed it: that side's value;
+//! - both changed it to different values: the side whose record was modified later wins
+//!   (last writer wins); a tie goes to the CRM. The loser's value is reported as a conflict so
+//!   the executor keeps it in the journal.
+//!
+//! Without a base (two records linked for the first time, e.g. by e-mail), a value present on one
+//! side only is kept, and differing values are a conflict decided the same way.
+
+use crate::fields::{self, Fields};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// One of the two sides of a sync.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    Crm,
+    Google,
+}
+
+impl Side {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Side::Crm => "crm",
+            Side::Google => "google",
+        }
+    }
+    pub fn other(&self) -> Side {
+        match self {
+            Side::Crm => Side::Google,
+            Side::Google => Side::Crm,
+        }
+    }
+}
+
+/// Where a merged field's value came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// Both sides hold the same value.
+    Agree,
+    /// Only this side changed the field (or, without a base, only this side has a value).
+    OnlyChanged(Side),
+    /// Both sides changed it differently; this side was the later writer (ties: CRM).
+    Conflict(Side),
+}
+
+/// A field that both sides changed to different values.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FieldConflict {
+    pub field: String,
+    pub base: Value,
+    pub crm: Value,
+    pub google: Value,
+    pub winner: Side,
+}
+
+impl FieldConflict {
+    /// The value that lost (kept in the journal).
+    pub fn loser_value(&self) -> &Value {
+        match self.winner {
+            Side::Crm => &self.google,
+            Side::Google => &self.crm,
+        }
+    }
+    pub fn winner_value(&self) -> &Value {
+        match self.winner {
+            Side::Crm => &self.crm,
+            Side::Google => &self.google,
+        }
+    }
+}
+
+/// One side's version of a record for the merge.
+#[derive(Clone, Copy, Debug)]
+pub struct Version<'a> {
+    pub fields: &'a Fields,
+    /// When this side's record was last modified (CRM `modified_at`, Google `updateTime` /
+    /// `updated`).
+    pub modified_at: DateTime<Utc>,
+}
+
+/// The result of a merge.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Merged {
+    pub fields: Fields,
+    pub conflicts: Vec<FieldConflict>,
+}
+
+/// Which side wins a conflict: the later writer; ties go to the CRM.
+pub fn later_writer(crm_time: DateTime<Utc>, google_time: DateTime<Utc>) -> Side {
+    if crm_time >= google_time {
+        Side::Crm
+    } else {
+        Side::Google
+    }
+}
+
+/// Decides one field. Returns the value and where it came from.
+pub fn merge_field(
+    base: Option<&Value>,
+    crm: &Value,
+    google: &Value,
+    later: Side,
+) -> (Value, Origin) {
+    if crm == google {
+        return (crm.clone(), Origin::Agree);
+    }
+    match base {
+        Some(b) if b == crm => (google.clone(), Origin::OnlyChanged(Side::Google)),
+        Some(b) if b == google => (crm.clone(), Origin::OnlyChanged(Side::Crm)),
+        None if crm.is_null() => (google.clone(), Origin::OnlyChanged(Side::Google)),
+        None if google.is_null() => (crm.clone(), Origin::OnlyChanged(Side::Crm)),
+        _ => match later {
+            Side::Crm => (crm.clone(), Origin::Conflict(Side::Crm)),
+            Side::Google => (google.clone(), Origin::Conflict(Side::Google)),
+        },
+    }
+}
+
+/// Merges two versions of a record against an optional base, field by field.
+pub fn merge3(base: Option<&Fields>, crm: Version<'_>, google: Version<'_>) -> Merged {
+    let later = later_writer(crm.modified_at, google.modified_at);
+    let mut names = fields::names(crm.fields, google.fields);
+    if let Some(b) = base {
+        names.extend(
+            b.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, _)| k.clone()),
+        );
+    }
+    let mut merged = Fields::new();
+    let mut conflicts = Vec::new();
+    for name in names {
+        let b = base.map(|b| fields::get(b, &name));
+        let c = fields::get(crm.fields, &name);
+        let g = fields::get(google.fields, &name);
+        let (value, origin) = merge_field(b, c, g, later);
+        if let Origin::Conflict(winner) = origin {
+            conflicts.push(FieldConflict {
+                field: name.clone(),
+                base: b.cloned().unwrap_or(Value::Null),
+                crm: c.clone(),
+                google: g.clone(),
+                winner,
+            });
+        }
+        if !value.is_null() {
+            merged.insert(name, value);
+        }
+    }
+    Merged {
+        fields: merged,
+        conflicts,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use serde_json::json;
+
+    fn f(pairs: &[(&str, Value)]) -> Fields {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
+    }
+    fn t(s: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_700_000_000 + s, 0)
+            .single()
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn one_sided_changes_merge() {
+        let base = f(&[("a", json!(1)), ("b", json!(1))]);
+        let crm = f(&[("a", json!(2)), ("b", json!(1))]);
+        let google = f(&[("a", json!(1)), ("b", json!(3))]);
+        let m = merge3(
+            Some(&base),
+            Version {
+                fields: &crm,
+                modified_at: t(0),
+            },
+            Version {
+                fields: &google,
+                modified_at: t(5),
+            },
+        );
+        assert_eq!(m.fields, f(&[("a", json!(2)), ("b", json!(3))]));
+        assert!(m.conflicts.is_empty());
+    }
+
+    #[test]
+    fn same_field_later_writer_wins_ties_to_crm() {
+        let base = f(&[("a", json!(1))]);
+        let crm = f(&[("a", json!(2))]);
+        let google = f(&[("a", json!(3))]);
+        let later_google = merge3(
+            Some(&base),
+            Version {
+                fields: &crm,
+                modified_at: t(0),
+            },
+            Version {
+                fields: &google,
+                modified_at: t(1),
+            },
+        );
+        assert_eq!(later_google.fields, google);
+        assert_eq!(later_google.conflicts[0].winner, Side::Google);
+        assert_eq!(later_google.conflicts[0].loser_value(), &json!(2));
+        let tie = merge3(
+            Some(&base),
+            Version {
+                fields: &crm,
+                modified_at: t(1),
+            },
+            Version {
+                fields: &google,
+                modified_at: t(1),
+            },
+        );
+        assert_eq!(tie.fields, crm);
+    }
+
+    #[test]
+    fn no_base_keeps_one_sided_values() {
+        let crm = f(&[("a", json!(1)), ("c", json!("x"))]);
+        let google = f(&[("b", json!(2)), ("c", json!("y"))]);
+        let m = merge3(
+            None,
+            Version {
+                fields: &crm,
+                modified_at: t(2),
+            },
+            Version {
+                fields: &google,
+                modified_at: t(1),
+            },
+        );
+        assert_eq!(
+            m.fields,
+            f(&[("a", json!(1)), ("b", json!(2)), ("c", json!("x"))])
+        );
+        assert_eq!(m.conflicts.len(), 1);
+    }
+
+    #[test]
+    fn deletion_of_a_value_is_a_change() {
+        let base = f(&[("a", json!(1))]);
+        let crm = f(&[]);
+        let google = f(&[("a", json!(1))]);
+        let m = merge3(
+            Some(&base),
+            Version {
+                fields: &crm,
+                modified_at: t(0),
+            },
+            Version {
+                fields: &google,
+                modified_at: t(0),
+            },
+        );
+        assert!(m.fields.is_empty());
+    }
+}
