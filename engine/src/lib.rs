@@ -2,6 +2,7 @@
 //! shapes, the three-way field-level planner and the sync policies. Nothing here does I/O, reads
 //! a clock or touches a database: time and state come in as arguments, a plan comes out.
 
+pub mod activity_map;
 pub mod contact_map;
 pub mod fields;
 pub mod guard;
