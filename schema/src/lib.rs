@@ -18,6 +18,7 @@ pub mod runs;
 pub mod schema;
 pub mod secrets;
 pub mod settings;
+pub mod sync_state;
 pub mod tags;
 pub mod users;
 pub mod util;
