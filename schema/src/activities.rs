@@ -68,17 +68,17 @@ fn parse_tz(name: &str) -> StoreResult<Tz> {
     })
 }
 
-/// The stored columns for a time: (start_at, end_at, all_day, start_date, end_date).
-fn time_columns(
-    time: &ActivityTime,
-    tz: Tz,
-) -> StoreResult<(
+/// The stored time columns: (start_at, end_at, all_day, start_date, end_date).
+type TimeColumns = (
     NaiveDateTime,
     NaiveDateTime,
     bool,
     Option<String>,
     Option<String>,
-)> {
+);
+
+/// The stored columns for a time.
+fn time_columns(time: &ActivityTime, tz: Tz) -> StoreResult<TimeColumns> {
     match *time {
         ActivityTime::Timed { start, end } => {
             if end < start {

@@ -46,15 +46,14 @@ impl DbKind {
 
     /// The names of the migrations embedded for this backend, in order.
     pub fn migration_names(&self) -> StoreResult<Vec<String>> {
-        let names = match self {
+        match self {
             DbKind::Sqlite => names_of(MigrationSource::<diesel::sqlite::Sqlite>::migrations(
                 &SQLITE_MIGRATIONS,
             )),
             DbKind::Postgres => names_of(MigrationSource::<diesel::pg::Pg>::migrations(
                 &POSTGRES_MIGRATIONS,
             )),
-        };
-        names
+        }
     }
 }
 
@@ -153,14 +152,25 @@ impl ManageConnection for AnyConnectionManager {
 /// A connection borrowed from the pool.
 pub type PooledConn = PooledConnection<AnyConnectionManager>;
 
+/// Where the key for secrets at rest comes from.
+#[derive(Clone, Debug, Default)]
+pub enum SecretKeySource {
+    /// `CRMSYNC_SECRET_KEY`; its absence is tolerated until a secret must be stored or read.
+    #[default]
+    Env,
+    /// This key.
+    Key(SecretBox),
+    /// No key: storing or reading a secret fails with [`StoreError::MissingSecretKey`].
+    None,
+}
+
 /// Options for [`Store::open_with`].
 #[derive(Clone, Debug, Default)]
 pub struct StoreOptions {
     /// Maximum pooled connections (default: 8 on SQLite, 10 on PostgreSQL).
     pub max_connections: Option<u32>,
-    /// The key for secrets at rest; `None` reads `CRMSYNC_SECRET_KEY` (and tolerates its absence
-    /// until a secret must be stored).
-    pub secret_key: Option<SecretBox>,
+    /// The key for secrets at rest.
+    pub secret_key: SecretKeySource,
 }
 
 struct Inner {
@@ -215,8 +225,9 @@ impl Store {
             .build(AnyConnectionManager::new(url))
             .map_err(|e| StoreError::Connect(e.to_string()))?;
         let secrets = match options.secret_key {
-            Some(key) => Some(key),
-            None => SecretBox::from_env()?,
+            SecretKeySource::Key(key) => Some(key),
+            SecretKeySource::Env => SecretBox::from_env()?,
+            SecretKeySource::None => None,
         };
         Ok(Store {
             inner: Arc::new(Inner {

@@ -26,7 +26,9 @@ pub mod util;
 #[cfg(feature = "test-support")]
 pub mod test_support;
 
-pub use db::{AnyConnection, DatabaseUrl, DbKind, Store, StoreOptions, DEFAULT_DATABASE_URL};
+pub use db::{
+    AnyConnection, DatabaseUrl, DbKind, SecretKeySource, Store, StoreOptions, DEFAULT_DATABASE_URL,
+};
 pub use error::{StoreError, StoreResult};
 pub use util::current_change_seq;
 

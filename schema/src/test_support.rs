@@ -3,7 +3,7 @@
 //! named by `CRMSYNC_TEST_POSTGRES_URL` (dropped afterwards), and [`db_test!`](crate::db_test)
 //! turns one async test body into a `<name>_sqlite` and a `<name>_postgres` test.
 
-use crate::db::{Store, StoreOptions};
+use crate::db::{SecretKeySource, Store, StoreOptions};
 use crate::secrets::{generate_key, SecretBox};
 use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection};
@@ -86,7 +86,7 @@ fn open(url: &str) -> Store {
         url,
         StoreOptions {
             max_connections: Some(4),
-            secret_key: Some(key),
+            secret_key: SecretKeySource::Key(key),
         },
     )
     .unwrap_or_else(|e| panic!("cannot open test database {url}: {e}"));
