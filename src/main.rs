@@ -1,1 +1,121 @@
-fn main() {}
+//! The `crmsync` binary: parses the command line and runs the command.
+
+use anyhow::Context;
+use clap::Parser;
+use crmsync::api::AppState;
+use crmsync::cli::{redact_url, AdminTokenCommand, Cli, Command, SecretKeyCommand, ServeArgs};
+use crmsync::clock::{SharedClock, SystemClock};
+use crmsync_schema::{admin_tokens, users, Store};
+use std::sync::Arc;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(run(cli))
+}
+
+fn open_store(url: &str) -> anyhow::Result<Store> {
+    Store::open(url).with_context(|| format!("cannot open the database {}", redact_url(url)))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let clock: SharedClock = Arc::new(SystemClock);
+    match cli.command {
+        Command::Serve(args) => serve(&cli.database_url, args, clock).await,
+        Command::Migrate => {
+            let store = open_store(&cli.database_url)?;
+            let applied = store.run_migrations()?;
+            if applied.is_empty() {
+                println!("the database is up to date");
+            } else {
+                println!(
+                    "applied {} migration(s): {}",
+                    applied.len(),
+                    applied.join(", ")
+                );
+            }
+            Ok(())
+        }
+        Command::Status => status(&cli.database_url),
+        Command::AdminToken(AdminTokenCommand::Create { label }) => {
+            let store = open_store(&cli.database_url)?;
+            store.run_migrations()?;
+            let now = clock.now();
+            let (record, token) =
+                store.write(|c| admin_tokens::create_admin_token(c, &label, now))?;
+            eprintln!(
+                "created admin token {} ({}); it is shown only once:",
+                record.id, record.label
+            );
+            println!("{token}");
+            Ok(())
+        }
+        Command::SecretKey(SecretKeyCommand::Generate) => {
+            println!("{}", crmsync_schema::secrets::generate_key());
+            eprintln!("set it as CRMSYNC_SECRET_KEY; keep it safe: stored secrets cannot be read without it");
+            Ok(())
+        }
+    }
+}
+
+async fn serve(database_url: &str, args: ServeArgs, clock: SharedClock) -> anyhow::Result<()> {
+    let store = open_store(database_url)?;
+    store.run_migrations()?;
+    let tokens = store.read(admin_tokens::list_admin_tokens)?;
+    if tokens.iter().all(|t| t.revoked_at.is_some()) {
+        tracing::warn!("no admin token exists yet: create one with `crmsync admin-token create`");
+    }
+    let listener = crmsync::server::bind(args.listen).await?;
+    tracing::info!(
+        listen = %args.listen,
+        database = %redact_url(database_url),
+        "serving the API at http://{}/api/v1",
+        args.listen
+    );
+    let state = AppState::new(store, clock);
+    crmsync::server::serve(state, listener, crmsync::server::shutdown_signal())
+        .await
+        .context("the server failed")?;
+    Ok(())
+}
+
+fn status(database_url: &str) -> anyhow::Result<()> {
+    let store = open_store(database_url)?;
+    println!(
+        "database:   {} ({})",
+        redact_url(database_url),
+        store.kind().as_str()
+    );
+    let migrations = store.migration_status()?;
+    println!(
+        "migrations: {} applied, {} pending",
+        migrations.applied.len(),
+        migrations.pending.len()
+    );
+    for name in &migrations.pending {
+        println!("  pending: {name} (run `crmsync migrate`)");
+    }
+    if !migrations.pending.is_empty() && migrations.applied.is_empty() {
+        return Ok(());
+    }
+    let counts = store.read(crmsync_schema::counts)?;
+    println!(
+        "records:    {} users, {} tags, {} contacts, {} activities (change sequence {})",
+        counts.users, counts.tags, counts.contacts, counts.activities, counts.change_seq
+    );
+    let list = store.read(|c| users::list_users(c, None, 1000))?;
+    for u in &list {
+        println!(
+            "  user {}  {}  <{}>  google: {}  tz: {}",
+            u.id, u.display_name, u.email, u.google_alias, u.time_zone
+        );
+    }
+    Ok(())
+}

@@ -31,6 +31,8 @@ pub use db::{
 };
 pub use error::{StoreError, StoreResult};
 pub use util::current_change_seq;
+/// diesel, re-exported for callers that query the schema directly.
+pub use diesel;
 
 /// Record counts for `crmsync status`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]

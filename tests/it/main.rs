@@ -1,1 +1,14 @@
+//! crmsync's integration tests: one binary, every database test on SQLite and on PostgreSQL
+//! (`db_test!` makes `<name>_sqlite` and `<name>_postgres`). Run them with `bash scripts/test`.
 
+mod support;
+
+mod api_activities;
+mod api_auth;
+mod api_contacts;
+mod api_settings;
+mod api_users_tags;
+mod api_validation;
+mod migrations;
+mod store_feed;
+mod store_misc;

@@ -1,0 +1,461 @@
+//! `/activities`: create (201), list (all, or `?organizer_user_id=`; paginated), read, change
+//! (PATCH), delete (a tombstone). Timed activities take RFC 3339 instants; all-day ones
+//! (`all_day: true`) take `YYYY-MM-DD` dates, end exclusive. Participants are given as
+//! `{user_id}`, `{contact_id}` or `{email}` (plus an optional `response_status`) and resolved to
+//! users and contacts with their e-mail filled in.
+
+use super::contacts::double_option;
+use super::error::{ApiError, ApiResult};
+use super::extract::{ApiPath, ApiQuery, JsonBody};
+use super::page::{self, Page};
+use super::validate::{self, Check, Invalid, LONG_TEXT, SHORT_TEXT};
+use super::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use crmsync_engine::ids::{ActivityId, ContactId, UserId};
+use crmsync_engine::model::{
+    Activity, ActivityData, ActivityStatus, ActivityTime, Participant, ResponseStatus,
+};
+use crmsync_schema::activities::{self as store, ActivityCursor, ParticipantRef};
+use crmsync_schema::{users as user_store, AnyConnection, StoreError, StoreResult};
+use serde::{Deserialize, Serialize};
+
+/// A participant as a client names it: exactly one of `user_id`, `contact_id`, `email`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParticipantInput {
+    #[serde(default)]
+    user_id: Option<UserId>,
+    #[serde(default)]
+    contact_id: Option<ContactId>,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    response_status: ResponseStatus,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateActivity {
+    title: String,
+    start: String,
+    end: String,
+    time_zone: String,
+    #[serde(default)]
+    all_day: bool,
+    #[serde(default)]
+    location: Option<String>,
+    #[serde(default)]
+    notes: Option<String>,
+    #[serde(default)]
+    status: ActivityStatus,
+    display_in_calendar: bool,
+    organizer_user_id: UserId,
+    #[serde(default)]
+    participants: Vec<ParticipantInput>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchActivity {
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    start: Option<String>,
+    #[serde(default)]
+    end: Option<String>,
+    #[serde(default)]
+    time_zone: Option<String>,
+    #[serde(default)]
+    all_day: Option<bool>,
+    #[serde(default, deserialize_with = "double_option")]
+    location: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    notes: Option<Option<String>>,
+    #[serde(default)]
+    status: Option<ActivityStatus>,
+    #[serde(default)]
+    display_in_calendar: Option<bool>,
+    #[serde(default)]
+    organizer_user_id: Option<UserId>,
+    #[serde(default)]
+    participants: Option<Vec<ParticipantInput>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    limit: Option<usize>,
+    cursor: Option<String>,
+    organizer_user_id: Option<UserId>,
+}
+
+/// An activity as the API shows it: `start`/`end` are RFC 3339 instants, or dates when `all_day`.
+#[derive(Debug, Serialize)]
+pub struct ActivityView {
+    pub id: ActivityId,
+    pub title: String,
+    pub start: String,
+    pub end: String,
+    pub all_day: bool,
+    pub time_zone: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
+    pub status: ActivityStatus,
+    pub display_in_calendar: bool,
+    pub organizer_user_id: UserId,
+    pub participants: Vec<Participant>,
+    pub created_at: DateTime<Utc>,
+    pub modified_at: DateTime<Utc>,
+    pub change_seq: i64,
+}
+
+impl From<Activity> for ActivityView {
+    fn from(a: Activity) -> Self {
+        let (start, end, all_day) = match a.data.time {
+            ActivityTime::Timed { start, end } => (instant(start), instant(end), false),
+            ActivityTime::AllDay { start, end } => (start.to_string(), end.to_string(), true),
+        };
+        ActivityView {
+            id: a.id,
+            title: a.data.title,
+            start,
+            end,
+            all_day,
+            time_zone: a.data.time_zone,
+            location: a.data.location,
+            notes: a.data.notes,
+            status: a.data.status,
+            display_in_calendar: a.data.display_in_calendar,
+            organizer_user_id: a.data.organizer_user_id,
+            participants: a.data.participants,
+            created_at: a.created_at,
+            modified_at: a.modified_at,
+            change_seq: a.change_seq,
+        }
+    }
+}
+
+fn instant(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+fn parse_instant(field: &str, s: &str) -> Check<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| {
+            Invalid(format!(
+            "{field}: {s:?} is not an RFC 3339 instant (e.g. 2026-03-01T09:00:00Z); for all-day \
+             activities set all_day to true and use YYYY-MM-DD dates"
+        ))
+        })
+}
+
+fn parse_date(field: &str, s: &str) -> Check<NaiveDate> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| {
+        Invalid(format!(
+            "{field}: {s:?} is not a date; an all-day activity takes YYYY-MM-DD dates"
+        ))
+    })
+}
+
+/// The activity's time from its `start`/`end` strings.
+fn parse_time(all_day: bool, start: &str, end: &str) -> Check<ActivityTime> {
+    let time = if all_day {
+        ActivityTime::AllDay {
+            start: parse_date("start", start)?,
+            end: parse_date("end", end)?,
+        }
+    } else {
+        ActivityTime::Timed {
+            start: parse_instant("start", start)?,
+            end: parse_instant("end", end)?,
+        }
+    };
+    check_time(&time)?;
+    Ok(time)
+}
+
+fn check_time(time: &ActivityTime) -> Check {
+    match time {
+        ActivityTime::Timed { start, end } if end < start => {
+            Err(Invalid(format!("end ({}) is before start ({})", instant(*end), instant(*start))))
+        }
+        ActivityTime::AllDay { start, end } if end <= start => Err(Invalid(format!(
+            "end ({end}) must be after start ({start}): the end date of an all-day activity is exclusive"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn check_fields(d: &ActivityData) -> Check {
+    validate::required_text("title", &d.title, SHORT_TEXT)?;
+    validate::time_zone("time_zone", &d.time_zone)?;
+    validate::opt_text("location", &d.location, SHORT_TEXT)?;
+    validate::opt_text("notes", &d.notes, LONG_TEXT)?;
+    check_time(&d.time)
+}
+
+fn participant_refs(inputs: &[ParticipantInput]) -> Check<Vec<(ParticipantRef, ResponseStatus)>> {
+    if inputs.len() > 500 {
+        return Err(Invalid("an activity has at most 500 participants".into()));
+    }
+    inputs
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let r = match (p.user_id, p.contact_id, &p.email) {
+                (Some(u), None, None) => ParticipantRef::User(u),
+                (None, Some(c), None) => ParticipantRef::Contact(c),
+                (None, None, Some(e)) => {
+                    validate::email(&format!("participants[{i}].email"), e)?;
+                    ParticipantRef::Email(e.clone())
+                }
+                _ => {
+                    return Err(Invalid(format!(
+                        "participants[{i}] must have exactly one of user_id, contact_id or email"
+                    )))
+                }
+            };
+            Ok((r, p.response_status))
+        })
+        .collect()
+}
+
+fn require_organizer(c: &mut AnyConnection, id: UserId) -> StoreResult<()> {
+    match user_store::find_user(c, id)? {
+        Some(_) => Ok(()),
+        None => Err(StoreError::Invalid(format!(
+            "organizer_user_id: user {id} does not exist"
+        ))),
+    }
+}
+
+/// `POST /activities`.
+pub async fn create(
+    State(st): State<AppState>,
+    JsonBody(body): JsonBody<CreateActivity>,
+) -> ApiResult<(StatusCode, Json<ActivityView>)> {
+    let time = parse_time(body.all_day, &body.start, &body.end)?;
+    let refs = participant_refs(&body.participants)?;
+    let mut data = ActivityData {
+        title: body.title,
+        time,
+        time_zone: body.time_zone,
+        location: body.location,
+        notes: body.notes,
+        status: body.status,
+        display_in_calendar: body.display_in_calendar,
+        organizer_user_id: body.organizer_user_id,
+        participants: Vec::new(),
+    };
+    check_fields(&data)?;
+    let now = st.now();
+    let activity = st
+        .run(move |s| {
+            s.write(|c| {
+                require_organizer(c, data.organizer_user_id)?;
+                data.participants = store::resolve_participants(c, &refs)?;
+                store::create_activity(c, &data, now)
+            })
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(activity.into())))
+}
+
+/// `GET /activities` and `GET /activities?organizer_user_id=`.
+pub async fn list(
+    State(st): State<AppState>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<Page<ActivityView>>> {
+    let limit = page::limit(q.limit)?;
+    let bad_cursor =
+        || ApiError::bad_request("cursor is not valid: pass next_cursor from the previous page");
+    let activities = match q.organizer_user_id {
+        Some(organizer) => {
+            let after = match q.cursor.as_deref() {
+                None => None,
+                Some(c) => {
+                    let (micros, id) = c.split_once('_').ok_or_else(bad_cursor)?;
+                    let micros: i64 = micros.parse().map_err(|_| bad_cursor())?;
+                    let start =
+                        DateTime::<Utc>::from_timestamp_micros(micros).ok_or_else(bad_cursor)?;
+                    Some(ActivityCursor {
+                        start,
+                        id: id.parse().map_err(|_| bad_cursor())?,
+                    })
+                }
+            };
+            let list = st
+                .run(move |s| {
+                    s.read(|c| {
+                        user_store::get_user(c, organizer)?;
+                        store::activities_by_organizer(c, organizer, after, limit)
+                    })
+                })
+                .await?;
+            let cursor = |a: &Activity| {
+                let start = match a.data.time {
+                    ActivityTime::Timed { start, .. } => start,
+                    ActivityTime::AllDay { start, .. } => {
+                        let tz = a.data.time_zone.parse().unwrap_or(chrono_tz::UTC);
+                        store::start_of_day(start, tz)
+                    }
+                };
+                format!("{}_{}", start.timestamp_micros(), a.id)
+            };
+            let next = if list.len() == limit {
+                list.last().map(cursor)
+            } else {
+                None
+            };
+            return Ok(Json(Page {
+                items: list.into_iter().map(Into::into).collect(),
+                next_cursor: next,
+            }));
+        }
+        None => {
+            let after = page::cursor::<ActivityId>(q.cursor.as_deref())?;
+            st.run(move |s| s.read(|c| store::list_activities(c, after, limit)))
+                .await?
+        }
+    };
+    let page = Page::new(activities, limit, |a| a.id.to_string());
+    Ok(Json(Page {
+        items: page.items.into_iter().map(Into::into).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// `GET /activities/{id}`.
+pub async fn get_one(
+    State(st): State<AppState>,
+    ApiPath(id): ApiPath<ActivityId>,
+) -> ApiResult<Json<ActivityView>> {
+    let a = st
+        .run(move |s| s.read(|c| store::get_activity(c, id)))
+        .await?;
+    if a.deleted_at.is_some() {
+        return Err(ApiError::not_found(format!("activity {id} was deleted")));
+    }
+    Ok(Json(a.into()))
+}
+
+fn merge(
+    current: ActivityData,
+    p: PatchActivity,
+) -> Check<(ActivityData, Option<Vec<(ParticipantRef, ResponseStatus)>>)> {
+    let was_all_day = matches!(current.time, ActivityTime::AllDay { .. });
+    let all_day = p.all_day.unwrap_or(was_all_day);
+    let time = if all_day != was_all_day {
+        match (&p.start, &p.end) {
+            (Some(s), Some(e)) => parse_time(all_day, s, e)?,
+            _ => {
+                return Err(Invalid(
+                    "changing all_day needs both start and end in the new form".into(),
+                ))
+            }
+        }
+    } else {
+        let time = match current.time {
+            ActivityTime::Timed { start, end } => ActivityTime::Timed {
+                start: p
+                    .start
+                    .as_deref()
+                    .map(|s| parse_instant("start", s))
+                    .transpose()?
+                    .unwrap_or(start),
+                end: p
+                    .end
+                    .as_deref()
+                    .map(|s| parse_instant("end", s))
+                    .transpose()?
+                    .unwrap_or(end),
+            },
+            ActivityTime::AllDay { start, end } => ActivityTime::AllDay {
+                start: p
+                    .start
+                    .as_deref()
+                    .map(|s| parse_date("start", s))
+                    .transpose()?
+                    .unwrap_or(start),
+                end: p
+                    .end
+                    .as_deref()
+                    .map(|s| parse_date("end", s))
+                    .transpose()?
+                    .unwrap_or(end),
+            },
+        };
+        check_time(&time)?;
+        time
+    };
+    let refs = p
+        .participants
+        .as_deref()
+        .map(participant_refs)
+        .transpose()?;
+    let data = ActivityData {
+        title: p.title.unwrap_or(current.title),
+        time,
+        time_zone: p.time_zone.unwrap_or(current.time_zone),
+        location: p.location.unwrap_or(current.location),
+        notes: p.notes.unwrap_or(current.notes),
+        status: p.status.unwrap_or(current.status),
+        display_in_calendar: p.display_in_calendar.unwrap_or(current.display_in_calendar),
+        organizer_user_id: p.organizer_user_id.unwrap_or(current.organizer_user_id),
+        participants: current.participants,
+    };
+    check_fields(&data)?;
+    Ok((data, refs))
+}
+
+/// `PATCH /activities/{id}`: merged, validated and written in one write transaction.
+pub async fn update(
+    State(st): State<AppState>,
+    ApiPath(id): ApiPath<ActivityId>,
+    JsonBody(body): JsonBody<PatchActivity>,
+) -> ApiResult<Json<ActivityView>> {
+    // Check what needs no stored data first.
+    if let Some(tz) = &body.time_zone {
+        validate::time_zone("time_zone", tz)?;
+    }
+    if let Some(parts) = &body.participants {
+        participant_refs(parts)?;
+    }
+    let now = st.now();
+    let activity = st
+        .run(move |s| {
+            s.write(|c| {
+                let current = store::get_activity(c, id)?;
+                if current.deleted_at.is_some() {
+                    return Err(StoreError::NotFound {
+                        what: "activity (deleted)",
+                        id: id.to_string(),
+                    });
+                }
+                let (mut data, refs) = merge(current.data, body)?;
+                require_organizer(c, data.organizer_user_id)?;
+                if let Some(refs) = refs {
+                    data.participants = store::resolve_participants(c, &refs)?;
+                }
+                store::update_activity(c, id, &data, now)
+            })
+        })
+        .await?;
+    Ok(Json(activity.into()))
+}
+
+/// `DELETE /activities/{id}`: the activity becomes a tombstone (204).
+pub async fn delete(
+    State(st): State<AppState>,
+    ApiPath(id): ApiPath<ActivityId>,
+) -> ApiResult<StatusCode> {
+    let now = st.now();
+    st.run(move |s| s.write(|c| store::delete_activity(c, id, now)))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,315 @@
+//! `/contacts`: create (201), list (all live contacts, or `?tag_id=`; paginated), read, change
+//! (PATCH: absent fields stay, `null` clears), delete (a tombstone), and tag / untag.
+
+use super::error::{ApiError, ApiResult};
+use super::extract::{ApiPath, ApiQuery, JsonBody};
+use super::page::{self, Page};
+use super::validate::{self, Check, Invalid, LONG_TEXT, SHORT_TEXT};
+use super::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use crmsync_engine::ids::{ContactId, TagId};
+use crmsync_engine::model::{Birthday, Contact, ContactData, Email, Phone, PostalAddress};
+use crmsync_schema::contacts as store;
+use crmsync_schema::tags as tag_store;
+use crmsync_schema::StoreError;
+use serde::{Deserialize, Deserializer};
+
+/// Distinguishes an absent field (`None`) from `null` (`Some(None)`).
+pub fn double_option<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateContact {
+    given_name: String,
+    family_name: String,
+    #[serde(default)]
+    display_name: Option<String>,
+    #[serde(default)]
+    emails: Vec<Email>,
+    #[serde(default)]
+    phones: Vec<Phone>,
+    #[serde(default)]
+    addresses: Vec<PostalAddress>,
+    #[serde(default)]
+    organization: Option<String>,
+    #[serde(default)]
+    job_title: Option<String>,
+    #[serde(default)]
+    notes: Option<String>,
+    #[serde(default)]
+    birthday: Option<Birthday>,
+    /// Tags to put on the new contact.
+    #[serde(default)]
+    tags: Vec<TagId>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchContact {
+    #[serde(default)]
+    given_name: Option<String>,
+    #[serde(default)]
+    family_name: Option<String>,
+    #[serde(default, deserialize_with = "double_option")]
+    display_name: Option<Option<String>>,
+    #[serde(default)]
+    emails: Option<Vec<Email>>,
+    #[serde(default)]
+    phones: Option<Vec<Phone>>,
+    #[serde(default)]
+    addresses: Option<Vec<PostalAddress>>,
+    #[serde(default, deserialize_with = "double_option")]
+    organization: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    job_title: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    notes: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    birthday: Option<Option<Birthday>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    limit: Option<usize>,
+    cursor: Option<String>,
+    tag_id: Option<TagId>,
+}
+
+/// Every rule on a contact's fields.
+pub fn check_contact(d: &ContactData) -> Check {
+    let named = [&d.given_name, &d.family_name]
+        .iter()
+        .any(|n| !n.trim().is_empty())
+        || d.display_name
+            .as_deref()
+            .is_some_and(|n| !n.trim().is_empty())
+        || d.organization
+            .as_deref()
+            .is_some_and(|n| !n.trim().is_empty());
+    if !named {
+        return Err(Invalid(
+            "a contact needs a name: set given_name, family_name, display_name or organization"
+                .into(),
+        ));
+    }
+    validate::text("given_name", &d.given_name, SHORT_TEXT)?;
+    validate::text("family_name", &d.family_name, SHORT_TEXT)?;
+    validate::opt_text("display_name", &d.display_name, SHORT_TEXT)?;
+    validate::opt_text("organization", &d.organization, SHORT_TEXT)?;
+    validate::opt_text("job_title", &d.job_title, SHORT_TEXT)?;
+    validate::opt_text("notes", &d.notes, LONG_TEXT)?;
+    if d.emails.len() > 50 || d.phones.len() > 50 || d.addresses.len() > 50 {
+        return Err(Invalid(
+            "a contact has at most 50 e-mails, 50 phones and 50 addresses".into(),
+        ));
+    }
+    for (i, e) in d.emails.iter().enumerate() {
+        validate::email(&format!("emails[{i}].address"), &e.address)?;
+    }
+    if d.emails.iter().filter(|e| e.primary).count() > 1 {
+        return Err(Invalid("at most one e-mail can be primary".into()));
+    }
+    for (i, p) in d.phones.iter().enumerate() {
+        validate::required_text(&format!("phones[{i}].number"), &p.number, 100)?;
+        if !p.number.chars().any(|c| c.is_ascii_digit()) {
+            return Err(Invalid(format!(
+                "phones[{i}].number: {:?} has no digits",
+                p.number
+            )));
+        }
+    }
+    for (i, a) in d.addresses.iter().enumerate() {
+        for (name, v) in [
+            ("street", &a.street),
+            ("city", &a.city),
+            ("region", &a.region),
+            ("postal_code", &a.postal_code),
+            ("country", &a.country),
+            ("country_code", &a.country_code),
+        ] {
+            validate::opt_text(&format!("addresses[{i}].{name}"), v, SHORT_TEXT)?;
+        }
+    }
+    Ok(())
+}
+
+fn apply_patch(mut d: ContactData, p: PatchContact) -> ContactData {
+    if let Some(v) = p.given_name {
+        d.given_name = v;
+    }
+    if let Some(v) = p.family_name {
+        d.family_name = v;
+    }
+    if let Some(v) = p.display_name {
+        d.display_name = v;
+    }
+    if let Some(v) = p.emails {
+        d.emails = v;
+    }
+    if let Some(v) = p.phones {
+        d.phones = v;
+    }
+    if let Some(v) = p.addresses {
+        d.addresses = v;
+    }
+    if let Some(v) = p.organization {
+        d.organization = v;
+    }
+    if let Some(v) = p.job_title {
+        d.job_title = v;
+    }
+    if let Some(v) = p.notes {
+        d.notes = v;
+    }
+    if let Some(v) = p.birthday {
+        d.birthday = v;
+    }
+    d
+}
+
+fn live(contact: Contact) -> ApiResult<Contact> {
+    if contact.deleted_at.is_some() {
+        return Err(ApiError::not_found(format!(
+            "contact {} was deleted",
+            contact.id
+        )));
+    }
+    Ok(contact)
+}
+
+/// `POST /contacts`.
+pub async fn create(
+    State(st): State<AppState>,
+    JsonBody(body): JsonBody<CreateContact>,
+) -> ApiResult<(StatusCode, Json<Contact>)> {
+    let data = ContactData {
+        given_name: body.given_name,
+        family_name: body.family_name,
+        display_name: body.display_name,
+        emails: body.emails,
+        phones: body.phones,
+        organization: body.organization,
+        job_title: body.job_title,
+        addresses: body.addresses,
+        birthday: body.birthday,
+        notes: body.notes,
+    };
+    check_contact(&data)?;
+    let tags = body.tags;
+    let now = st.now();
+    let contact = st
+        .run(move |s| s.write(|c| store::create_contact(c, &data, &tags, now)))
+        .await?;
+    Ok((StatusCode::CREATED, Json(contact)))
+}
+
+/// `GET /contacts` and `GET /contacts?tag_id=`.
+pub async fn list(
+    State(st): State<AppState>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<Page<Contact>>> {
+    let limit = page::limit(q.limit)?;
+    let after = page::cursor::<ContactId>(q.cursor.as_deref())?;
+    let tag = q.tag_id;
+    let contacts = st
+        .run(move |s| {
+            s.read(|c| match tag {
+                Some(tag) => {
+                    tag_store::get_tag(c, tag)?;
+                    store::contacts_with_tag(c, tag, after, limit)
+                }
+                None => store::list_contacts(c, after, limit),
+            })
+        })
+        .await?;
+    Ok(Json(Page::new(contacts, limit, |c| c.id.to_string())))
+}
+
+/// `GET /contacts/{id}`.
+pub async fn get_one(
+    State(st): State<AppState>,
+    ApiPath(id): ApiPath<ContactId>,
+) -> ApiResult<Json<Contact>> {
+    live(
+        st.run(move |s| s.read(|c| store::get_contact(c, id)))
+            .await?,
+    )
+    .map(Json)
+}
+
+/// `PATCH /contacts/{id}`: validated on the merged record, in one write transaction.
+pub async fn update(
+    State(st): State<AppState>,
+    ApiPath(id): ApiPath<ContactId>,
+    JsonBody(body): JsonBody<PatchContact>,
+) -> ApiResult<Json<Contact>> {
+    let now = st.now();
+    let contact = st
+        .run(move |s| {
+            s.write(|c| {
+                let current = store::get_contact(c, id)?;
+                if current.deleted_at.is_some() {
+                    return Err(StoreError::NotFound {
+                        what: "contact (deleted)",
+                        id: id.to_string(),
+                    });
+                }
+                let data = apply_patch(current.data, body);
+                check_contact(&data)?;
+                store::update_contact(c, id, &data, now)
+            })
+        })
+        .await?;
+    Ok(Json(contact))
+}
+
+/// `DELETE /contacts/{id}`: the contact becomes a tombstone (204).
+pub async fn delete(
+    State(st): State<AppState>,
+    ApiPath(id): ApiPath<ContactId>,
+) -> ApiResult<StatusCode> {
+    let now = st.now();
+    st.run(move |s| s.write(|c| store::delete_contact(c, id, now)))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `PUT /contacts/{id}/tags/{tag_id}`.
+pub async fn tag(
+    State(st): State<AppState>,
+    ApiPath((id, tag)): ApiPath<(ContactId, TagId)>,
+) -> ApiResult<Json<Contact>> {
+    let now = st.now();
+    let contact = st
+        .run(move |s| {
+            s.write(|c| {
+                tag_store::get_tag(c, tag)?;
+                store::tag_contact(c, id, tag, now)
+            })
+        })
+        .await?;
+    Ok(Json(contact))
+}
+
+/// `DELETE /contacts/{id}/tags/{tag_id}`.
+pub async fn untag(
+    State(st): State<AppState>,
+    ApiPath((id, tag)): ApiPath<(ContactId, TagId)>,
+) -> ApiResult<Json<Contact>> {
+    let now = st.now();
+    let contact = st
+        .run(move |s| {
+            s.write(|c| {
+                tag_store::get_tag(c, tag)?;
+                store::untag_contact(c, id, tag, now)
+            })
+        })
+        .await?;
+    Ok(Json(contact))
+}

@@ -1,0 +1,165 @@
+//! `/users/{id}/sync-settings[/{kind}]`: read and set a user's per-kind sync settings. Exactly
+//! one of `interval_minutes` (>= 1) and `cron` (the `cron` crate's syntax); for contacts a
+//! `tag_id` that is a private tag of the user; for activities `synchronize_from` and
+//! `trigger_words`.
+
+use super::error::{ApiError, ApiResult};
+use super::extract::{ApiPath, JsonBody};
+use super::validate::{self, Check, Invalid};
+use super::AppState;
+use axum::extract::State;
+use axum::Json;
+use chrono::{DateTime, NaiveDate, Utc};
+use crmsync_engine::ids::{SyncKind, TagId, UserId};
+use crmsync_engine::model::{SyncSchedule, SyncSettings};
+use crmsync_schema::settings::{self as store, NewSyncSettings};
+use crmsync_schema::users as user_store;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutSettings {
+    auto_sync: bool,
+    #[serde(default)]
+    interval_minutes: Option<i64>,
+    #[serde(default)]
+    cron: Option<String>,
+    #[serde(default)]
+    tag_id: Option<TagId>,
+    #[serde(default)]
+    synchronize_from: Option<NaiveDate>,
+    #[serde(default)]
+    trigger_words: Vec<String>,
+}
+
+/// Sync settings as the API shows them.
+#[derive(Debug, Serialize)]
+pub struct SettingsView {
+    pub user_id: UserId,
+    pub kind: SyncKind,
+    pub auto_sync: bool,
+    pub interval_minutes: Option<u32>,
+    pub cron: Option<String>,
+    pub tag_id: Option<TagId>,
+    pub synchronize_from: Option<NaiveDate>,
+    pub trigger_words: Vec<String>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<SyncSettings> for SettingsView {
+    fn from(s: SyncSettings) -> Self {
+        let (interval_minutes, cron) = match s.schedule {
+            SyncSchedule::IntervalMinutes(m) => (Some(m), None),
+            SyncSchedule::Cron(c) => (None, Some(c)),
+        };
+        SettingsView {
+            user_id: s.user_id,
+            kind: s.kind,
+            auto_sync: s.auto_sync,
+            interval_minutes,
+            cron,
+            tag_id: s.tag_id,
+            synchronize_from: s.synchronize_from,
+            trigger_words: s.trigger_words,
+            updated_at: s.updated_at,
+        }
+    }
+}
+
+fn parse_kind(kind: &str) -> ApiResult<SyncKind> {
+    kind.parse()
+        .map_err(|e: crmsync_engine::ids::UnknownKind| ApiError::bad_request(e.to_string()))
+}
+
+fn schedule(body: &PutSettings) -> Check<SyncSchedule> {
+    match (body.interval_minutes, &body.cron) {
+        (Some(_), Some(_)) => Err(Invalid(
+            "set either interval_minutes or cron, not both".into(),
+        )),
+        (None, None) => Err(Invalid("set interval_minutes (at least 1) or cron".into())),
+        (Some(m), None) if m < 1 => Err(Invalid(format!(
+            "interval_minutes must be at least 1, not {m}"
+        ))),
+        (Some(m), None) => u32::try_from(m)
+            .ok()
+            .filter(|m| *m <= 525_600)
+            .map(SyncSchedule::IntervalMinutes)
+            .ok_or_else(|| Invalid("interval_minutes must be at most 525600 (a year)".into())),
+        (None, Some(c)) => {
+            validate::cron_expression(c)?;
+            Ok(SyncSchedule::Cron(c.clone()))
+        }
+    }
+}
+
+fn check_words(words: &[String]) -> Check {
+    if words.len() > 100 {
+        return Err(Invalid("at most 100 trigger words".into()));
+    }
+    for (i, w) in words.iter().enumerate() {
+        validate::required_text(&format!("trigger_words[{i}]"), w, 100)?;
+    }
+    Ok(())
+}
+
+/// `PUT /users/{id}/sync-settings/{kind}`.
+pub async fn put_one(
+    State(st): State<AppState>,
+    ApiPath((user, kind)): ApiPath<(UserId, String)>,
+    JsonBody(body): JsonBody<PutSettings>,
+) -> ApiResult<Json<SettingsView>> {
+    let kind = parse_kind(&kind)?;
+    let schedule = schedule(&body)?;
+    check_words(&body.trigger_words)?;
+    let new = NewSyncSettings {
+        user_id: user,
+        kind,
+        auto_sync: body.auto_sync,
+        schedule,
+        tag_id: body.tag_id,
+        synchronize_from: body.synchronize_from,
+        trigger_words: body.trigger_words,
+    };
+    let now = st.now();
+    let saved = st
+        .run(move |s| s.write(|c| store::put_sync_settings(c, &new, now)))
+        .await?;
+    Ok(Json(saved.into()))
+}
+
+/// `GET /users/{id}/sync-settings/{kind}`.
+pub async fn get_one(
+    State(st): State<AppState>,
+    ApiPath((user, kind)): ApiPath<(UserId, String)>,
+) -> ApiResult<Json<SettingsView>> {
+    let kind = parse_kind(&kind)?;
+    let found = st
+        .run(move |s| {
+            s.read(|c| {
+                user_store::get_user(c, user)?;
+                store::get_sync_settings(c, user, kind)
+            })
+        })
+        .await?;
+    found.map(|s| Json(s.into())).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "user {user} has no {kind} sync settings yet; PUT them first"
+        ))
+    })
+}
+
+/// `GET /users/{id}/sync-settings`: every kind that is set.
+pub async fn list(
+    State(st): State<AppState>,
+    ApiPath(user): ApiPath<UserId>,
+) -> ApiResult<Json<Vec<SettingsView>>> {
+    let all = st
+        .run(move |s| {
+            s.read(|c| {
+                user_store::get_user(c, user)?;
+                store::sync_settings_of_user(c, user)
+            })
+        })
+        .await?;
+    Ok(Json(all.into_iter().map(Into::into).collect()))
+}

@@ -1,0 +1,69 @@
+//! The command line (clap derive): global `--database-url`/`DATABASE_URL`, and the commands
+//! `serve`, `migrate`, `status`, `admin-token create`, `secret-key generate`. New commands
+//! (`demo`, `worker`, `emulator`, `sync`) are added as variants of [`Command`] and dispatched in
+//! `main.rs`.
+
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+
+/// Two-way sync between a CRM's contacts and activities and Google Workspace.
+#[derive(Debug, Parser)]
+#[command(name = "crmsync", version, about)]
+pub struct Cli {
+    /// The database: sqlite://PATH (default sqlite://crmsync.db) or postgres://USER@HOST/DB.
+    #[arg(long, global = true, env = "DATABASE_URL", default_value = crmsync_schema::DEFAULT_DATABASE_URL)]
+    pub database_url: String,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the REST API (applies pending migrations first).
+    Serve(ServeArgs),
+    /// Apply pending database migrations.
+    Migrate,
+    /// Show the database, its migrations, record counts and users.
+    Status,
+    /// Manage admin API tokens.
+    #[command(subcommand)]
+    AdminToken(AdminTokenCommand),
+    /// Manage the key that encrypts secrets at rest (CRMSYNC_SECRET_KEY).
+    #[command(subcommand)]
+    SecretKey(SecretKeyCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (loopback by default).
+    #[arg(long, env = "CRMSYNC_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminTokenCommand {
+    /// Create a token and print it once (only its hash is stored).
+    Create {
+        /// A label to recognize the token by.
+        #[arg(long, default_value = "admin")]
+        label: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretKeyCommand {
+    /// Print a new random key for CRMSYNC_SECRET_KEY.
+    Generate,
+}
+
+/// `url` with any password replaced by `***` (for printing).
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
