@@ -597,7 +597,7 @@ mod tests {
         let occ = expand(&ny("2026-01-31T10:00:00"), &["RRULE:FREQ=MONTHLY;COUNT=3".into()], far(), 100).unwrap();
         let days: Vec<_> = occ.iter().map(|o| o.local.date().to_string()).collect();
         assert_eq!(days, ["2026-01-31", "2026-03-31", "2026-05-31"]);
-        let occ = expand(&ny("2026-01-13T10:00:00"), &["RRULE:FREQ=MONTHLY;BYDAY=-1FR;COUNT=2".into()], far(), 100).unwrap();
+        let occ = expand(&ny("2026-01-13T10:00:00"), &["RRULE:FREQ=MONTHLY;BYDAY=-1FR;COUNT=3".into()], far(), 100).unwrap();
         let days: Vec<_> = occ.iter().map(|o| o.local.date().to_string()).collect();
         assert_eq!(days, ["2026-01-13", "2026-01-30", "2026-02-27"]);
         let start = SeriesStart::Date(NaiveDate::from_ymd_opt(2026, 5, 4).unwrap());

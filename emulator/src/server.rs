@@ -21,6 +21,21 @@ pub fn router(emulator: Emulator) -> Router {
         .nest("/_emulator", control::routes())
         .fallback(api::handle)
         .with_state(emulator)
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
+}
+
+/// A handler bug must not drop the connection: answer 500 in an envelope both client
+/// crates parse (Calendar's `errors[]` plus People's `status`).
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> axum::http::Response<axum::body::Body> {
+    tracing::error!("emulator handler panicked");
+    let body = serde_json::json!({"error": {
+        "errors": [{"domain": "global", "reason": "backendError", "message": "Internal error encountered."}],
+        "code": 500, "message": "Internal error encountered.", "status": "INTERNAL"}});
+    axum::http::Response::builder()
+        .status(500)
+        .header("content-type", "application/json; charset=UTF-8")
+        .body(axum::body::Body::from(body.to_string()))
+        .unwrap_or_default()
 }
 
 /// A running emulator.

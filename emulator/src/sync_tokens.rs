@@ -35,6 +35,16 @@ pub struct PageToken {
     pub full_sync_ms: i64,
 }
 
+/// The BTreeMap range `from..=to`, empty (and never panicking) when `from > to`.
+pub fn seq_range(from: u64, to: u64) -> (std::ops::Bound<u64>, std::ops::Bound<u64>) {
+    use std::ops::Bound::{Excluded, Included};
+    if from > to {
+        (Included(0), Excluded(0))
+    } else {
+        (Included(from), Included(to))
+    }
+}
+
 /// A short stable tag for a user email (binds tokens to their user).
 pub fn user_tag(email: &str) -> u64 {
     fingerprint([email.to_ascii_lowercase()].iter().map(String::as_str))

@@ -150,7 +150,7 @@ impl CalendarStore {
 
     /// Index entries with `from <= seq <= to`, in change order.
     pub fn changes(&self, from: u64, to: u64) -> impl Iterator<Item = (u64, &StoredEvent)> {
-        let range = if from > to { 1..=0 } else { from..=to };
+        let range = crate::sync_tokens::seq_range(from, to);
         self.index
             .range(range)
             .filter_map(move |(s, id)| self.events.get(id).map(|e| (*s, e)))
@@ -158,7 +158,7 @@ impl CalendarStore {
 
     /// Whether any index entry has `from <= seq <= to`.
     pub fn has_changes(&self, from: u64, to: u64) -> bool {
-        from <= to && self.index.range(from..=to).next().is_some()
+        self.index.range(crate::sync_tokens::seq_range(from, to)).next().is_some()
     }
 
     /// Ids of stored exceptions of a recurring master.

@@ -281,7 +281,7 @@ impl PeopleStore {
 
     /// Index entries in `from..=to` that are the visible version at `snapshot`.
     pub fn changes(&self, from: u64, to: u64, snapshot: u64) -> impl Iterator<Item = (u64, &Contact, &Version)> {
-        let range = if from > to { 1..=0 } else { from..=to };
+        let range = crate::sync_tokens::seq_range(from, to);
         self.index.range(range).filter_map(move |(s, id)| {
             let c = self.contacts.get(id)?;
             let v = c.visible(snapshot)?;
@@ -353,7 +353,7 @@ impl PeopleStore {
 
     /// Groups changed in `from..=to`, in change order.
     pub fn group_changes(&self, from: u64, to: u64) -> impl Iterator<Item = &Group> {
-        let range = if from > to { 1..=0 } else { from..=to };
+        let range = crate::sync_tokens::seq_range(from, to);
         self.group_index.range(range).filter_map(|(_, id)| self.groups.get(id))
     }
 
