@@ -1,0 +1,1 @@
+//! Integration tests of the connectors against the in-process emulator.
