@@ -1,0 +1,114 @@
+//! The part of a local commit every kind shares: writing the link row (create, update, end,
+//! replace) with the snapshot, the Google etag and times and the CRM change sequence it has seen,
+//! and appending the plan's journal entries. Runs inside the item's write transaction, after the
+//! kind-specific CRM writes.
+
+use crate::sync::record::{journal_entries, JournalCtx};
+use chrono::{DateTime, Utc};
+use crmsync_engine::fields::Fields;
+use crmsync_engine::ids::{LinkId, UserId};
+use crmsync_engine::planner::{ItemPlan, LinkAction, LinkState};
+use crmsync_schema::sync_state::{self, Link, LinkWrite};
+use crmsync_schema::{AnyConnection, StoreResult};
+
+/// What the link row should record about a carried-out plan.
+pub(crate) struct LinkCommit<'a> {
+    pub user: UserId,
+    pub journal: &'a JournalCtx,
+    pub plan: &'a ItemPlan,
+    /// The link as loaded before the run (if any).
+    pub link: Option<&'a Link>,
+    /// The link row id (also set for a pending link inserted in this run).
+    pub link_id: Option<LinkId>,
+    pub crm_id: Option<String>,
+    /// The CRM record's change sequence after the engine's own writes.
+    pub crm_seq: i64,
+    pub google_id: Option<String>,
+    pub etag: Option<String>,
+    pub google_updated: Option<DateTime<Utc>>,
+    /// A Google create (or write) was carried out in this run.
+    pub google_written: bool,
+}
+
+/// Writes the link row and the journal for a carried-out plan.
+pub(crate) fn commit_link(
+    c: &mut AnyConnection,
+    lc: LinkCommit<'_>,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    let kind = lc.journal.kind;
+    let write = |state: LinkState, snapshot: &Fields, reason: Option<String>| LinkWrite {
+        crm_id: lc.crm_id.clone().unwrap_or_default(),
+        google_id: lc.google_id.clone(),
+        state,
+        snapshot: snapshot.clone(),
+        etag: lc.etag.clone(),
+        google_updated: lc.google_updated,
+        crm_change_seq: lc.crm_seq,
+        pending_since: None,
+        end_reason: reason,
+    };
+    // A Google create that was carried out makes its pending link active.
+    let activate = |s: LinkState| {
+        if s == LinkState::Pending && lc.google_written {
+            LinkState::Active
+        } else {
+            s
+        }
+    };
+    let mut link_id = lc.link_id;
+    match &lc.plan.link {
+        LinkAction::Create {
+            state,
+            snapshot,
+            replaces,
+        } => {
+            if let Some(old) = replaces {
+                sync_state::delete_link(c, *old)?;
+            }
+            let w = write(activate(*state), snapshot, None);
+            match link_id {
+                Some(id) if replaces.is_none() => sync_state::update_link(c, id, &w, now)?,
+                _ => link_id = Some(sync_state::insert_link(c, lc.user, kind, &w, now)?),
+            }
+        }
+        LinkAction::Update { state, snapshot } => {
+            if let Some(id) = link_id {
+                sync_state::update_link(c, id, &write(activate(*state), snapshot, None), now)?;
+            }
+        }
+        LinkAction::End { snapshot, reason } => {
+            if let Some(id) = link_id {
+                sync_state::update_link(
+                    c,
+                    id,
+                    &write(
+                        LinkState::Ended,
+                        snapshot,
+                        Some(reason.as_str().to_string()),
+                    ),
+                    now,
+                )?;
+            }
+        }
+        LinkAction::None => {
+            if let (Some(id), Some(l)) = (link_id, lc.link) {
+                if l.crm_change_seq != lc.crm_seq || lc.google_written {
+                    let mut w = l.to_write();
+                    w.crm_change_seq = lc.crm_seq;
+                    w.etag = lc.etag.clone();
+                    w.google_updated = lc.google_updated;
+                    sync_state::update_link(c, id, &w, now)?;
+                }
+            }
+        }
+    }
+    let entries = journal_entries(
+        lc.journal,
+        lc.plan,
+        link_id,
+        lc.crm_id.as_deref(),
+        lc.google_id.as_deref(),
+    );
+    sync_state::append_journal(c, &entries, now)
+}

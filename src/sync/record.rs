@@ -1,0 +1,216 @@
+//! Recording what a run did: counts per side and action (what `crmsync sync` prints and the API
+//! returns) and the journal entries for each carried-out item plan (every overwritten value,
+//! every conflict with its winner, every create, join, leave and link change, with the rule).
+
+use crmsync_engine::ids::{LinkId, RunId, SyncKind, UserId};
+use crmsync_engine::merge::Side;
+use crmsync_engine::planner::{ItemPlan, LinkAction, ScopeOp};
+use crmsync_schema::sync_state::JournalEntry;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+/// Words for joining and leaving the scope, per kind and side.
+#[derive(Clone, Copy, Debug)]
+pub struct Labels {
+    pub crm_join: &'static str,
+    pub crm_leave: &'static str,
+    pub google_join: &'static str,
+    pub google_leave: &'static str,
+}
+
+impl Labels {
+    pub fn of(kind: SyncKind) -> Labels {
+        match kind {
+            SyncKind::Contacts => Labels {
+                crm_join: "tagged",
+                crm_leave: "untagged",
+                google_join: "added_to_group",
+                google_leave: "removed_from_group",
+            },
+            SyncKind::Activities => Labels {
+                crm_join: "shown_in_calendar",
+                crm_leave: "hidden_from_calendar",
+                google_join: "restored",
+                google_leave: "cancelled",
+            },
+        }
+    }
+}
+
+/// An item that failed; it is retried by the next run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ItemError {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crm_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub google_id: Option<String>,
+    pub message: String,
+}
+
+/// Counts of a run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Per action on the CRM side (`created`, `updated`, `tagged`, `untagged`, ...).
+    pub crm: BTreeMap<String, u64>,
+    /// Per action on the Google side (`created`, `updated`, `added_to_group`, ...).
+    pub google: BTreeMap<String, u64>,
+    /// Links made (new pairs), links ended.
+    pub linked: u64,
+    pub unlinked: u64,
+    /// Fields both sides changed differently (decided by last writer wins; loser journaled).
+    pub conflicts: u64,
+    /// Items waiting for Google to confirm a create (People sync results lag writes).
+    pub awaiting_confirmation: u64,
+    /// Items examined that needed no change.
+    pub unchanged: u64,
+    pub errors: u64,
+}
+
+impl Counts {
+    fn bump(map: &mut BTreeMap<String, u64>, key: &str) {
+        *map.entry(key.to_string()).or_insert(0) += 1;
+    }
+
+    /// Adds what carrying out `plan` did.
+    pub fn add_plan(&mut self, plan: &ItemPlan, labels: Labels) {
+        if plan.deferred {
+            self.awaiting_confirmation += 1;
+            return;
+        }
+        if plan.is_noop() {
+            self.unchanged += 1;
+            return;
+        }
+        for (side, map, join, leave) in [
+            (&plan.crm, &mut self.crm, labels.crm_join, labels.crm_leave),
+            (
+                &plan.google,
+                &mut self.google,
+                labels.google_join,
+                labels.google_leave,
+            ),
+        ] {
+            if side.create {
+                Counts::bump(map, "created");
+            } else if !side.update.is_empty() {
+                Counts::bump(map, "updated");
+            }
+            match side.scope {
+                ScopeOp::Join => Counts::bump(map, join),
+                ScopeOp::Leave => Counts::bump(map, leave),
+                ScopeOp::Keep => {}
+            }
+        }
+        match &plan.link {
+            LinkAction::Create { .. } => self.linked += 1,
+            LinkAction::End { .. } => self.unlinked += 1,
+            _ => {}
+        }
+        self.conflicts += plan.conflicts.len() as u64;
+    }
+
+    /// Total writes on both sides.
+    pub fn writes(&self) -> u64 {
+        self.crm.values().sum::<u64>() + self.google.values().sum::<u64>()
+    }
+}
+
+/// Identifies the run in journal entries.
+#[derive(Clone, Copy, Debug)]
+pub struct JournalCtx {
+    pub run: RunId,
+    pub user: UserId,
+    pub kind: SyncKind,
+    pub labels: Labels,
+}
+
+fn side_name(s: Side) -> &'static str {
+    s.as_str()
+}
+
+/// The journal entries describing a carried-out plan.
+pub fn journal_entries(
+    ctx: &JournalCtx,
+    plan: &ItemPlan,
+    link_id: Option<LinkId>,
+    crm_id: Option<&str>,
+    google_id: Option<&str>,
+) -> Vec<JournalEntry> {
+    let base = |side: &str, action: &str, rule: &str| JournalEntry {
+        run_id: ctx.run,
+        user_id: ctx.user,
+        kind: ctx.kind,
+        link_id,
+        crm_id: crm_id.map(str::to_string),
+        google_id: google_id.map(str::to_string),
+        side: side.to_string(),
+        action: action.to_string(),
+        rule: rule.to_string(),
+        field: None,
+        winner: None,
+        before: None,
+        after: None,
+    };
+    let mut out = Vec::new();
+    let item_rule = plan.rule.as_str();
+    for c in &plan.conflicts {
+        let mut e = base(
+            "link",
+            "conflict",
+            if c.winner == Side::Crm {
+                "lww_crm_newer"
+            } else {
+                "lww_google_newer"
+            },
+        );
+        e.field = Some(c.field.clone());
+        e.winner = Some(side_name(c.winner).to_string());
+        e.before = Some(json!({"base": c.base, "crm": c.crm, "google": c.google}));
+        e.after = Some(c.winner_value().clone());
+        out.push(e);
+    }
+    for (side, sp, join, leave) in [
+        (
+            Side::Crm,
+            &plan.crm,
+            ctx.labels.crm_join,
+            ctx.labels.crm_leave,
+        ),
+        (
+            Side::Google,
+            &plan.google,
+            ctx.labels.google_join,
+            ctx.labels.google_leave,
+        ),
+    ] {
+        let name = side_name(side);
+        if sp.create {
+            let mut e = base(name, "create", item_rule);
+            e.after = Some(serde_json::to_value(&sp.target).unwrap_or(Value::Null));
+            out.push(e);
+        }
+        for o in plan.overwrites.iter().filter(|o| o.side == side) {
+            let mut e = base(name, "update", o.rule.as_str());
+            e.field = Some(o.field.clone());
+            e.before = Some(o.before.clone());
+            e.after = Some(o.after.clone());
+            out.push(e);
+        }
+        match sp.scope {
+            ScopeOp::Join => out.push(base(name, join, item_rule)),
+            ScopeOp::Leave => out.push(base(name, leave, item_rule)),
+            ScopeOp::Keep => {}
+        }
+    }
+    match &plan.link {
+        LinkAction::Create { .. } => out.push(base("link", "link", item_rule)),
+        LinkAction::End { snapshot, reason } => {
+            let mut e = base("link", "unlink", reason.as_str());
+            e.before = Some(serde_json::to_value(snapshot).unwrap_or(Value::Null));
+            out.push(e);
+        }
+        LinkAction::Update { .. } | LinkAction::None => {}
+    }
+    out
+}

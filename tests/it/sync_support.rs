@@ -1,0 +1,373 @@
+//! Fixtures for end-to-end sync tests: a test database (SQLite or PostgreSQL), the Google
+//! emulator on a loopback port, a Workspace domain `example.com` whose service account is
+//! authorized by domain-wide delegation, CRM users with a private sync tag, and a `SyncEngine`
+//! pointed at the emulator. Google-side edits go through the real People client crate acting as
+//! the user (an access token minted by the emulator).
+
+use chrono::Utc;
+use crmsync::clock::SystemClock;
+use crmsync::sync::google::{AccountOptions, AccountProvider};
+use crmsync::sync::{RunOptions, RunReport, RunState, SyncConfig, SyncEngine, Trigger};
+use crmsync_connectors::people1::api::{EmailAddress, Name, PhoneNumber};
+use crmsync_connectors::{
+    ClientOptions, Credentials, GoogleAccount, GoogleEndpoints, Person, RetryPolicy, SendUpdates,
+};
+use crmsync_emulator::EmulatorServer;
+use crmsync_engine::ids::{SyncKind, TagId};
+use crmsync_engine::model::{
+    Contact, ContactData, Email, EmailKind, SyncSchedule, Tag, TagVisibility, User,
+};
+use crmsync_schema::settings::NewSyncSettings;
+use crmsync_schema::tags::NewTag;
+use crmsync_schema::test_support::TestDb;
+use crmsync_schema::users::NewUser;
+use crmsync_schema::{connections, contacts, settings, tags, users, Store};
+use serde_json::Value;
+use std::sync::Arc;
+
+pub const DOMAIN: &str = "example.com";
+pub const SCOPES: [&str; 2] = [
+    "https://www.googleapis.com/auth/contacts",
+    "https://www.googleapis.com/auth/calendar.events",
+];
+
+/// A CRM + emulated Google world for one test.
+pub struct SyncWorld {
+    pub db: TestDb,
+    pub store: Store,
+    pub emu: EmulatorServer,
+    pub engine: SyncEngine,
+    pub alice: User,
+    pub tag: Tag,
+}
+
+pub fn now() -> chrono::DateTime<Utc> {
+    Utc::now()
+}
+
+impl SyncWorld {
+    /// Alice (alice@example.com) with a private tag "Clients" as her contacts sync tag.
+    pub async fn new(db: TestDb) -> SyncWorld {
+        Self::with_config(db, SyncConfig::default()).await
+    }
+
+    pub async fn with_config(db: TestDb, config: SyncConfig) -> SyncWorld {
+        let store = db.store();
+        let emu = EmulatorServer::start_local()
+            .await
+            .expect("start the emulator");
+        let key = emu
+            .emulator()
+            .create_service_account(DOMAIN, emu.base_url());
+        let client_id = key["client_id"].as_str().expect("client_id").to_string();
+        emu.emulator()
+            .authorize_delegation(&client_id, &SCOPES.map(String::from));
+        let key_json = key.to_string();
+        let s2 = store.clone();
+        store
+            .write(|c| {
+                connections::put_service_account(&s2, c, DOMAIN, &key_json, now()).map(|_| ())
+            })
+            .expect("store the service account");
+        let accounts = AccountProvider::new(
+            store.clone(),
+            AccountOptions {
+                endpoints: GoogleEndpoints::emulator(emu.base_url()),
+                retry: RetryPolicy::fast(5),
+                calendar_rate_per_minute: Some(0),
+                people_rate_per_minute: None,
+                send_updates: SendUpdates::None,
+            },
+        );
+        let engine = SyncEngine::new(store.clone(), accounts, config, Arc::new(SystemClock));
+        let mut world = SyncWorld {
+            db,
+            store,
+            emu,
+            engine,
+            alice: placeholder_user(),
+            tag: placeholder_tag(),
+        };
+        world.alice = world.user("alice@example.com").await;
+        world.tag = world.private_tag(&world.alice.clone(), "Clients");
+        world.set_contact_tag(&world.alice.clone(), world.tag.id);
+        world
+    }
+
+    /// A CRM user who is also a Workspace user of the emulated domain.
+    pub async fn user(&self, email: &str) -> User {
+        self.emu
+            .emulator()
+            .create_user(email)
+            .expect("emulated Workspace user");
+        self.store
+            .write(|c| {
+                users::create_user(
+                    c,
+                    &NewUser {
+                        email: email.into(),
+                        display_name: email.into(),
+                        google_alias: None,
+                        time_zone: Some("Europe/London".into()),
+                    },
+                    now(),
+                )
+            })
+            .expect("create a CRM user")
+    }
+
+    pub fn private_tag(&self, owner: &User, name: &str) -> Tag {
+        self.store
+            .write(|c| {
+                tags::create_tag(
+                    c,
+                    &NewTag {
+                        name: name.into(),
+                        visibility: TagVisibility::Private,
+                        owner_user_id: Some(owner.id),
+                    },
+                    now(),
+                )
+            })
+            .expect("create a tag")
+    }
+
+    pub fn set_contact_tag(&self, user: &User, tag: TagId) {
+        self.store
+            .write(|c| {
+                settings::put_sync_settings(
+                    c,
+                    &NewSyncSettings {
+                        user_id: user.id,
+                        kind: SyncKind::Contacts,
+                        auto_sync: false,
+                        schedule: SyncSchedule::IntervalMinutes(15),
+                        tag_id: Some(tag),
+                        synchronize_from: None,
+                        trigger_words: vec![],
+                    },
+                    now(),
+                )
+            })
+            .expect("contacts sync settings");
+    }
+
+    /// Runs a contacts sync for Alice and returns the report (failing the test on a failed run).
+    pub async fn sync_contacts(&self) -> RunReport {
+        self.sync_contacts_with(RunOptions::default()).await
+    }
+
+    pub async fn sync_contacts_with(&self, options: RunOptions) -> RunReport {
+        let r = self
+            .engine
+            .sync(self.alice.id, SyncKind::Contacts, Trigger::Manual, options)
+            .await
+            .expect("run completes");
+        assert_ne!(r.state, RunState::Failed, "run failed: {:?}", r);
+        r
+    }
+
+    /// A tagged CRM contact.
+    pub fn crm_contact(&self, given: &str, family: &str, email: &str) -> Contact {
+        let data = contact_data(given, family, email);
+        self.store
+            .write(|c| contacts::create_contact(c, &data, &[self.tag.id], now()))
+            .expect("create a contact")
+    }
+
+    pub fn crm_get(&self, id: crmsync_engine::ids::ContactId) -> Contact {
+        self.store
+            .read(|c| contacts::get_contact(c, id))
+            .expect("contact exists")
+    }
+
+    pub fn crm_update(
+        &self,
+        id: crmsync_engine::ids::ContactId,
+        f: impl FnOnce(&mut ContactData),
+    ) -> Contact {
+        let mut data = self.crm_get(id).data;
+        f(&mut data);
+        self.store
+            .write(|c| contacts::update_contact(c, id, &data, now()))
+            .expect("update")
+    }
+
+    /// Every live CRM contact.
+    pub fn crm_all(&self) -> Vec<Contact> {
+        self.store
+            .read(|c| contacts::list_contacts(c, None, 1000))
+            .expect("list contacts")
+    }
+
+    /// A People client acting as `email` (edits "by the user" in Google).
+    pub async fn google_as(&self, email: &str) -> GoogleAccount {
+        let token = self
+            .emu
+            .emulator()
+            .mint_access_token(email, &SCOPES.map(String::from))
+            .expect("token");
+        GoogleAccount::connect(
+            &GoogleEndpoints::emulator(self.emu.base_url()),
+            Credentials::AccessToken(token),
+            ClientOptions {
+                retry: RetryPolicy::fast(2),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("connect as the user")
+    }
+
+    /// Alice's Google contacts (emulator's view).
+    pub fn google_contacts(&self) -> Vec<Value> {
+        self.emu.emulator().contacts("alice@example.com")
+    }
+
+    /// The resource name of Alice's sync group, if it exists.
+    pub fn group(&self) -> Option<String> {
+        self.emu
+            .emulator()
+            .contact_groups("alice@example.com")
+            .into_iter()
+            .find(|g| g["name"] == "CRM")
+            .and_then(|g| g["resourceName"].as_str().map(String::from))
+    }
+
+    /// Alice's Google contacts that are members of the sync group.
+    pub fn group_members(&self) -> Vec<Value> {
+        let Some(group) = self.group() else {
+            return vec![];
+        };
+        self.google_contacts()
+            .into_iter()
+            .filter(|p| {
+                p["memberships"]
+                    .as_array()
+                    .map(|m| {
+                        m.iter().any(|x| {
+                            x["contactGroupMembership"]["contactGroupResourceName"]
+                                == group.as_str()
+                        })
+                    })
+                    .unwrap_or(false)
+            })
+            .collect()
+    }
+
+    /// People write calls (create, update, delete, group changes) so far.
+    pub fn people_writes(&self) -> u64 {
+        let s = self.emu.emulator().stats();
+        [
+            "people.people.createContact",
+            "people.people.updateContact",
+            "people.people.deleteContact",
+            "people.people.batchCreateContacts",
+            "people.people.batchUpdateContacts",
+            "people.people.batchDeleteContacts",
+            "people.contactGroups.members.modify",
+            "people.contactGroups.create",
+        ]
+        .iter()
+        .map(|m| s.count(m))
+        .sum()
+    }
+}
+
+pub fn contact_data(given: &str, family: &str, email: &str) -> ContactData {
+    ContactData {
+        given_name: given.into(),
+        family_name: family.into(),
+        emails: vec![Email {
+            address: email.into(),
+            kind: EmailKind::Work,
+            primary: true,
+        }],
+        ..Default::default()
+    }
+}
+
+/// A Google contact with a name and an e-mail.
+pub fn person(given: &str, family: &str, email: &str) -> Person {
+    Person {
+        names: Some(vec![Name {
+            given_name: Some(given.into()),
+            family_name: Some(family.into()),
+            ..Default::default()
+        }]),
+        email_addresses: Some(vec![EmailAddress {
+            value: Some(email.into()),
+            type_: Some("work".into()),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    }
+}
+
+pub fn with_phone(mut p: Person, phone: &str) -> Person {
+    p.phone_numbers = Some(vec![PhoneNumber {
+        value: Some(phone.into()),
+        type_: Some("mobile".into()),
+        ..Default::default()
+    }]);
+    p
+}
+
+/// The e-mail addresses of Google contacts (JSON from the emulator).
+pub fn emails_of(people: &[Value]) -> Vec<String> {
+    let mut v: Vec<String> = people
+        .iter()
+        .flat_map(|p| p["emailAddresses"].as_array().cloned().unwrap_or_default())
+        .filter_map(|e| e["value"].as_str().map(str::to_lowercase))
+        .collect();
+    v.sort();
+    v
+}
+
+fn placeholder_user() -> User {
+    User {
+        id: crmsync_engine::ids::UserId(uuid::Uuid::nil()),
+        email: String::new(),
+        display_name: String::new(),
+        google_alias: String::new(),
+        time_zone: "UTC".into(),
+        created_at: Utc::now(),
+        updated_at: Utc::now(),
+    }
+}
+
+fn placeholder_tag() -> Tag {
+    Tag {
+        id: TagId(uuid::Uuid::nil()),
+        name: String::new(),
+        visibility: TagVisibility::Private,
+        owner_user_id: None,
+        created_at: Utc::now(),
+    }
+}
+
+impl SyncWorld {
+    /// Deletes a Google contact as Alice (`people.deleteContact` over HTTP).
+    pub async fn google_delete_contact(&self, resource_name: &str) {
+        let token = self
+            .emu
+            .emulator()
+            .mint_access_token("alice@example.com", &SCOPES.map(String::from))
+            .expect("token");
+        let resp = reqwest::Client::new()
+            .delete(format!(
+                "{}/v1/{}:deleteContact",
+                self.emu.base_url(),
+                resource_name
+            ))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("delete sent");
+        assert!(
+            resp.status().is_success(),
+            "delete failed: {}",
+            resp.status()
+        );
+    }
+}
