@@ -12,3 +12,5 @@ mod api_validation;
 mod migrations;
 mod store_feed;
 mod store_misc;
+mod sync_contacts;
+mod sync_support;
