@@ -84,8 +84,18 @@ impl Query {
     /// Fingerprint of every parameter except those listed (and the global ones).
     pub fn fingerprint(&self, except: &[&str]) -> u64 {
         const GLOBAL: &[&str] = &[
-            "alt", "fields", "key", "oauth_token", "access_token", "prettyPrint", "quotaUser",
-            "userIp", "$.xgafv", "callback", "upload_protocol", "uploadType",
+            "alt",
+            "fields",
+            "key",
+            "oauth_token",
+            "access_token",
+            "prettyPrint",
+            "quotaUser",
+            "userIp",
+            "$.xgafv",
+            "callback",
+            "upload_protocol",
+            "uploadType",
         ];
         let parts: Vec<String> = self
             .pairs
@@ -99,11 +109,15 @@ impl Query {
 
 fn bad_param(api: Api, key: &str, value: &str) -> ApiError {
     match api {
-        Api::Calendar => ApiError::new(400, "invalidParameter", format!("Invalid value '{value}'. Values must match the following regular expression: '.*'"))
-            .location("parameter", key),
-        Api::People => ApiError::invalid_argument(format!(
-            "Invalid value at '{key}', \"{value}\""
-        )),
+        Api::Calendar => ApiError::new(
+            400,
+            "invalidParameter",
+            format!(
+                "Invalid value '{value}'. Values must match the following regular expression: '.*'"
+            ),
+        )
+        .location("parameter", key),
+        Api::People => ApiError::invalid_argument(format!("Invalid value at '{key}', \"{value}\"")),
     }
 }
 
@@ -127,9 +141,9 @@ impl Req<'_> {
     pub fn json_object(&self) -> Result<serde_json::Map<String, Value>, ApiError> {
         let parse_err = || match self.route.api {
             Api::Calendar => ApiError::new(400, "parseError", "Parse Error"),
-            Api::People => ApiError::invalid_argument(
-                "Invalid JSON payload received. Expected an object.",
-            ),
+            Api::People => {
+                ApiError::invalid_argument("Invalid JSON payload received. Expected an object.")
+            }
         };
         if self.body.is_empty() {
             return Ok(serde_json::Map::new());
@@ -182,7 +196,9 @@ pub fn classify(method: &Method, path: &str) -> Option<Route> {
             _ => return None,
         };
         let params = match s.as_slice() {
-            ["calendars", cal, "events", ev, ..] if *ev != "watch" => vec![cal.to_string(), ev.to_string()],
+            ["calendars", cal, "events", ev, ..] if *ev != "watch" => {
+                vec![cal.to_string(), ev.to_string()]
+            }
             ["calendars", cal, ..] => vec![cal.to_string()],
             ["users", "me", "calendarList", cal] => vec![cal.to_string()],
             _ => vec![],
@@ -203,7 +219,9 @@ pub fn classify(method: &Method, path: &str) -> Option<Route> {
         ("POST", ["people:batchUpdateContacts"]) => ("people.people.batchUpdateContacts", vec![]),
         ("POST", ["people:batchDeleteContacts"]) => ("people.people.batchDeleteContacts", vec![]),
         ("GET", ["people:batchGet"]) => ("people.people.getBatchGet", vec![]),
-        ("GET", ["people", p, "connections"]) => ("people.people.connections.list", vec![p.to_string()]),
+        ("GET", ["people", p, "connections"]) => {
+            ("people.people.connections.list", vec![p.to_string()])
+        }
         ("PATCH", ["people", p]) if p.ends_with(":updateContact") => (
             "people.people.updateContact",
             vec![p.trim_end_matches(":updateContact").to_string()],
@@ -263,22 +281,32 @@ fn fault_error(api: Api, rule: &FaultRule, status: u16) -> ApiError {
             let mut e = ApiError::new(
                 status,
                 rule.reason.as_deref().unwrap_or(default_reason),
-                rule.message.clone().unwrap_or_else(|| default_msg.to_string()),
+                rule.message
+                    .clone()
+                    .unwrap_or_else(|| default_msg.to_string()),
             );
             let reason = rule.reason.as_deref().unwrap_or(default_reason);
-            e = e.domain(if matches!(reason, "rateLimitExceeded" | "userRateLimitExceeded" | "quotaExceeded" | "dailyLimitExceeded") {
-                "usageLimits"
-            } else {
-                domain
-            });
+            e = e.domain(
+                if matches!(
+                    reason,
+                    "rateLimitExceeded"
+                        | "userRateLimitExceeded"
+                        | "quotaExceeded"
+                        | "dailyLimitExceeded"
+                ) {
+                    "usageLimits"
+                } else {
+                    domain
+                },
+            );
             e
         }
         Api::People => {
             let canonical = ApiError::canonical_status(status);
             let reason = rule.reason.clone();
-            let is_status_name = reason
-                .as_deref()
-                .is_some_and(|r| r.chars().all(|c| c.is_ascii_uppercase() || c == '_') && ApiError::is_canonical(r));
+            let is_status_name = reason.as_deref().is_some_and(|r| {
+                r.chars().all(|c| c.is_ascii_uppercase() || c == '_') && ApiError::is_canonical(r)
+            });
             let message = rule.message.clone().unwrap_or_else(|| match status {
                 429 => "Resource has been exhausted (e.g. check quota).".to_string(),
                 500 => "Internal error encountered.".to_string(),
@@ -288,7 +316,8 @@ fn fault_error(api: Api, rule: &FaultRule, status: u16) -> ApiError {
             if is_status_name {
                 ApiError::new(status, "", message).status(reason.as_deref().unwrap_or(canonical))
             } else {
-                let mut e = ApiError::new(status, reason.as_deref().unwrap_or(""), message).status(canonical);
+                let mut e = ApiError::new(status, reason.as_deref().unwrap_or(""), message)
+                    .status(canonical);
                 if reason.is_some() {
                     e = e.domain("googleapis.com");
                 }
@@ -301,7 +330,9 @@ fn fault_error(api: Api, rule: &FaultRule, status: u16) -> ApiError {
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = v.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
 }
 
 /// The axum fallback handler for all Google API paths.
@@ -320,7 +351,11 @@ pub async fn handle(
     let inner = emu.inner();
 
     let Some(route) = classify(&parts.method, &path) else {
-        let api = if path.starts_with("/calendar/") { Api::Calendar } else { Api::People };
+        let api = if path.starts_with("/calendar/") {
+            Api::Calendar
+        } else {
+            Api::People
+        };
         let err = match api {
             Api::Calendar => ApiError::cal_not_found(),
             Api::People => ApiError::new(404, "", "Method not found.").status("NOT_FOUND"),
@@ -395,7 +430,8 @@ pub async fn handle(
     let Some(user) = emu.user(&token.user) else {
         let err = match api {
             Api::Calendar => ApiError::cal_not_found(),
-            Api::People => ApiError::new(403, "", "The caller does not have permission").status("PERMISSION_DENIED"),
+            Api::People => ApiError::new(403, "", "The caller does not have permission")
+                .status("PERMISSION_DENIED"),
         };
         let body = err.body(api);
         finish(err.code, Some(&body));
@@ -403,7 +439,11 @@ pub async fn handle(
     };
 
     // 3. Quota.
-    let quotas = inner.quotas.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let quotas = inner
+        .quotas
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     if let Err(e) = user.quota.check(api, &quotas, now) {
         let body = e.body(api);
         finish(e.code, Some(&body));
@@ -416,7 +456,9 @@ pub async fn handle(
         Err(_) => {
             let e = match api {
                 Api::Calendar => ApiError::new(413, "uploadTooLarge", "Request Entity Too Large"),
-                Api::People => ApiError::invalid_argument("Request payload size exceeds the limit."),
+                Api::People => {
+                    ApiError::invalid_argument("Request payload size exceeds the limit.")
+                }
             };
             let body = e.body(api);
             finish(e.code, Some(&body));
@@ -441,7 +483,11 @@ pub async fn handle(
     if let Some(rule) = &fault {
         if rule.applied {
             if let Some(status) = rule.status {
-                tracing::debug!(method = route.method, status, "applied fault: response replaced");
+                tracing::debug!(
+                    method = route.method,
+                    status,
+                    "applied fault: response replaced"
+                );
                 if status == 0 {
                     finish(0, None);
                     return dropped_connection();

@@ -207,7 +207,11 @@ impl AuthState {
     }
 
     /// Resolves a bearer token.
-    pub fn check_token(&self, token: Option<&str>, now: DateTime<Utc>) -> Result<AccessToken, TokenCheck> {
+    pub fn check_token(
+        &self,
+        token: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<AccessToken, TokenCheck> {
         let token = token.ok_or(TokenCheck::Missing)?;
         let tokens = rl(&self.tokens);
         let t = tokens.get(token).ok_or(TokenCheck::Invalid)?;
@@ -218,15 +222,22 @@ impl AuthState {
     }
 
     /// Creates a service account with a fresh 2048-bit key; returns the key JSON.
-    pub fn create_service_account(&self, domain: &str, base_url: &str) -> Result<Value, EmulatorError> {
+    pub fn create_service_account(
+        &self,
+        domain: &str,
+        base_url: &str,
+    ) -> Result<Value, EmulatorError> {
         let mut rng = rand::thread_rng();
-        let private = RsaPrivateKey::new(&mut rng, 2048).map_err(|e| EmulatorError::Key(e.to_string()))?;
+        let private =
+            RsaPrivateKey::new(&mut rng, 2048).map_err(|e| EmulatorError::Key(e.to_string()))?;
         let pem = private
             .to_pkcs8_pem(LineEnding::LF)
             .map_err(|e| EmulatorError::Key(e.to_string()))?;
         let public = RsaPublicKey::from(&private);
         let project = format!("emulated-{}", domain.replace('.', "-"));
-        let name = random_string("crmsync-", 6).to_ascii_lowercase().replace(['-', '_'], "x");
+        let name = random_string("crmsync-", 6)
+            .to_ascii_lowercase()
+            .replace(['-', '_'], "x");
         let client_email = format!("{name}@{project}.iam.gserviceaccount.com");
         let client_id = random_digits(21);
         let private_key_id = hex::encode(rand::thread_rng().gen::<[u8; 20]>());
@@ -269,7 +280,13 @@ impl AuthState {
     }
 
     pub fn create_client(&self) -> (String, String) {
-        let id = format!("{}-{}.apps.googleusercontent.com", random_digits(12), random_string("", 24).to_ascii_lowercase().replace(['-', '_'], "a"));
+        let id = format!(
+            "{}-{}.apps.googleusercontent.com",
+            random_digits(12),
+            random_string("", 24)
+                .to_ascii_lowercase()
+                .replace(['-', '_'], "a")
+        );
         let secret = random_string("GOCSPX-", 28);
         wl(&self.clients).insert(id.clone(), secret.clone());
         (id, secret)
@@ -295,14 +312,20 @@ impl AuthState {
         user_exists: impl Fn(&str) -> bool,
     ) -> Result<TokenGrant, OAuthError> {
         let mut parts = assertion.split('.');
-        let (Some(h), Some(c), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
-            return Err(OAuthError::invalid_grant("Invalid JWT: malformed assertion."));
+        let (Some(h), Some(c), Some(s), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(OAuthError::invalid_grant(
+                "Invalid JWT: malformed assertion.",
+            ));
         };
         let header: Value = B64URL
             .decode(h)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or_else(|| OAuthError::invalid_grant("Invalid JWT: header is not base64url JSON."))?;
+            .ok_or_else(|| {
+                OAuthError::invalid_grant("Invalid JWT: header is not base64url JSON.")
+            })?;
         if header.get("alg").and_then(Value::as_str) != Some("RS256") {
             return Err(OAuthError::invalid_grant("Invalid JWT: alg must be RS256."));
         }
@@ -310,8 +333,13 @@ impl AuthState {
             .decode(c)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or_else(|| OAuthError::invalid_grant("Invalid JWT: claim set is not base64url JSON."))?;
-        let iss = claims.get("iss").and_then(Value::as_str).unwrap_or_default();
+            .ok_or_else(|| {
+                OAuthError::invalid_grant("Invalid JWT: claim set is not base64url JSON.")
+            })?;
+        let iss = claims
+            .get("iss")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let sa = rl(&self.service_accounts)
             .get(iss)
             .cloned()
@@ -325,7 +353,10 @@ impl AuthState {
         VerifyingKey::<Sha256>::new(sa.public_key.clone())
             .verify(signed.as_bytes(), &sig)
             .map_err(|_| OAuthError::invalid_grant("Invalid JWT Signature."))?;
-        let aud = claims.get("aud").and_then(Value::as_str).unwrap_or_default();
+        let aud = claims
+            .get("aud")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         if aud != sa.token_uri {
             return Err(OAuthError::invalid_grant(format!(
                 "Invalid JWT: Failed audience check. The right audience is {}",
@@ -349,9 +380,16 @@ impl AuthState {
             .map(str::to_string)
             .collect();
         if scopes.is_empty() {
-            return Err(OAuthError::new(400, "invalid_scope", "Invalid OAuth scope or ID token audience provided."));
+            return Err(OAuthError::new(
+                400,
+                "invalid_scope",
+                "Invalid OAuth scope or ID token audience provided.",
+            ));
         }
-        let sub = claims.get("sub").and_then(Value::as_str).map(str::to_ascii_lowercase);
+        let sub = claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .map(str::to_ascii_lowercase);
         let user = match sub {
             Some(sub) => {
                 if !user_exists(&sub) {
@@ -373,7 +411,14 @@ impl AuthState {
             // No impersonation: a token for the service account itself (it owns no data here).
             None => sa.client_email.clone(),
         };
-        let access_token = self.issue(&user, &scopes, Grant::Delegation { client_id: sa.client_id }, now);
+        let access_token = self.issue(
+            &user,
+            &scopes,
+            Grant::Delegation {
+                client_id: sa.client_id,
+            },
+            now,
+        );
         Ok(TokenGrant {
             access_token,
             refresh_token: None,
@@ -382,7 +427,14 @@ impl AuthState {
     }
 
     /// Authorization endpoint: issues a code for `user` (auto-consent).
-    pub fn issue_code(&self, client_id: &str, redirect_uri: &str, user: &str, scopes: Vec<String>, now: DateTime<Utc>) -> String {
+    pub fn issue_code(
+        &self,
+        client_id: &str,
+        redirect_uri: &str,
+        user: &str,
+        scopes: Vec<String>,
+        now: DateTime<Utc>,
+    ) -> String {
         let code = random_string("4/0Aemu", 40);
         let mut codes = self.codes.lock().unwrap_or_else(|p| p.into_inner());
         codes.retain(|_, c| c.expires_at > now);
@@ -401,7 +453,11 @@ impl AuthState {
 
     fn check_client(&self, client_id: &str, secret: &str) -> Result<(), OAuthError> {
         match rl(&self.clients).get(client_id) {
-            None => Err(OAuthError::new(401, "invalid_client", "The OAuth client was not found.")),
+            None => Err(OAuthError::new(
+                401,
+                "invalid_client",
+                "The OAuth client was not found.",
+            )),
             Some(s) if s != secret => Err(OAuthError::new(401, "invalid_client", "Unauthorized")),
             Some(_) => Ok(()),
         }
@@ -438,7 +494,14 @@ impl AuthState {
                 scopes: c.scopes.clone(),
             },
         );
-        let access_token = self.issue(&c.user, &c.scopes, Grant::OAuth { client_id: client_id.to_string() }, now);
+        let access_token = self.issue(
+            &c.user,
+            &c.scopes,
+            Grant::OAuth {
+                client_id: client_id.to_string(),
+            },
+            now,
+        );
         Ok(TokenGrant {
             access_token,
             refresh_token: Some(refresh),
@@ -447,14 +510,27 @@ impl AuthState {
     }
 
     /// refresh_token grant.
-    pub fn refresh(&self, refresh_token: &str, client_id: &str, secret: &str, now: DateTime<Utc>) -> Result<TokenGrant, OAuthError> {
+    pub fn refresh(
+        &self,
+        refresh_token: &str,
+        client_id: &str,
+        secret: &str,
+        now: DateTime<Utc>,
+    ) -> Result<TokenGrant, OAuthError> {
         self.check_client(client_id, secret)?;
         let g = rl(&self.refresh)
             .get(refresh_token)
             .cloned()
             .filter(|g| g.client_id == client_id)
             .ok_or_else(|| OAuthError::invalid_grant("Token has been expired or revoked."))?;
-        let access_token = self.issue(&g.user, &g.scopes, Grant::OAuth { client_id: client_id.to_string() }, now);
+        let access_token = self.issue(
+            &g.user,
+            &g.scopes,
+            Grant::OAuth {
+                client_id: client_id.to_string(),
+            },
+            now,
+        );
         Ok(TokenGrant {
             access_token,
             refresh_token: None,

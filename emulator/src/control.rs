@@ -16,12 +16,26 @@ use crate::quotas::Quotas;
 use crate::state::Emulator;
 
 fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (status, Json(json!({"error": {"code": code, "message": message.into()}}))).into_response()
+    (
+        status,
+        Json(json!({"error": {"code": code, "message": message.into()}})),
+    )
+        .into_response()
 }
 
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
-    let slice = if body.iter().all(u8::is_ascii_whitespace) { b"{}".as_slice() } else { body };
-    serde_json::from_slice(slice).map_err(|e| error(StatusCode::BAD_REQUEST, "invalid_json", format!("invalid request body: {e}")))
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Box<Response>> {
+    let slice = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}".as_slice()
+    } else {
+        body
+    };
+    serde_json::from_slice(slice).map_err(|e| {
+        Box::new(error(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("invalid request body: {e}"),
+        ))
+    })
 }
 
 /// The control-plane routes (mounted under `/_emulator`).
@@ -38,7 +52,10 @@ pub fn routes() -> Router<Emulator> {
         .route("/access-tokens", post(access_token))
         .route("/revoke", post(revoke))
         .route("/expire-sync-tokens", post(expire))
-        .route("/faults", post(set_faults).get(get_faults).delete(clear_faults))
+        .route(
+            "/faults",
+            post(set_faults).get(get_faults).delete(clear_faults),
+        )
         .route("/quotas", put(set_quotas).get(get_quotas))
         .route("/people-propagation-delay", put(set_delay))
         .route("/clock", get(get_clock))
@@ -63,10 +80,14 @@ struct EmailBody {
 async fn create_user(State(emu): State<Emulator>, body: axum::body::Bytes) -> Response {
     let b: EmailBody = match parse(&body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match emu.create_user(&b.email) {
-        Ok(()) => (StatusCode::CREATED, Json(json!({"email": b.email.trim().to_ascii_lowercase()}))).into_response(),
+        Ok(()) => (
+            StatusCode::CREATED,
+            Json(json!({"email": b.email.trim().to_ascii_lowercase()})),
+        )
+            .into_response(),
         Err(e) => error(StatusCode::BAD_REQUEST, "invalid_email", e.to_string()),
     }
 }
@@ -75,31 +96,35 @@ async fn list_users(State(emu): State<Emulator>) -> Response {
     Json(json!({"users": emu.users()})).into_response()
 }
 
-fn require_user(emu: &Emulator, email: &str) -> Result<(), Response> {
+fn require_user(emu: &Emulator, email: &str) -> Result<(), Box<Response>> {
     if emu.user_exists(email) {
         Ok(())
     } else {
-        Err(error(StatusCode::NOT_FOUND, "unknown_user", format!("no user {email}: create it with POST /_emulator/users")))
+        Err(Box::new(error(
+            StatusCode::NOT_FOUND,
+            "unknown_user",
+            format!("no user {email}: create it with POST /_emulator/users"),
+        )))
     }
 }
 
 async fn user_events(State(emu): State<Emulator>, Path(email): Path<String>) -> Response {
     if let Err(r) = require_user(&emu, &email) {
-        return r;
+        return *r;
     }
     Json(json!({"items": emu.calendar_events(&email)})).into_response()
 }
 
 async fn user_contacts(State(emu): State<Emulator>, Path(email): Path<String>) -> Response {
     if let Err(r) = require_user(&emu, &email) {
-        return r;
+        return *r;
     }
     Json(json!({"connections": emu.contacts(&email)})).into_response()
 }
 
 async fn user_groups(State(emu): State<Emulator>, Path(email): Path<String>) -> Response {
     if let Err(r) = require_user(&emu, &email) {
-        return r;
+        return *r;
     }
     Json(json!({"contactGroups": emu.contact_groups(&email)})).into_response()
 }
@@ -109,10 +134,14 @@ struct SaBody {
     domain: String,
 }
 
-async fn service_account(State(emu): State<Emulator>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+async fn service_account(
+    State(emu): State<Emulator>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     let b: SaBody = match parse(&body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let mut base = emu.base_url();
     if base.is_empty() {
@@ -121,11 +150,21 @@ async fn service_account(State(emu): State<Emulator>, headers: HeaderMap, body: 
         }
     }
     let emu2 = emu.clone();
-    let result = tokio::task::spawn_blocking(move || emu2.try_create_service_account(&b.domain, &base)).await;
+    let result =
+        tokio::task::spawn_blocking(move || emu2.try_create_service_account(&b.domain, &base))
+            .await;
     match result {
         Ok(Ok(key)) => (StatusCode::CREATED, Json(key)).into_response(),
-        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "key_generation_failed", e.to_string()),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "key_generation_failed", e.to_string()),
+        Ok(Err(e)) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "key_generation_failed",
+            e.to_string(),
+        ),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "key_generation_failed",
+            e.to_string(),
+        ),
     }
 }
 
@@ -139,7 +178,7 @@ struct DelegationBody {
 async fn delegation(State(emu): State<Emulator>, body: axum::body::Bytes) -> Response {
     let b: DelegationBody = match parse(&body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     emu.authorize_delegation(&b.client_id, &b.scopes);
     Json(json!({"client_id": b.client_id, "scopes": b.scopes.iter().map(|s| crate::auth::scope_url(s)).collect::<Vec<_>>()})).into_response()
@@ -148,12 +187,15 @@ async fn delegation(State(emu): State<Emulator>, body: axum::body::Bytes) -> Res
 async fn oauth_client(State(emu): State<Emulator>) -> Response {
     let (id, secret) = emu.create_oauth_client();
     let base = emu.base_url();
-    (StatusCode::CREATED, Json(json!({
-        "client_id": id,
-        "client_secret": secret,
-        "auth_uri": format!("{base}/o/oauth2/auth"),
-        "token_uri": format!("{base}/token"),
-    })))
+    (
+        StatusCode::CREATED,
+        Json(json!({
+            "client_id": id,
+            "client_secret": secret,
+            "auth_uri": format!("{base}/o/oauth2/auth"),
+            "token_uri": format!("{base}/token"),
+        })),
+    )
         .into_response()
 }
 
@@ -167,7 +209,7 @@ struct TokenBody {
 async fn access_token(State(emu): State<Emulator>, body: axum::body::Bytes) -> Response {
     let b: TokenBody = match parse(&body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match emu.mint_access_token(&b.email, &b.scopes) {
         Ok(t) => Json(json!({"access_token": t, "expires_in": crate::auth::ACCESS_TOKEN_SECONDS, "token_type": "Bearer"})).into_response(),
@@ -178,7 +220,7 @@ async fn access_token(State(emu): State<Emulator>, body: axum::body::Bytes) -> R
 async fn revoke(State(emu): State<Emulator>, body: axum::body::Bytes) -> Response {
     let b: EmailBody = match parse(&body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     emu.revoke(&b.email);
     Json(json!({})).into_response()
@@ -193,10 +235,10 @@ struct ExpireBody {
 async fn expire(State(emu): State<Emulator>, body: axum::body::Bytes) -> Response {
     let b: ExpireBody = match parse(&body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if let Err(r) = require_user(&emu, &b.email) {
-        return r;
+        return *r;
     }
     emu.expire_sync_tokens(&b.email, b.api);
     Json(json!({})).into_response()
@@ -210,7 +252,7 @@ struct FaultsBody {
 async fn set_faults(State(emu): State<Emulator>, body: axum::body::Bytes) -> Response {
     let b: FaultsBody = match parse(&body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     emu.set_faults(b.rules);
     Json(json!({"rules": emu.faults()})).into_response()
@@ -228,10 +270,14 @@ async fn clear_faults(State(emu): State<Emulator>) -> Response {
 async fn set_quotas(State(emu): State<Emulator>, body: axum::body::Bytes) -> Response {
     let q: Quotas = match parse(&body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if q.calendar_status.is_some_and(|s| s != 403 && s != 429) {
-        return error(StatusCode::BAD_REQUEST, "invalid_quota", "calendar_status must be 403 or 429");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_quota",
+            "calendar_status must be 403 or 429",
+        );
     }
     emu.set_quotas(q);
     Json(json!(emu.quotas())).into_response()
@@ -249,7 +295,7 @@ struct DelayBody {
 async fn set_delay(State(emu): State<Emulator>, body: axum::body::Bytes) -> Response {
     let b: DelayBody = match parse(&body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     emu.set_people_propagation_delay(b.seconds);
     Json(json!({"seconds": b.seconds})).into_response()
@@ -267,7 +313,7 @@ struct AdvanceBody {
 async fn advance_clock(State(emu): State<Emulator>, body: axum::body::Bytes) -> Response {
     let b: AdvanceBody = match parse(&body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     emu.advance_clock(chrono::Duration::seconds(b.seconds));
     Json(json!({"now": emu.now().to_rfc3339()})).into_response()
@@ -293,7 +339,7 @@ struct RecordingBody {
 async fn set_recording(State(emu): State<Emulator>, body: axum::body::Bytes) -> Response {
     let b: RecordingBody = match parse(&body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     emu.set_response_recording(b.enabled);
     Json(json!({"enabled": b.enabled})).into_response()

@@ -52,6 +52,13 @@ impl Api {
 pub struct ApiError {
     pub code: u16,
     pub message: String,
+    /// Reason, domain, location, status and metadata (boxed to keep `Result`s small).
+    pub detail: Box<ErrorDetail>,
+}
+
+/// The optional parts of an [`ApiError`].
+#[derive(Debug, Clone, Default)]
+pub struct ErrorDetail {
     /// Calendar: `errors[0].reason`; People: ErrorInfo reason (optional).
     pub reason: Option<String>,
     /// Calendar: `errors[0].domain` (default `global`); People: ErrorInfo domain.
@@ -69,35 +76,34 @@ impl ApiError {
         ApiError {
             code,
             message: message.into(),
-            reason: if reason.is_empty() {
-                None
-            } else {
-                Some(reason.to_string())
-            },
-            domain: None,
-            location: None,
-            status: None,
-            metadata: None,
+            detail: Box::new(ErrorDetail {
+                reason: if reason.is_empty() {
+                    None
+                } else {
+                    Some(reason.to_string())
+                },
+                ..Default::default()
+            }),
         }
     }
 
     pub fn domain(mut self, domain: &str) -> Self {
-        self.domain = Some(domain.to_string());
+        self.detail.domain = Some(domain.to_string());
         self
     }
 
     pub fn location(mut self, kind: &str, location: &str) -> Self {
-        self.location = Some((kind.to_string(), location.to_string()));
+        self.detail.location = Some((kind.to_string(), location.to_string()));
         self
     }
 
     pub fn status(mut self, status: &str) -> Self {
-        self.status = Some(status.to_string());
+        self.detail.status = Some(status.to_string());
         self
     }
 
     pub fn metadata(mut self, metadata: Value) -> Self {
-        self.metadata = Some(metadata);
+        self.detail.metadata = Some(metadata);
         self
     }
 
@@ -178,14 +184,14 @@ impl ApiError {
         let (default_domain, default_reason, _) = ApiError::calendar_default(self.code);
         item.insert(
             "domain".into(),
-            json!(self.domain.as_deref().unwrap_or(default_domain)),
+            json!(self.detail.domain.as_deref().unwrap_or(default_domain)),
         );
         item.insert(
             "reason".into(),
-            json!(self.reason.as_deref().unwrap_or(default_reason)),
+            json!(self.detail.reason.as_deref().unwrap_or(default_reason)),
         );
         item.insert("message".into(), json!(self.message));
-        if let Some((kind, loc)) = &self.location {
+        if let Some((kind, loc)) = &self.detail.location {
             item.insert("locationType".into(), json!(kind));
             item.insert("location".into(), json!(loc));
         }
@@ -195,6 +201,7 @@ impl ApiError {
     /// The People (`google.rpc.Status`) envelope.
     pub fn people_body(&self) -> Value {
         let status = self
+            .detail
             .status
             .clone()
             .unwrap_or_else(|| ApiError::canonical_status(self.code).to_string());
@@ -202,7 +209,7 @@ impl ApiError {
         error.insert("code".into(), json!(self.code));
         error.insert("message".into(), json!(self.message));
         error.insert("status".into(), json!(status));
-        if let Some(reason) = &self.reason {
+        if let Some(reason) = &self.detail.reason {
             let mut info = serde_json::Map::new();
             info.insert(
                 "@type".into(),
@@ -211,9 +218,13 @@ impl ApiError {
             info.insert("reason".into(), json!(reason));
             info.insert(
                 "domain".into(),
-                json!(self.domain.as_deref().unwrap_or("people.googleapis.com")),
+                json!(self
+                    .detail
+                    .domain
+                    .as_deref()
+                    .unwrap_or("people.googleapis.com")),
             );
-            if let Some(m) = &self.metadata {
+            if let Some(m) = &self.detail.metadata {
                 info.insert("metadata".into(), m.clone());
             }
             error.insert("details".into(), json!([Value::Object(info)]));
@@ -274,10 +285,22 @@ impl ApiError {
     pub fn is_canonical(s: &str) -> bool {
         matches!(
             s,
-            "OK" | "CANCELLED" | "UNKNOWN" | "INVALID_ARGUMENT" | "DEADLINE_EXCEEDED" | "NOT_FOUND"
-                | "ALREADY_EXISTS" | "PERMISSION_DENIED" | "RESOURCE_EXHAUSTED" | "FAILED_PRECONDITION"
-                | "ABORTED" | "OUT_OF_RANGE" | "UNIMPLEMENTED" | "INTERNAL" | "UNAVAILABLE"
-                | "DATA_LOSS" | "UNAUTHENTICATED"
+            "OK" | "CANCELLED"
+                | "UNKNOWN"
+                | "INVALID_ARGUMENT"
+                | "DEADLINE_EXCEEDED"
+                | "NOT_FOUND"
+                | "ALREADY_EXISTS"
+                | "PERMISSION_DENIED"
+                | "RESOURCE_EXHAUSTED"
+                | "FAILED_PRECONDITION"
+                | "ABORTED"
+                | "OUT_OF_RANGE"
+                | "UNIMPLEMENTED"
+                | "INTERNAL"
+                | "UNAVAILABLE"
+                | "DATA_LOSS"
+                | "UNAUTHENTICATED"
         )
     }
 }

@@ -30,7 +30,9 @@ impl FaultMatch {
         let mut terms = s.split_whitespace();
         let method = terms
             .next()
-            .ok_or_else(|| "empty match: give a method id such as calendar.events.insert or *".to_string())?
+            .ok_or_else(|| {
+                "empty match: give a method id such as calendar.events.insert or *".to_string()
+            })?
             .to_string();
         let mut m = FaultMatch {
             method,
@@ -171,7 +173,12 @@ impl Faults {
     }
 
     /// Takes the first rule matching the request (consuming one of its `times`).
-    pub fn take(&self, method_id: &str, user: Option<&str>, http_method: &str) -> Option<FaultRule> {
+    pub fn take(
+        &self,
+        method_id: &str,
+        user: Option<&str>,
+        http_method: &str,
+    ) -> Option<FaultRule> {
         let mut rules = self.rules.lock().unwrap_or_else(|p| p.into_inner());
         if rules.is_empty() {
             return None;

@@ -25,8 +25,12 @@ fn json(status: u16, v: &Value) -> Response<Body> {
 
 fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let b64 = v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic "))?;
-    let raw = base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok()?;
+    let b64 = v
+        .strip_prefix("Basic ")
+        .or_else(|| v.strip_prefix("basic "))?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .ok()?;
     let s = String::from_utf8(raw).ok()?;
     let (id, secret) = s.split_once(':')?;
     Some((id.to_string(), secret.to_string()))
@@ -40,22 +44,45 @@ pub async fn token(State(emu): State<Emulator>, headers: HeaderMap, body: Bytes)
     let get = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
     let (client_id, secret) = match basic_credentials(&headers) {
         Some(c) => c,
-        None => (get("client_id").to_string(), get("client_secret").to_string()),
+        None => (
+            get("client_id").to_string(),
+            get("client_secret").to_string(),
+        ),
     };
     let grant_type = get("grant_type");
     let result: Result<TokenGrant, OAuthError> = match grant_type {
         "urn:ietf:params:oauth:grant-type:jwt-bearer" => {
             let emu2 = emu.clone();
-            inner.auth.jwt_bearer(get("assertion"), now, move |u| emu2.user_exists(u))
+            inner
+                .auth
+                .jwt_bearer(get("assertion"), now, move |u| emu2.user_exists(u))
         }
-        "authorization_code" => inner.auth.exchange_code(get("code"), &client_id, &secret, get("redirect_uri"), now),
-        "refresh_token" => inner.auth.refresh(get("refresh_token"), &client_id, &secret, now),
-        "" => Err(OAuthError::new(400, "unsupported_grant_type", "Missing grant_type.")),
-        other => Err(OAuthError::new(400, "unsupported_grant_type", format!("Invalid grant_type: {other}"))),
+        "authorization_code" => {
+            inner
+                .auth
+                .exchange_code(get("code"), &client_id, &secret, get("redirect_uri"), now)
+        }
+        "refresh_token" => inner
+            .auth
+            .refresh(get("refresh_token"), &client_id, &secret, now),
+        "" => Err(OAuthError::new(
+            400,
+            "unsupported_grant_type",
+            "Missing grant_type.",
+        )),
+        other => Err(OAuthError::new(
+            400,
+            "unsupported_grant_type",
+            format!("Invalid grant_type: {other}"),
+        )),
     };
     let (status, body, user) = match result {
         Ok(g) => {
-            let user = inner.auth.check_token(Some(&g.access_token), now).ok().map(|t| t.user);
+            let user = inner
+                .auth
+                .check_token(Some(&g.access_token), now)
+                .ok()
+                .map(|t| t.user);
             (200, g.body(), user)
         }
         Err(e) => {
@@ -82,7 +109,10 @@ fn text(status: StatusCode, msg: &str) -> Response<Body> {
 }
 
 /// `GET /o/oauth2/auth` (and `/o/oauth2/v2/auth`): auto-consent and redirect with a code.
-pub async fn authorize(State(emu): State<Emulator>, Query(q): Query<HashMap<String, String>>) -> Response<Body> {
+pub async fn authorize(
+    State(emu): State<Emulator>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response<Body> {
     let inner = emu.inner();
     let get = |k: &str| q.get(k).map(String::as_str).unwrap_or("");
     let record = |status: u16, user: Option<String>| {
@@ -97,21 +127,36 @@ pub async fn authorize(State(emu): State<Emulator>, Query(q): Query<HashMap<Stri
     let client_id = get("client_id");
     if !inner.auth.client_exists(client_id) {
         record(401, None);
-        return text(StatusCode::UNAUTHORIZED, "Error 401: invalid_client\nThe OAuth client was not found.");
+        return text(
+            StatusCode::UNAUTHORIZED,
+            "Error 401: invalid_client\nThe OAuth client was not found.",
+        );
     }
     if get("response_type") != "code" {
         record(400, None);
-        return text(StatusCode::BAD_REQUEST, "Error 400: unsupported_response_type\nOnly response_type=code is supported.");
+        return text(
+            StatusCode::BAD_REQUEST,
+            "Error 400: unsupported_response_type\nOnly response_type=code is supported.",
+        );
     }
     let redirect = get("redirect_uri");
     let Ok(mut target) = url::Url::parse(redirect) else {
         record(400, None);
-        return text(StatusCode::BAD_REQUEST, "Error 400: redirect_uri_mismatch\nInvalid redirect_uri.");
+        return text(
+            StatusCode::BAD_REQUEST,
+            "Error 400: redirect_uri_mismatch\nInvalid redirect_uri.",
+        );
     };
-    let scopes: Vec<String> = get("scope").split_whitespace().map(str::to_string).collect();
+    let scopes: Vec<String> = get("scope")
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
     if scopes.is_empty() {
         record(400, None);
-        return text(StatusCode::BAD_REQUEST, "Error 400: invalid_request\nMissing required parameter: scope");
+        return text(
+            StatusCode::BAD_REQUEST,
+            "Error 400: invalid_request\nMissing required parameter: scope",
+        );
     }
     let user = match q.get("login_hint") {
         Some(h) => h.to_ascii_lowercase(),
@@ -127,9 +172,18 @@ pub async fn authorize(State(emu): State<Emulator>, Query(q): Query<HashMap<Stri
     };
     if !emu.user_exists(&user) {
         record(400, None);
-        return text(StatusCode::BAD_REQUEST, "Error 400: invalid_request\nlogin_hint is not a user of the emulated domain.");
+        return text(
+            StatusCode::BAD_REQUEST,
+            "Error 400: invalid_request\nlogin_hint is not a user of the emulated domain.",
+        );
     }
-    let code = inner.auth.issue_code(client_id, redirect, &user, scopes.clone(), inner.clock.now());
+    let code = inner.auth.issue_code(
+        client_id,
+        redirect,
+        &user,
+        scopes.clone(),
+        inner.clock.now(),
+    );
     {
         let mut qp = target.query_pairs_mut();
         qp.append_pair("code", &code);

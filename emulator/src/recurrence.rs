@@ -5,8 +5,8 @@
 //! time across DST changes (times that fall into a DST gap move forward by the gap).
 
 use chrono::{
-    DateTime, Offset, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc,
-    Weekday,
+    DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, Offset,
+    TimeZone, Utc, Weekday,
 };
 use chrono_tz::Tz;
 
@@ -230,7 +230,8 @@ fn days_in_month(y: i32, m: u32) -> u32 {
 fn weekdays_in(first: NaiveDate, last: NaiveDate, wd: Weekday, ord: Option<i32>) -> Vec<NaiveDate> {
     let mut all = Vec::new();
     let mut d = first;
-    let offset = (7 + wd.num_days_from_monday() as i64 - d.weekday().num_days_from_monday() as i64) % 7;
+    let offset =
+        (7 + wd.num_days_from_monday() as i64 - d.weekday().num_days_from_monday() as i64) % 7;
     d += Duration::days(offset);
     while d <= last {
         all.push(d);
@@ -329,7 +330,10 @@ fn period_candidates(rule: &Rule, start: NaiveDate, k: u32) -> Vec<NaiveDate> {
         }
         Freq::Monthly => {
             let months = start.year() as i64 * 12 + start.month0() as i64 + step;
-            let (y, m) = (months.div_euclid(12) as i32, months.rem_euclid(12) as u32 + 1);
+            let (y, m) = (
+                months.div_euclid(12) as i32,
+                months.rem_euclid(12) as u32 + 1,
+            );
             if rule.bymonth.is_empty() || rule.bymonth.contains(&m) {
                 month_candidates(rule, y, m, start)
             } else {
@@ -339,7 +343,10 @@ fn period_candidates(rule: &Rule, start: NaiveDate, k: u32) -> Vec<NaiveDate> {
         Freq::Yearly => {
             let y = start.year() + step as i32;
             if rule.bymonth.is_empty() && !rule.byday.is_empty() && rule.bymonthday.is_empty() {
-                match (NaiveDate::from_ymd_opt(y, 1, 1), NaiveDate::from_ymd_opt(y, 12, 31)) {
+                match (
+                    NaiveDate::from_ymd_opt(y, 1, 1),
+                    NaiveDate::from_ymd_opt(y, 12, 31),
+                ) {
                     (Some(f), Some(l)) => rule
                         .byday
                         .iter()
@@ -380,7 +387,10 @@ fn period_candidates(rule: &Rule, start: NaiveDate, k: u32) -> Vec<NaiveDate> {
 }
 
 /// Values of an EXDATE/RDATE line as occurrences (dates are matched by local date).
-fn date_list(line: &str, start: &SeriesStart) -> Result<Vec<(Option<NaiveDate>, Option<DateTime<Utc>>)>, RecurrenceError> {
+/// An EXDATE/RDATE value: a date (all-day match) or an instant.
+type DateValue = (Option<NaiveDate>, Option<DateTime<Utc>>);
+
+fn date_list(line: &str, start: &SeriesStart) -> Result<Vec<DateValue>, RecurrenceError> {
     let (head, values) = line.split_once(':').ok_or_else(|| err("missing ':'"))?;
     let mut tz: Option<Tz> = match start {
         SeriesStart::DateTime { tz, .. } => Some(*tz),
@@ -397,7 +407,10 @@ fn date_list(line: &str, start: &SeriesStart) -> Result<Vec<(Option<NaiveDate>, 
     let mut out = Vec::new();
     for v in values.split(',').map(str::trim).filter(|v| !v.is_empty()) {
         if is_date || v.len() == 8 {
-            out.push((Some(parse_date(v).ok_or_else(|| err(format!("bad date {v}")))?), None));
+            out.push((
+                Some(parse_date(v).ok_or_else(|| err(format!("bad date {v}")))?),
+                None,
+            ));
         } else if let Some(u) = v.strip_suffix('Z') {
             let t = parse_local(u).ok_or_else(|| err(format!("bad date-time {v}")))?;
             out.push((None, Some(Utc.from_utc_datetime(&t))));
@@ -457,7 +470,7 @@ impl SeriesStart {
         }
     }
 
-    fn from_instant(&self, t: DateTime<Utc>) -> Occurrence {
+    fn occurrence_at(&self, t: DateTime<Utc>) -> Occurrence {
         match self {
             SeriesStart::Date(_) => Occurrence {
                 utc: t,
@@ -537,7 +550,7 @@ pub fn expand(
     for (d, t) in rdates {
         let o = match (d, t) {
             (Some(d), _) => start.occurrence(d),
-            (None, Some(t)) => start.from_instant(t),
+            (None, Some(t)) => start.occurrence_at(t),
             _ => continue,
         };
         if o.utc <= limit {
@@ -575,10 +588,24 @@ mod tests {
 
     #[test]
     fn weekly_keeps_local_time_across_dst() {
-        let occ = expand(&ny("2026-03-02T09:00:00"), &["RRULE:FREQ=WEEKLY;COUNT=3".into()], far(), 100).unwrap();
-        let hours: Vec<_> = occ.iter().map(|o| o.utc.format("%Y-%m-%dT%H:%M").to_string()).collect();
-        assert_eq!(hours, ["2026-03-02T14:00", "2026-03-09T13:00", "2026-03-16T13:00"]);
-        assert!(occ.iter().all(|o| o.local.time() == NaiveTime::from_hms_opt(9, 0, 0).unwrap()));
+        let occ = expand(
+            &ny("2026-03-02T09:00:00"),
+            &["RRULE:FREQ=WEEKLY;COUNT=3".into()],
+            far(),
+            100,
+        )
+        .unwrap();
+        let hours: Vec<_> = occ
+            .iter()
+            .map(|o| o.utc.format("%Y-%m-%dT%H:%M").to_string())
+            .collect();
+        assert_eq!(
+            hours,
+            ["2026-03-02T14:00", "2026-03-09T13:00", "2026-03-16T13:00"]
+        );
+        assert!(occ
+            .iter()
+            .all(|o| o.local.time() == NaiveTime::from_hms_opt(9, 0, 0).unwrap()));
     }
 
     #[test]
@@ -589,22 +616,43 @@ mod tests {
         ];
         let occ = expand(&ny("2026-01-05T09:00:00"), &lines, far(), 100).unwrap();
         let days: Vec<_> = occ.iter().map(|o| o.local.date().to_string()).collect();
-        assert_eq!(days, ["2026-01-05", "2026-01-07", "2026-01-19", "2026-01-21"]);
+        assert_eq!(
+            days,
+            ["2026-01-05", "2026-01-07", "2026-01-19", "2026-01-21"]
+        );
     }
 
     #[test]
     fn monthly_and_yearly() {
-        let occ = expand(&ny("2026-01-31T10:00:00"), &["RRULE:FREQ=MONTHLY;COUNT=3".into()], far(), 100).unwrap();
+        let occ = expand(
+            &ny("2026-01-31T10:00:00"),
+            &["RRULE:FREQ=MONTHLY;COUNT=3".into()],
+            far(),
+            100,
+        )
+        .unwrap();
         let days: Vec<_> = occ.iter().map(|o| o.local.date().to_string()).collect();
         assert_eq!(days, ["2026-01-31", "2026-03-31", "2026-05-31"]);
-        let occ = expand(&ny("2026-01-13T10:00:00"), &["RRULE:FREQ=MONTHLY;BYDAY=-1FR;COUNT=3".into()], far(), 100).unwrap();
+        let occ = expand(
+            &ny("2026-01-13T10:00:00"),
+            &["RRULE:FREQ=MONTHLY;BYDAY=-1FR;COUNT=3".into()],
+            far(),
+            100,
+        )
+        .unwrap();
         let days: Vec<_> = occ.iter().map(|o| o.local.date().to_string()).collect();
         assert_eq!(days, ["2026-01-13", "2026-01-30", "2026-02-27"]);
         let start = SeriesStart::Date(NaiveDate::from_ymd_opt(2026, 5, 4).unwrap());
         let occ = expand(&start, &["RRULE:FREQ=YEARLY;COUNT=3".into()], far(), 100).unwrap();
         assert_eq!(occ.len(), 3);
         assert!(occ[2].all_day);
-        let occ = expand(&start, &["RRULE:FREQ=DAILY;INTERVAL=3".into()], Utc.with_ymd_and_hms(2026, 5, 11, 0, 0, 0).unwrap(), 100).unwrap();
+        let occ = expand(
+            &start,
+            &["RRULE:FREQ=DAILY;INTERVAL=3".into()],
+            Utc.with_ymd_and_hms(2026, 5, 11, 0, 0, 0).unwrap(),
+            100,
+        )
+        .unwrap();
         assert_eq!(occ.len(), 3);
     }
 
@@ -619,7 +667,13 @@ mod tests {
 
     #[test]
     fn rejects_bad_rules() {
-        assert!(expand(&ny("2026-01-05T09:00:00"), &["RRULE:FREQ=HOURLY".into()], far(), 10).is_err());
+        assert!(expand(
+            &ny("2026-01-05T09:00:00"),
+            &["RRULE:FREQ=HOURLY".into()],
+            far(),
+            10
+        )
+        .is_err());
         assert!(validate(&["FOO:bar".into()], &ny("2026-01-05T09:00:00")).is_err());
     }
 }

@@ -21,12 +21,16 @@ pub fn router(emulator: Emulator) -> Router {
         .nest("/_emulator", control::routes())
         .fallback(api::handle)
         .with_state(emulator)
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_response,
+        ))
 }
 
 /// A handler bug must not drop the connection: answer 500 in an envelope both client
 /// crates parse (Calendar's `errors[]` plus People's `status`).
-fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> axum::http::Response<axum::body::Body> {
+fn panic_response(
+    _: Box<dyn std::any::Any + Send + 'static>,
+) -> axum::http::Response<axum::body::Body> {
     tracing::error!("emulator handler panicked");
     let body = serde_json::json!({"error": {
         "errors": [{"domain": "global", "reason": "backendError", "message": "Internal error encountered."}],
@@ -62,10 +66,16 @@ impl EmulatorServer {
     pub async fn start_with(emulator: Emulator, listen: SocketAddr) -> Result<Self, EmulatorError> {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
-            .map_err(|source| EmulatorError::Bind { addr: listen, source })?;
+            .map_err(|source| EmulatorError::Bind {
+                addr: listen,
+                source,
+            })?;
         let addr = listener
             .local_addr()
-            .map_err(|source| EmulatorError::Bind { addr: listen, source })?;
+            .map_err(|source| EmulatorError::Bind {
+                addr: listen,
+                source,
+            })?;
         let base_url = format!("http://{addr}");
         emulator.set_base_url(&base_url);
         let (tx, rx) = oneshot::channel::<()>();

@@ -139,11 +139,19 @@ impl Emulator {
 
     /// The base URL in use (set by [`crate::EmulatorServer`]).
     pub fn base_url(&self) -> String {
-        self.inner.base_url.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.inner
+            .base_url
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub(crate) fn set_base_url(&self, url: &str) {
-        *self.inner.base_url.write().unwrap_or_else(|p| p.into_inner()) = url.to_string();
+        *self
+            .inner
+            .base_url
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = url.to_string();
     }
 
     /// Creates a service account; returns its key JSON with `token_uri = {base_url}/token`.
@@ -156,7 +164,11 @@ impl Emulator {
             })
     }
 
-    pub fn try_create_service_account(&self, domain: &str, base_url: &str) -> Result<Value, EmulatorError> {
+    pub fn try_create_service_account(
+        &self,
+        domain: &str,
+        base_url: &str,
+    ) -> Result<Value, EmulatorError> {
         self.inner.auth.create_service_account(domain, base_url)
     }
 
@@ -173,7 +185,11 @@ impl Emulator {
     }
 
     /// Mints an access token for `email` with `scopes` (short names allowed).
-    pub fn mint_access_token(&self, email: &str, scopes: &[String]) -> Result<String, EmulatorError> {
+    pub fn mint_access_token(
+        &self,
+        email: &str,
+        scopes: &[String],
+    ) -> Result<String, EmulatorError> {
         if !self.user_exists(email) {
             return Err(EmulatorError::UnknownUser(email.to_string()));
         }
@@ -214,18 +230,30 @@ impl Emulator {
     }
 
     pub fn set_quotas(&self, q: Quotas) {
-        for u in self.inner.users.read().unwrap_or_else(|p| p.into_inner()).values() {
+        for u in self
+            .inner
+            .users
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+        {
             u.quota.reset();
         }
         *self.inner.quotas.write().unwrap_or_else(|p| p.into_inner()) = q;
     }
 
     pub fn quotas(&self) -> Quotas {
-        self.inner.quotas.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.inner
+            .quotas
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn set_people_propagation_delay(&self, seconds: u64) {
-        self.inner.propagation_delay.store(seconds, Ordering::Relaxed);
+        self.inner
+            .propagation_delay
+            .store(seconds, Ordering::Relaxed);
     }
 
     /// Moves the emulated clock forward.

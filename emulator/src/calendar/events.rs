@@ -12,8 +12,19 @@ use crate::recurrence::{self, Occurrence, SeriesStart};
 
 /// Fields only the server sets (ignored when a client sends them).
 const READ_ONLY: &[&str] = &[
-    "kind", "etag", "created", "updated", "htmlLink", "creator", "organizer", "hangoutLink",
-    "recurringEventId", "originalStartTime", "privateCopy", "locked", "endTimeUnspecified",
+    "kind",
+    "etag",
+    "created",
+    "updated",
+    "htmlLink",
+    "creator",
+    "organizer",
+    "hangoutLink",
+    "recurringEventId",
+    "originalStartTime",
+    "privateCopy",
+    "locked",
+    "endTimeUnspecified",
     "attendeesOmitted",
 ];
 
@@ -30,14 +41,18 @@ pub fn random_event_id() -> String {
     use rand::Rng;
     const CHARS: &[u8] = b"0123456789abcdefghijklmnopqrstuv";
     let mut rng = rand::thread_rng();
-    (0..26).map(|_| CHARS[rng.gen_range(0..32)] as char).collect()
+    (0..26)
+        .map(|_| CHARS[rng.gen_range(0..32)] as char)
+        .collect()
 }
 
 /// Keeps only `Event` schema properties and drops read-only ones.
 pub fn sanitize(body: Map<String, Value>) -> Map<String, Value> {
     body.into_iter()
         .filter(|(k, v)| {
-            !v.is_null() && discovery::has_property("calendar.Event", k) && !READ_ONLY.contains(&k.as_str())
+            !v.is_null()
+                && discovery::has_property("calendar.Event", k)
+                && !READ_ONLY.contains(&k.as_str())
         })
         .collect()
 }
@@ -99,21 +114,40 @@ pub fn parse_when(body: &Map<String, Value>, which: &str) -> Result<When, ApiErr
         ),
         None => None,
     };
-    match (v.get("date").and_then(Value::as_str), v.get("dateTime").and_then(Value::as_str)) {
+    match (
+        v.get("date").and_then(Value::as_str),
+        v.get("dateTime").and_then(Value::as_str),
+    ) {
         (Some(_), Some(_)) => Err(ApiError::cal_bad_request("Bad Request")),
         (Some(d), None) => NaiveDate::parse_from_str(d, "%Y-%m-%d")
             .map(When::Date)
             .map_err(|_| time_error(label, "date value")),
         (None, Some(dt)) => {
             if let Ok(t) = DateTime::parse_from_rfc3339(dt) {
-                Ok(When::DateTime { utc: t.with_timezone(&Utc), tz })
-            } else if let (Ok(local), Some(tz)) = (NaiveDateTime::parse_from_str(dt, "%Y-%m-%dT%H:%M:%S"), tz) {
-                Ok(When::DateTime { utc: recurrence::resolve_local(tz, local), tz: Some(tz) })
+                Ok(When::DateTime {
+                    utc: t.with_timezone(&Utc),
+                    tz,
+                })
+            } else if let (Ok(local), Some(tz)) =
+                (NaiveDateTime::parse_from_str(dt, "%Y-%m-%dT%H:%M:%S"), tz)
+            {
+                Ok(When::DateTime {
+                    utc: recurrence::resolve_local(tz, local),
+                    tz: Some(tz),
+                })
             } else {
-                Err(ApiError::new(400, "invalid", format!("Invalid {label} time.")))
+                Err(ApiError::new(
+                    400,
+                    "invalid",
+                    format!("Invalid {label} time."),
+                ))
             }
         }
-        (None, None) => Err(ApiError::new(400, "required", format!("Missing {label} time."))),
+        (None, None) => Err(ApiError::new(
+            400,
+            "required",
+            format!("Missing {label} time."),
+        )),
     }
 }
 
@@ -123,7 +157,11 @@ pub fn series_start(body: &Map<String, Value>) -> Result<SeriesStart, ApiError> 
         When::Date(d) => Ok(SeriesStart::Date(d)),
         When::DateTime { utc, tz } => {
             let tz = tz.ok_or_else(|| {
-                ApiError::new(400, "required", "Missing time zone definition for start time.")
+                ApiError::new(
+                    400,
+                    "required",
+                    "Missing time zone definition for start time.",
+                )
             })?;
             Ok(SeriesStart::DateTime {
                 local: utc.with_timezone(&tz).naive_local(),
@@ -136,7 +174,12 @@ pub fn series_start(body: &Map<String, Value>) -> Result<SeriesStart, ApiError> 
 pub fn recurrence_lines(body: &Map<String, Value>) -> Vec<String> {
     body.get("recurrence")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -150,9 +193,13 @@ pub fn validate(body: &Map<String, Value>) -> Result<(), ApiError> {
         }
         _ => {}
     }
-    if end.instant() < start.instant() || (matches!(start, When::Date(_)) && end.instant() <= start.instant()) {
-        return Err(ApiError::new(400, "timeRangeEmpty", "The specified time range is empty.")
-            .location("parameter", "timeMax"));
+    if end.instant() < start.instant()
+        || (matches!(start, When::Date(_)) && end.instant() <= start.instant())
+    {
+        return Err(
+            ApiError::new(400, "timeRangeEmpty", "The specified time range is empty.")
+                .location("parameter", "timeMax"),
+        );
     }
     let lines = recurrence_lines(body);
     if !lines.is_empty() {
@@ -161,7 +208,9 @@ pub fn validate(body: &Map<String, Value>) -> Result<(), ApiError> {
             .map_err(|_| ApiError::new(400, "invalid", "Invalid recurrence rule."))?;
     }
     if let Some(att) = body.get("attendees") {
-        let arr = att.as_array().ok_or_else(|| ApiError::cal_bad_request("Bad Request"))?;
+        let arr = att
+            .as_array()
+            .ok_or_else(|| ApiError::cal_bad_request("Bad Request"))?;
         for a in arr {
             let email = a.get("email").and_then(Value::as_str).unwrap_or("");
             if email.is_empty() && a.get("id").is_none() {
@@ -185,7 +234,10 @@ pub fn validate(body: &Map<String, Value>) -> Result<(), ApiError> {
 pub fn apply_people(body: &mut Map<String, Value>, organizer: &str, owner: &str) {
     body.insert("organizer".into(), json!({"email": organizer}));
     if organizer.eq_ignore_ascii_case(owner) {
-        body.insert("organizer".into(), json!({"email": organizer, "self": true}));
+        body.insert(
+            "organizer".into(),
+            json!({"email": organizer, "self": true}),
+        );
     }
     let creator_email = body
         .get("creator")
@@ -200,7 +252,9 @@ pub fn apply_people(body: &mut Map<String, Value>, organizer: &str, owner: &str)
     body.insert("creator".into(), creator);
     if let Some(Value::Array(atts)) = body.get_mut("attendees") {
         for a in atts.iter_mut() {
-            let Some(obj) = a.as_object_mut() else { continue };
+            let Some(obj) = a.as_object_mut() else {
+                continue;
+            };
             let email = obj
                 .get("email")
                 .and_then(Value::as_str)
@@ -218,7 +272,11 @@ pub fn apply_people(body: &mut Map<String, Value>, organizer: &str, owner: &str)
                 obj.insert("self".into(), json!(true));
             }
             if !obj.contains_key("responseStatus") {
-                let default = if email.eq_ignore_ascii_case(organizer) { "accepted" } else { "needsAction" };
+                let default = if email.eq_ignore_ascii_case(organizer) {
+                    "accepted"
+                } else {
+                    "needsAction"
+                };
                 obj.insert("responseStatus".into(), json!(default));
             }
         }
@@ -278,7 +336,11 @@ pub fn original_start(o: &Occurrence, tz: Option<Tz>) -> Value {
 pub fn instance_body(master: &Map<String, Value>, o: &Occurrence) -> Map<String, Value> {
     let mut b = master.clone();
     b.remove("recurrence");
-    let master_id = master.get("id").and_then(Value::as_str).unwrap_or("").to_string();
+    let master_id = master
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     let start = parse_when(master, "start").ok();
     let end = parse_when(master, "end").ok();
     let tz = match start {
@@ -293,7 +355,10 @@ pub fn instance_body(master: &Map<String, Value>, o: &Occurrence) -> Map<String,
         (Some(s), Some(e)) => e.instant() - s.instant(),
         _ => Duration::zero(),
     };
-    b.insert("id".into(), json!(format!("{master_id}_{}", instance_stamp(o))));
+    b.insert(
+        "id".into(),
+        json!(format!("{master_id}_{}", instance_stamp(o))),
+    );
     b.insert("recurringEventId".into(), json!(master_id));
     b.insert("originalStartTime".into(), original_start(o, tz));
     b.insert("start".into(), when_json(o.utc, o.all_day, tz));
@@ -304,7 +369,15 @@ pub fn instance_body(master: &Map<String, Value>, o: &Occurrence) -> Map<String,
 /// A minimal cancelled stub as incremental sync returns it.
 pub fn cancelled_stub(body: &Map<String, Value>) -> Map<String, Value> {
     let mut m = Map::new();
-    for k in ["kind", "etag", "id", "status", "recurringEventId", "originalStartTime", "updated"] {
+    for k in [
+        "kind",
+        "etag",
+        "id",
+        "status",
+        "recurringEventId",
+        "originalStartTime",
+        "updated",
+    ] {
         if let Some(v) = body.get(k) {
             m.insert(k.into(), v.clone());
         }
@@ -323,11 +396,19 @@ pub fn parse_instance_id(id: &str) -> Option<(&str, DateTime<Utc>, bool)> {
         return Some((master, Utc.from_utc_datetime(&t), false));
     }
     let d = NaiveDate::parse_from_str(stamp, "%Y%m%d").ok()?;
-    Some((master, Utc.from_utc_datetime(&d.and_time(chrono::NaiveTime::MIN)), true))
+    Some((
+        master,
+        Utc.from_utc_datetime(&d.and_time(chrono::NaiveTime::MIN)),
+        true,
+    ))
 }
 
 /// Whether the event (or instance) overlaps [min, max).
-pub fn overlaps(body: &Map<String, Value>, min: Option<DateTime<Utc>>, max: Option<DateTime<Utc>>) -> bool {
+pub fn overlaps(
+    body: &Map<String, Value>,
+    min: Option<DateTime<Utc>>,
+    max: Option<DateTime<Utc>>,
+) -> bool {
     let (Ok(s), Ok(e)) = (parse_when(body, "start"), parse_when(body, "end")) else {
         return true;
     };

@@ -57,7 +57,12 @@ fn send_updates(req: &Req) -> Result<Option<String>, ApiError> {
     match req.query.get("sendUpdates") {
         None => Ok(None),
         Some(v @ ("all" | "externalOnly" | "none")) => Ok(Some(v.to_string())),
-        Some(v) => Err(ApiError::new(400, "invalidParameter", format!("Invalid value '{v}' for sendUpdates.")).location("parameter", "sendUpdates")),
+        Some(v) => Err(ApiError::new(
+            400,
+            "invalidParameter",
+            format!("Invalid value '{v}' for sendUpdates."),
+        )
+        .location("parameter", "sendUpdates")),
     }
 }
 
@@ -83,17 +88,27 @@ fn parse_time_param(req: &Req, key: &str) -> Result<Option<DateTime<Utc>>, ApiEr
 }
 
 fn max_results(req: &Req, default: i64) -> Result<usize, ApiError> {
-    let n = req.query.int("maxResults", Api::Calendar)?.unwrap_or(default);
+    let n = req
+        .query
+        .int("maxResults", Api::Calendar)?
+        .unwrap_or(default);
     if n < 1 {
-        return Err(ApiError::new(400, "invalid", "Invalid value for maxResults").location("parameter", "maxResults"));
+        return Err(
+            ApiError::new(400, "invalid", "Invalid value for maxResults")
+                .location("parameter", "maxResults"),
+        );
     }
     Ok(n.min(2500) as usize)
 }
 
 fn full_sync_required() -> ApiError {
-    ApiError::new(410, "fullSyncRequired", "Sync token is no longer valid, a full sync is required.")
-        .domain("calendar")
-        .location("parameter", "syncToken")
+    ApiError::new(
+        410,
+        "fullSyncRequired",
+        "Sync token is no longer valid, a full sync is required.",
+    )
+    .domain("calendar")
+    .location("parameter", "syncToken")
 }
 
 fn bad_page_token() -> ApiError {
@@ -125,13 +140,19 @@ fn check_if_match(req: &Req, etag: &str) -> Result<(), ApiError> {
 fn envelope(store: &CalendarStore, items: Vec<Value>) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("kind".into(), json!("calendar#events"));
-    m.insert("etag".into(), json!(format!("\"p{}e{}\"", store.current_seq(), store.epoch)));
+    m.insert(
+        "etag".into(),
+        json!(format!("\"p{}e{}\"", store.current_seq(), store.epoch)),
+    );
     m.insert("summary".into(), json!(store.owner));
     m.insert("description".into(), json!(""));
     m.insert("updated".into(), json!(fmt_millis(store.updated)));
     m.insert("timeZone".into(), json!(CALENDAR_TIME_ZONE));
     m.insert("accessRole".into(), json!("owner"));
-    m.insert("defaultReminders".into(), json!([{"method": "popup", "minutes": 10}]));
+    m.insert(
+        "defaultReminders".into(),
+        json!([{"method": "popup", "minutes": 10}]),
+    );
     m.insert("items".into(), Value::Array(items));
     m
 }
@@ -159,7 +180,10 @@ fn prop_filter(req: &Req, key: &str) -> Result<Vec<(String, String)>, ApiError> 
         .map(|p| {
             p.split_once('=')
                 .map(|(k, v)| (k.to_string(), v.to_string()))
-                .ok_or_else(|| ApiError::new(400, "invalid", "Invalid extended property filter.").location("parameter", key))
+                .ok_or_else(|| {
+                    ApiError::new(400, "invalid", "Invalid extended property filter.")
+                        .location("parameter", key)
+                })
         })
         .collect()
 }
@@ -196,7 +220,10 @@ fn matches_filters(b: &Map<String, Value>, o: &ListOpts) -> bool {
         }
     }
     if !o.event_types.is_empty() {
-        let t = b.get("eventType").and_then(Value::as_str).unwrap_or("default");
+        let t = b
+            .get("eventType")
+            .and_then(Value::as_str)
+            .unwrap_or("default");
         if !o.event_types.iter().any(|x| x == t) {
             return false;
         }
@@ -216,7 +243,8 @@ fn expand_master(
         return Vec::new();
     };
     let limit = max.map(|m| m.min(horizon)).unwrap_or(horizon);
-    let Ok(occ) = recurrence::expand(&start, &recurrence_lines(&ev.body), limit, MAX_INSTANCES) else {
+    let Ok(occ) = recurrence::expand(&start, &recurrence_lines(&ev.body), limit, MAX_INSTANCES)
+    else {
         return Vec::new();
     };
     occ.iter()
@@ -274,7 +302,7 @@ fn items_for(store: &CalendarStore, ev: &StoredEvent, o: &ListOpts) -> Vec<Value
     } else {
         overlaps(b, o.time_min, o.time_max)
     };
-    if !window_ok && !(cancelled && o.incremental) {
+    if !(window_ok || (cancelled && o.incremental)) {
         return Vec::new();
     }
     if cancelled && stub {
@@ -295,9 +323,23 @@ fn list(req: &Req) -> Result<Reply, ApiError> {
     let q = &req.query;
     let sync_token = q.get("syncToken");
     if sync_token.is_some() {
-        for p in ["iCalUID", "orderBy", "privateExtendedProperty", "q", "sharedExtendedProperty", "timeMin", "timeMax", "updatedMin"] {
+        for p in [
+            "iCalUID",
+            "orderBy",
+            "privateExtendedProperty",
+            "q",
+            "sharedExtendedProperty",
+            "timeMin",
+            "timeMax",
+            "updatedMin",
+        ] {
             if q.has(p) {
-                return Err(ApiError::new(400, "invalid", format!("The parameter {p} cannot be used together with syncToken.")).location("parameter", p));
+                return Err(ApiError::new(
+                    400,
+                    "invalid",
+                    format!("The parameter {p} cannot be used together with syncToken."),
+                )
+                .location("parameter", p));
             }
         }
     }
@@ -308,15 +350,27 @@ fn list(req: &Req) -> Result<Reply, ApiError> {
         None | Some("updated") => {}
         Some("startTime") if single => {}
         Some("startTime") => {
-            return Err(ApiError::new(400, "badRequest", "The requested ordering is not available for the particular query."))
+            return Err(ApiError::new(
+                400,
+                "badRequest",
+                "The requested ordering is not available for the particular query.",
+            ))
         }
-        Some(_) => return Err(ApiError::new(400, "invalidParameter", "Invalid value for orderBy").location("parameter", "orderBy")),
+        Some(_) => {
+            return Err(
+                ApiError::new(400, "invalidParameter", "Invalid value for orderBy")
+                    .location("parameter", "orderBy"),
+            )
+        }
     }
     let time_min = parse_time_param(req, "timeMin")?;
     let time_max = parse_time_param(req, "timeMax")?;
     if let (Some(a), Some(b)) = (time_min, time_max) {
         if a >= b {
-            return Err(ApiError::new(400, "timeRangeEmpty", "The specified time range is empty.").location("parameter", "timeMax"));
+            return Err(
+                ApiError::new(400, "timeRangeEmpty", "The specified time range is empty.")
+                    .location("parameter", "timeMax"),
+            );
         }
     }
     let opts_base = |incremental: bool| -> Result<ListOpts, ApiError> {
@@ -331,7 +385,11 @@ fn list(req: &Req) -> Result<Reply, ApiError> {
             private_props: prop_filter(req, "privateExtendedProperty")?,
             shared_props: prop_filter(req, "sharedExtendedProperty")?,
             updated_min: parse_time_param(req, "updatedMin")?,
-            event_types: q.all("eventTypes").into_iter().map(str::to_string).collect(),
+            event_types: q
+                .all("eventTypes")
+                .into_iter()
+                .map(str::to_string)
+                .collect(),
             horizon: req.now + Duration::days(EXPANSION_HORIZON_DAYS),
         })
     };
@@ -342,7 +400,11 @@ fn list(req: &Req) -> Result<Reply, ApiError> {
     let from = match sync_token {
         Some(t) => {
             let t = SyncToken::decode(t).ok_or_else(full_sync_required)?;
-            if t.api != 'c' || t.user_tag != tag || t.epoch != store.epoch || t.seq > store.current_seq() {
+            if t.api != 'c'
+                || t.user_tag != tag
+                || t.epoch != store.epoch
+                || t.seq > store.current_seq()
+            {
                 return Err(full_sync_required());
             }
             Some(t.seq)
@@ -391,9 +453,16 @@ fn list(req: &Req) -> Result<Reply, ApiError> {
             .flat_map(|(_, ev)| items_for(&store, ev, &opts))
             .collect();
         all.sort_by_key(start_key);
-        let offset = if q.has("pageToken") { cursor as usize } else { 0 };
+        let offset = if q.has("pageToken") {
+            cursor as usize
+        } else {
+            0
+        };
         let end = (offset + max).min(all.len());
-        items = all.get(offset..end).map(<[Value]>::to_vec).unwrap_or_default();
+        items = all
+            .get(offset..end)
+            .map(<[Value]>::to_vec)
+            .unwrap_or_default();
         if end < all.len() {
             next = Some(page_token(end as u64, 0));
         }
@@ -435,7 +504,11 @@ fn list(req: &Req) -> Result<Reply, ApiError> {
 }
 
 /// The current body of an event or of a not-yet-materialized instance.
-fn current_body(store: &CalendarStore, id: &str, horizon: DateTime<Utc>) -> Option<(Map<String, Value>, bool)> {
+fn current_body(
+    store: &CalendarStore,
+    id: &str,
+    horizon: DateTime<Utc>,
+) -> Option<(Map<String, Value>, bool)> {
     if let Some(ev) = store.get(id) {
         return Some((ev.body.clone(), true));
     }
@@ -446,7 +519,13 @@ fn current_body(store: &CalendarStore, id: &str, horizon: DateTime<Utc>) -> Opti
     }
     let start = series_start(&master.body).ok()?;
     let limit = horizon.max(when + Duration::days(1));
-    let occ = recurrence::expand(&start, &recurrence_lines(&master.body), limit, usize::MAX / 4).ok()?;
+    let occ = recurrence::expand(
+        &start,
+        &recurrence_lines(&master.body),
+        limit,
+        usize::MAX / 4,
+    )
+    .ok()?;
     let o = occ.iter().find(|o| o.utc == when)?;
     let mut b = instance_body(&master.body, o);
     if master.is_cancelled() {
@@ -489,15 +568,21 @@ fn insert(req: &Req) -> Result<Reply, ApiError> {
     let result = {
         let mut store = req.user.calendar();
         if store.get(&id).is_some() {
-            return Err(ApiError::new(409, "duplicate", "The requested identifier already exists."));
+            return Err(ApiError::new(
+                409,
+                "duplicate",
+                "The requested identifier already exists.",
+            ));
         }
         body.insert("kind".into(), json!("calendar#event"));
         body.insert("id".into(), json!(id));
         body.entry("status").or_insert(json!("confirmed"));
         body.insert("htmlLink".into(), json!(html_link(&id, &owner)));
-        body.entry("iCalUID").or_insert(json!(format!("{id}@google.com")));
+        body.entry("iCalUID")
+            .or_insert(json!(format!("{id}@google.com")));
         body.entry("sequence").or_insert(json!(0));
-        body.entry("reminders").or_insert(json!({"useDefault": true}));
+        body.entry("reminders")
+            .or_insert(json!({"useDefault": true}));
         body.entry("eventType").or_insert(json!("default"));
         apply_people(&mut body, &owner, &owner);
         store.put(&id, body, req.now).body.clone()
@@ -517,8 +602,13 @@ fn update(req: &Req, patch: bool) -> Result<Reply, ApiError> {
     let horizon = req.now + Duration::days(EXPANSION_HORIZON_DAYS);
     let (result, is_master) = {
         let mut store = req.user.calendar();
-        let (current, _) = current_body(&store, &id, horizon).ok_or_else(ApiError::cal_not_found)?;
-        let etag = current.get("etag").and_then(Value::as_str).unwrap_or("").to_string();
+        let (current, _) =
+            current_body(&store, &id, horizon).ok_or_else(ApiError::cal_not_found)?;
+        let etag = current
+            .get("etag")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         check_if_match(req, &etag)?;
         let mut body = if patch {
             let mut merged = current.clone();
@@ -531,7 +621,16 @@ fn update(req: &Req, patch: bool) -> Result<Reply, ApiError> {
             b.entry("eventType").or_insert(json!("default"));
             b
         };
-        for k in ["kind", "id", "created", "creator", "iCalUID", "recurringEventId", "originalStartTime", "htmlLink"] {
+        for k in [
+            "kind",
+            "id",
+            "created",
+            "creator",
+            "iCalUID",
+            "recurringEventId",
+            "originalStartTime",
+            "htmlLink",
+        ] {
             match current.get(k) {
                 Some(v) => body.insert(k.into(), v.clone()),
                 None => body.remove(k),
@@ -540,10 +639,15 @@ fn update(req: &Req, patch: bool) -> Result<Reply, ApiError> {
         if body.get("recurringEventId").is_some() {
             body.remove("recurrence");
         }
-        body.entry("sequence").or_insert(json!(current.get("sequence").cloned().unwrap_or(json!(0))));
+        body.entry("sequence")
+            .or_insert(json!(current.get("sequence").cloned().unwrap_or(json!(0))));
         validate(&body)?;
         let organizer = organizer_email(&current);
-        let organizer = if organizer.is_empty() { owner.clone() } else { organizer };
+        let organizer = if organizer.is_empty() {
+            owner.clone()
+        } else {
+            organizer
+        };
         apply_people(&mut body, &organizer, &owner);
         let stored = store.put(&id, body, req.now);
         (stored.body.clone(), stored.is_recurring_master())
@@ -564,11 +668,16 @@ fn delete(req: &Req) -> Result<Reply, ApiError> {
     let mut touched = vec![id.clone()];
     {
         let mut store = req.user.calendar();
-        let (mut body, stored) = current_body(&store, &id, horizon).ok_or_else(ApiError::cal_not_found)?;
+        let (mut body, stored) =
+            current_body(&store, &id, horizon).ok_or_else(ApiError::cal_not_found)?;
         if stored && store.get(&id).is_some_and(StoredEvent::is_cancelled) {
             return Err(ApiError::new(410, "deleted", "Resource has been deleted"));
         }
-        let etag = body.get("etag").and_then(Value::as_str).unwrap_or("").to_string();
+        let etag = body
+            .get("etag")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         check_if_match(req, &etag)?;
         body.insert("status".into(), json!("cancelled"));
         let is_organizer = organizer_email(&body) == owner;
@@ -583,7 +692,16 @@ fn delete(req: &Req) -> Result<Reply, ApiError> {
             let exc: Vec<(String, Map<String, Value>)> = store
                 .exceptions_of(&id)
                 .filter(|e| !e.is_cancelled())
-                .map(|e| (e.body.get("id").and_then(Value::as_str).unwrap_or("").to_string(), e.body.clone()))
+                .map(|e| {
+                    (
+                        e.body
+                            .get("id")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_string(),
+                        e.body.clone(),
+                    )
+                })
                 .collect();
             for (eid, mut b) in exc {
                 b.insert("status".into(), json!("cancelled"));
@@ -671,7 +789,10 @@ fn mirror(emu: &Emulator, organizer: &UserState, id: &str, now: DateTime<Utc>) {
 fn instances(req: &Req) -> Result<Reply, ApiError> {
     check_calendar(req, req.param(0))?;
     let max = max_results(req, 250)?;
-    let show_deleted = req.query.bool("showDeleted", Api::Calendar)?.unwrap_or(false);
+    let show_deleted = req
+        .query
+        .bool("showDeleted", Api::Calendar)?
+        .unwrap_or(false);
     let time_min = parse_time_param(req, "timeMin")?;
     let time_max = parse_time_param(req, "timeMax")?;
     let original_start = parse_time_param(req, "originalStart")?;
@@ -702,7 +823,9 @@ fn instances(req: &Req) -> Result<Reply, ApiError> {
                 .map(|m| {
                     let mut wrap = Map::new();
                     wrap.insert("start".into(), Value::Object(m.clone()));
-                    parse_when(&wrap, "start").map(|w| w.instant() == os).unwrap_or(false)
+                    parse_when(&wrap, "start")
+                        .map(|w| w.instant() == os)
+                        .unwrap_or(false)
                 })
                 .unwrap_or(false)
         });
@@ -719,7 +842,10 @@ fn instances(req: &Req) -> Result<Reply, ApiError> {
         None => 0,
     };
     let end = (offset + max).min(all.len());
-    let page = all.get(offset.min(end)..end).map(<[Value]>::to_vec).unwrap_or_default();
+    let page = all
+        .get(offset.min(end)..end)
+        .map(<[Value]>::to_vec)
+        .unwrap_or_default();
     let mut out = envelope(&store, page);
     if end < all.len() {
         let p = PageToken {
@@ -766,35 +892,75 @@ fn calendar_list_get(req: &Req) -> Result<Reply, ApiError> {
 fn watch(req: &Req) -> Result<Reply, ApiError> {
     check_calendar(req, req.param(0))?;
     let body = req.json_object()?;
-    let id = body.get("id").and_then(Value::as_str).unwrap_or("").to_string();
+    let id = body
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     if id.is_empty() || id.len() > 64 {
-        return Err(ApiError::new(400, "required", "Channel id is required and must have at most 64 characters."));
+        return Err(ApiError::new(
+            400,
+            "required",
+            "Channel id is required and must have at most 64 characters.",
+        ));
     }
     let kind = body.get("type").and_then(Value::as_str).unwrap_or("");
     if !matches!(kind, "web_hook" | "webhook") {
-        return Err(ApiError::new(400, "push.webhookInvalidType", "Unknown channel type."));
+        return Err(ApiError::new(
+            400,
+            "push.webhookInvalidType",
+            "Unknown channel type.",
+        ));
     }
-    let address = body.get("address").and_then(Value::as_str).unwrap_or("").to_string();
+    let address = body
+        .get("address")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     let parsed = url::Url::parse(&address).ok();
     let loopback = parsed.as_ref().and_then(|u| u.host_str()).is_some_and(|h| {
-        h == "localhost" || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()) || h == "[::1]"
+        h == "localhost"
+            || h.parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+            || h == "[::1]"
     });
-    let scheme = parsed.as_ref().map(|u| u.scheme().to_string()).unwrap_or_default();
+    let scheme = parsed
+        .as_ref()
+        .map(|u| u.scheme().to_string())
+        .unwrap_or_default();
     if !(scheme == "https" || (scheme == "http" && loopback)) {
-        return Err(ApiError::new(400, "push.webhookUrlNotHttps", format!("WebHook callback must be HTTPS: {address}")));
+        return Err(ApiError::new(
+            400,
+            "push.webhookUrlNotHttps",
+            format!("WebHook callback must be HTTPS: {address}"),
+        ));
     }
     let expiration_ms = body
         .get("expiration")
-        .and_then(|v| v.as_str().and_then(|s| s.parse().ok()).or_else(|| v.as_i64()))
+        .and_then(|v| {
+            v.as_str()
+                .and_then(|s| s.parse().ok())
+                .or_else(|| v.as_i64())
+        })
         .unwrap_or_else(|| (req.now + Duration::days(7)).timestamp_millis());
-    let token = body.get("token").and_then(Value::as_str).map(str::to_string);
+    let token = body
+        .get("token")
+        .and_then(Value::as_str)
+        .map(str::to_string);
     let mut store = req.user.calendar();
     if store.channels.contains_key(&id) {
-        return Err(ApiError::new(400, "channelIdNotUnique", "Channel id not unique."));
+        return Err(ApiError::new(
+            400,
+            "channelIdNotUnique",
+            "Channel id not unique.",
+        ));
     }
     let resource_id = random_event_id();
     let base = req.emu.base_url();
-    let resource_uri = format!("{base}/calendar/v3/calendars/{}/events?alt=json", store.owner);
+    let resource_uri = format!(
+        "{base}/calendar/v3/calendars/{}/events?alt=json",
+        store.owner
+    );
     let ch = Channel {
         id: id.clone(),
         resource_id: resource_id.clone(),
@@ -830,6 +996,10 @@ fn channels_stop(req: &Req) -> Result<Reply, ApiError> {
             store.channels.remove(id);
             Ok(Reply::Empty)
         }
-        _ => Err(ApiError::new(404, "notFound", format!("Channel '{id}' not found for project '000000000000'"))),
+        _ => Err(ApiError::new(
+            404,
+            "notFound",
+            format!("Channel '{id}' not found for project '000000000000'"),
+        )),
     }
 }

@@ -64,9 +64,13 @@ pub fn send(ch: Channel, state: &'static str) {
         if let Some(t) = &ch.token {
             b = b.header("X-Goog-Channel-Token", t.as_str());
         }
-        let Ok(req) = b.body(Empty::new()) else { return };
+        let Ok(req) = b.body(Empty::new()) else {
+            return;
+        };
         match client().request(req).await {
-            Ok(resp) => tracing::debug!(status = %resp.status(), channel = %ch.id, "notification delivered"),
+            Ok(resp) => {
+                tracing::debug!(status = %resp.status(), channel = %ch.id, "notification delivered")
+            }
             Err(e) => tracing::debug!(error = %e, channel = %ch.id, "notification failed"),
         }
     });

@@ -115,7 +115,12 @@ impl CalendarStore {
     }
 
     /// Stores a new version: assigns the change sequence, a fresh etag and `updated`.
-    pub fn put(&mut self, id: &str, mut body: Map<String, Value>, now: DateTime<Utc>) -> &StoredEvent {
+    pub fn put(
+        &mut self,
+        id: &str,
+        mut body: Map<String, Value>,
+        now: DateTime<Utc>,
+    ) -> &StoredEvent {
         self.seq += 1;
         let micros = now.timestamp_micros().max(0) as u64;
         let etag_n = (micros.saturating_mul(10)).max(self.last_etag + 1);
@@ -133,12 +138,15 @@ impl CalendarStore {
                 .insert(id.to_string());
         }
         let seq = self.seq;
-        let entry = self.events.entry(id.to_string()).or_insert_with(|| StoredEvent {
-            body: Map::new(),
-            seq: 0,
-            removed_by_owner: false,
-            mirrored_to: BTreeSet::new(),
-        });
+        let entry = self
+            .events
+            .entry(id.to_string())
+            .or_insert_with(|| StoredEvent {
+                body: Map::new(),
+                seq: 0,
+                removed_by_owner: false,
+                mirrored_to: BTreeSet::new(),
+            });
         if entry.seq != 0 {
             self.index.remove(&entry.seq);
         }
@@ -158,11 +166,17 @@ impl CalendarStore {
 
     /// Whether any index entry has `from <= seq <= to`.
     pub fn has_changes(&self, from: u64, to: u64) -> bool {
-        self.index.range(crate::sync_tokens::seq_range(from, to)).next().is_some()
+        self.index
+            .range(crate::sync_tokens::seq_range(from, to))
+            .next()
+            .is_some()
     }
 
     /// Ids of stored exceptions of a recurring master.
-    pub fn exceptions_of<'a>(&'a self, master_id: &'a str) -> impl Iterator<Item = &'a StoredEvent> + 'a {
+    pub fn exceptions_of<'a>(
+        &'a self,
+        master_id: &'a str,
+    ) -> impl Iterator<Item = &'a StoredEvent> + 'a {
         self.exceptions
             .get(master_id)
             .into_iter()

@@ -19,7 +19,9 @@ fn group_fields(v: Option<&str>, param: &str) -> Result<Option<Vec<String>>, Api
     let mut out = Vec::new();
     for p in v.split(',').map(str::trim) {
         if !GROUP_FIELDS.contains(&p) {
-            return Err(ApiError::invalid_argument(format!("Invalid {param} mask path: \"{p}\".")));
+            return Err(ApiError::invalid_argument(format!(
+                "Invalid {param} mask path: \"{p}\"."
+            )));
         }
         out.push(p.to_string());
     }
@@ -40,7 +42,11 @@ pub fn list(req: &Req) -> Result<Reply, ApiError> {
     let page_size = match q.int("pageSize", Api::People)?.unwrap_or(0) {
         0 => 30,
         n if (1..=1000).contains(&n) => n as usize,
-        _ => return Err(ApiError::invalid_argument("Invalid pageSize. Valid values are between 1 and 1000, inclusive.")),
+        _ => {
+            return Err(ApiError::invalid_argument(
+                "Invalid pageSize. Valid values are between 1 and 1000, inclusive.",
+            ))
+        }
     };
     let tag = user_tag(&req.user.email);
     let params = q.fingerprint(&["pageToken"]);
@@ -84,10 +90,25 @@ pub fn list(req: &Req) -> Result<Reply, ApiError> {
     }
     out.insert("totalItems".into(), json!(all.len()));
     if end < all.len() {
-        let p = PageToken { user_tag: tag, api: 'g', epoch: store.epoch, snapshot, cursor: end as u64, skip: 0, params, full_sync_ms: 0 };
+        let p = PageToken {
+            user_tag: tag,
+            api: 'g',
+            epoch: store.epoch,
+            snapshot,
+            cursor: end as u64,
+            skip: 0,
+            params,
+            full_sync_ms: 0,
+        };
         out.insert("nextPageToken".into(), json!(p.encode()));
     } else {
-        let t = SyncToken { user_tag: tag, api: 'g', epoch: store.epoch, seq: snapshot, full_sync_ms: req.now.timestamp_millis() };
+        let t = SyncToken {
+            user_tag: tag,
+            api: 'g',
+            epoch: store.epoch,
+            seq: snapshot,
+            full_sync_ms: req.now.timestamp_millis(),
+        };
         out.insert("nextSyncToken".into(), json!(t.encode()));
     }
     Ok(Reply::Json(Value::Object(out)))
@@ -96,7 +117,9 @@ pub fn list(req: &Req) -> Result<Reply, ApiError> {
 fn max_members(req: &Req) -> Result<usize, ApiError> {
     let n = req.query.int("maxMembers", Api::People)?.unwrap_or(0);
     if n < 0 {
-        return Err(ApiError::invalid_argument("maxMembers must not be negative."));
+        return Err(ApiError::invalid_argument(
+            "maxMembers must not be negative.",
+        ));
     }
     Ok(n as usize)
 }
@@ -105,7 +128,11 @@ pub fn get(req: &Req) -> Result<Reply, ApiError> {
     let fields = group_fields(req.query.get("groupFields"), "groupFields")?;
     let max = max_members(req)?;
     let store = req.user.people();
-    let g = store.groups.get(req.param(0)).filter(|g| !g.deleted).ok_or_else(not_found)?;
+    let g = store
+        .groups
+        .get(req.param(0))
+        .filter(|g| !g.deleted)
+        .ok_or_else(not_found)?;
     Ok(Reply::Json(g.render(fields.as_deref(), max)))
 }
 
@@ -114,7 +141,9 @@ pub fn batch_get(req: &Req) -> Result<Reply, ApiError> {
     let max = max_members(req)?;
     let names = req.query.all("resourceNames");
     if names.is_empty() || names.len() > 200 {
-        return Err(ApiError::invalid_argument("resourceNames must contain between 1 and 200 names."));
+        return Err(ApiError::invalid_argument(
+            "resourceNames must contain between 1 and 200 names.",
+        ));
     }
     let store = req.user.people();
     let responses: Vec<Value> = names
@@ -133,13 +162,31 @@ fn duplicate_name() -> ApiError {
 
 pub fn create(req: &Req) -> Result<Reply, ApiError> {
     let body = req.json_object()?;
-    let fields = group_fields(body.get("readGroupFields").and_then(Value::as_str), "readGroupFields")?;
-    let group = body.get("contactGroup").and_then(Value::as_object).cloned().unwrap_or_default();
-    let name = group.get("name").and_then(Value::as_str).unwrap_or("").trim().to_string();
+    let fields = group_fields(
+        body.get("readGroupFields").and_then(Value::as_str),
+        "readGroupFields",
+    )?;
+    let group = body
+        .get("contactGroup")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let name = group
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .trim()
+        .to_string();
     if name.is_empty() {
-        return Err(ApiError::invalid_argument("Contact group name must not be empty."));
+        return Err(ApiError::invalid_argument(
+            "Contact group name must not be empty.",
+        ));
     }
-    let client_data: Vec<Value> = group.get("clientData").and_then(Value::as_array).cloned().unwrap_or_default();
+    let client_data: Vec<Value> = group
+        .get("clientData")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let mut store = req.user.people();
     if store.group_by_name(&name).is_some() {
         return Err(duplicate_name());
@@ -151,15 +198,31 @@ pub fn create(req: &Req) -> Result<Reply, ApiError> {
 
 pub fn update(req: &Req) -> Result<Reply, ApiError> {
     let body = req.json_object()?;
-    let read = group_fields(body.get("readGroupFields").and_then(Value::as_str), "readGroupFields")?;
-    let update = group_fields(body.get("updateGroupFields").and_then(Value::as_str), "updateGroupFields")?
-        .unwrap_or_else(|| vec!["name".to_string()]);
-    let group = body.get("contactGroup").and_then(Value::as_object).cloned().unwrap_or_default();
+    let read = group_fields(
+        body.get("readGroupFields").and_then(Value::as_str),
+        "readGroupFields",
+    )?;
+    let update = group_fields(
+        body.get("updateGroupFields").and_then(Value::as_str),
+        "updateGroupFields",
+    )?
+    .unwrap_or_else(|| vec!["name".to_string()]);
+    let group = body
+        .get("contactGroup")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
     let id = req.param(0).to_string();
     let mut store = req.user.people();
-    let g = store.groups.get(&id).filter(|g| !g.deleted).ok_or_else(not_found)?;
+    let g = store
+        .groups
+        .get(&id)
+        .filter(|g| !g.deleted)
+        .ok_or_else(not_found)?;
     if g.system {
-        return Err(ApiError::invalid_argument("System contact groups cannot be updated."));
+        return Err(ApiError::invalid_argument(
+            "System contact groups cannot be updated.",
+        ));
     }
     if let Some(etag) = group.get("etag").and_then(Value::as_str) {
         let current = g.render(None, 0);
@@ -168,9 +231,16 @@ pub fn update(req: &Req) -> Result<Reply, ApiError> {
         }
     }
     if update.iter().any(|f| f == "name") {
-        let name = group.get("name").and_then(Value::as_str).unwrap_or("").trim().to_string();
+        let name = group
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .trim()
+            .to_string();
         if name.is_empty() {
-            return Err(ApiError::invalid_argument("Contact group name must not be empty."));
+            return Err(ApiError::invalid_argument(
+                "Contact group name must not be empty.",
+            ));
         }
         if store.group_by_name(&name).is_some_and(|o| o.id != id) {
             return Err(duplicate_name());
@@ -180,7 +250,11 @@ pub fn update(req: &Req) -> Result<Reply, ApiError> {
         }
     }
     if update.iter().any(|f| f == "clientData") {
-        let cd = group.get("clientData").and_then(Value::as_array).cloned().unwrap_or_default();
+        let cd = group
+            .get("clientData")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         if let Some(g) = store.groups.get_mut(&id) {
             g.client_data = cd;
         }
@@ -191,13 +265,22 @@ pub fn update(req: &Req) -> Result<Reply, ApiError> {
 }
 
 pub fn delete(req: &Req) -> Result<Reply, ApiError> {
-    let delete_contacts = req.query.bool("deleteContacts", Api::People)?.unwrap_or(false);
+    let delete_contacts = req
+        .query
+        .bool("deleteContacts", Api::People)?
+        .unwrap_or(false);
     let id = req.param(0).to_string();
     let delay = req.emu.propagation_delay();
     let mut store = req.user.people();
-    let g = store.groups.get(&id).filter(|g| !g.deleted).ok_or_else(not_found)?;
+    let g = store
+        .groups
+        .get(&id)
+        .filter(|g| !g.deleted)
+        .ok_or_else(not_found)?;
     if g.system {
-        return Err(ApiError::invalid_argument("System contact groups cannot be deleted."));
+        return Err(ApiError::invalid_argument(
+            "System contact groups cannot be deleted.",
+        ));
     }
     let members: Vec<String> = g.members.iter().cloned().collect();
     for m in members {
@@ -226,7 +309,12 @@ pub fn members_modify(req: &Req) -> Result<Reply, ApiError> {
     let list = |k: &str| -> Vec<String> {
         body.get(k)
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let add = list("resourceNamesToAdd");
@@ -239,14 +327,24 @@ pub fn members_modify(req: &Req) -> Result<Reply, ApiError> {
     let gid = req.param(0).to_string();
     let delay = req.emu.propagation_delay();
     let mut store = req.user.people();
-    let g = store.groups.get(&gid).filter(|g| !g.deleted).ok_or_else(not_found)?;
+    let g = store
+        .groups
+        .get(&gid)
+        .filter(|g| !g.deleted)
+        .ok_or_else(not_found)?;
     if !add.is_empty() && g.system && !super::store::ADDABLE_SYSTEM_GROUPS.contains(&gid.as_str()) {
-        return Err(ApiError::invalid_argument(format!("Cannot add contacts to system contact group \"contactGroups/{gid}\".")));
+        return Err(ApiError::invalid_argument(format!(
+            "Cannot add contacts to system contact group \"contactGroups/{gid}\"."
+        )));
     }
     let mut not_found_names = Vec::new();
     let mut last_group = Vec::new();
     for rn in &add {
-        let Some(id) = contact_id(rn).ok().filter(|id| store.live(id).is_some()).map(str::to_string) else {
+        let Some(id) = contact_id(rn)
+            .ok()
+            .filter(|id| store.live(id).is_some())
+            .map(str::to_string)
+        else {
             not_found_names.push(rn.clone());
             continue;
         };
@@ -259,7 +357,11 @@ pub fn members_modify(req: &Req) -> Result<Reply, ApiError> {
         store.write(Some(&id), d, req.now, delay);
     }
     for rn in &remove {
-        let Some(id) = contact_id(rn).ok().filter(|id| store.live(id).is_some()).map(str::to_string) else {
+        let Some(id) = contact_id(rn)
+            .ok()
+            .filter(|id| store.live(id).is_some())
+            .map(str::to_string)
+        else {
             not_found_names.push(rn.clone());
             continue;
         };
@@ -283,7 +385,10 @@ pub fn members_modify(req: &Req) -> Result<Reply, ApiError> {
         out.insert("notFoundResourceNames".into(), json!(not_found_names));
     }
     if !last_group.is_empty() {
-        out.insert("canNotRemoveLastContactGroupResourceNames".into(), json!(last_group));
+        out.insert(
+            "canNotRemoveLastContactGroupResourceNames".into(),
+            json!(last_group),
+        );
     }
     Ok(Reply::Json(Value::Object(out)))
 }

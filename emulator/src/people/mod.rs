@@ -15,7 +15,9 @@ use std::collections::BTreeSet;
 use crate::api::{Reply, Req};
 use crate::errors::{Api, ApiError};
 use crate::sync_tokens::{user_tag, PageToken, SyncToken};
-use person::{all_fields, etags, input_fields, name_key, parse_mask, render, ContactData, MaskKind};
+use person::{
+    all_fields, etags, input_fields, name_key, parse_mask, render, ContactData, MaskKind,
+};
 use store::{PeopleStore, ADDABLE_SYSTEM_GROUPS};
 
 /// People sync tokens expire this long after the full sync that started their chain.
@@ -50,9 +52,13 @@ pub fn dispatch(req: &Req) -> Result<Reply, ApiError> {
 
 /// Google's expired-sync-token error (HTTP 400 FAILED_PRECONDITION).
 pub fn expired_sync_token() -> ApiError {
-    ApiError::new(400, "EXPIRED_SYNC_TOKEN", "Sync token is expired. Clear local cache and retry call without the sync token.")
-        .status("FAILED_PRECONDITION")
-        .domain("people.googleapis.com")
+    ApiError::new(
+        400,
+        "EXPIRED_SYNC_TOKEN",
+        "Sync token is expired. Clear local cache and retry call without the sync token.",
+    )
+    .status("FAILED_PRECONDITION")
+    .domain("people.googleapis.com")
 }
 
 fn contact_id(resource: &str) -> Result<&str, ApiError> {
@@ -60,7 +66,9 @@ fn contact_id(resource: &str) -> Result<&str, ApiError> {
     if id.len() > 1 && id.starts_with('c') && id[1..].bytes().all(|b| b.is_ascii_digit()) {
         Ok(id)
     } else {
-        Err(ApiError::invalid_argument(format!("Resource name \"{resource}\" is not a valid contact person resource.")))
+        Err(ApiError::invalid_argument(format!(
+            "Resource name \"{resource}\" is not a valid contact person resource."
+        )))
     }
 }
 
@@ -68,7 +76,9 @@ fn body_person(v: Option<&Value>) -> Result<Map<String, Value>, ApiError> {
     match v {
         None | Some(Value::Null) => Ok(Map::new()),
         Some(Value::Object(m)) => Ok(m.clone()),
-        Some(_) => Err(ApiError::invalid_argument("Invalid JSON payload received. Expected a Person object.")),
+        Some(_) => Err(ApiError::invalid_argument(
+            "Invalid JSON payload received. Expected a Person object.",
+        )),
     }
 }
 
@@ -81,14 +91,19 @@ fn resolve_groups(store: &PeopleStore, names: &[String]) -> Result<BTreeSet<Stri
             ApiError::invalid_argument(format!("Contact group resource name \"{n}\" is not found."))
         })?;
         if g.system && !ADDABLE_SYSTEM_GROUPS.contains(&g.id.as_str()) {
-            return Err(ApiError::invalid_argument(format!("Cannot add contacts to system contact group \"{n}\".")));
+            return Err(ApiError::invalid_argument(format!(
+                "Cannot add contacts to system contact group \"{n}\"."
+            )));
         }
         out.insert(g.id.clone());
     }
     Ok(out)
 }
 
-fn new_contact_data(store: &PeopleStore, person: &Map<String, Value>) -> Result<ContactData, ApiError> {
+fn new_contact_data(
+    store: &PeopleStore,
+    person: &Map<String, Value>,
+) -> Result<ContactData, ApiError> {
     let (fields, groups) = input_fields(person, None)?;
     let mut set = match groups {
         Some(names) => resolve_groups(store, &names)?,
@@ -114,7 +129,11 @@ fn check_etag(person: &Map<String, Value>, current: &ContactData) -> Result<(), 
         .and_then(Value::as_array)
         .and_then(|a| {
             a.iter()
-                .find(|s| s.get("type").and_then(Value::as_str).is_none_or(|t| t == "CONTACT"))
+                .find(|s| {
+                    s.get("type")
+                        .and_then(Value::as_str)
+                        .is_none_or(|t| t == "CONTACT")
+                })
                 .and_then(|s| s.get("etag"))
                 .and_then(Value::as_str)
         });
@@ -133,14 +152,21 @@ fn check_etag(person: &Map<String, Value>, current: &ContactData) -> Result<(), 
 }
 
 /// Applies an update mask to a contact's current data.
-fn updated_data(store: &PeopleStore, current: &ContactData, person: &Map<String, Value>, mask: &[String]) -> Result<ContactData, ApiError> {
+fn updated_data(
+    store: &PeopleStore,
+    current: &ContactData,
+    person: &Map<String, Value>,
+    mask: &[String],
+) -> Result<ContactData, ApiError> {
     let (fields, groups) = input_fields(person, Some(mask))?;
     let mut next = current.clone();
     for f in mask {
         if f == "memberships" {
             let names = groups.clone().unwrap_or_default();
             if names.is_empty() {
-                return Err(ApiError::invalid_argument("Contact must have at least one contact group membership."));
+                return Err(ApiError::invalid_argument(
+                    "Contact must have at least one contact group membership.",
+                ));
             }
             next.groups = resolve_groups(store, &names)?;
             continue;
@@ -164,7 +190,11 @@ fn render_current(store: &PeopleStore, id: &str, mask: &[String]) -> Value {
     }
 }
 
-fn read_mask_or_all(value: Option<&str>, kind: MaskKind, doc: &str) -> Result<Vec<String>, ApiError> {
+fn read_mask_or_all(
+    value: Option<&str>,
+    kind: MaskKind,
+    doc: &str,
+) -> Result<Vec<String>, ApiError> {
     match value {
         None => Ok(all_fields()),
         Some(v) => parse_mask(Some(v), kind, false, doc),
@@ -173,23 +203,50 @@ fn read_mask_or_all(value: Option<&str>, kind: MaskKind, doc: &str) -> Result<Ve
 
 fn connections_list(req: &Req) -> Result<Reply, ApiError> {
     if req.param(0) != "me" {
-        return Err(ApiError::invalid_argument("Must be a valid resource name of the form people/me."));
+        return Err(ApiError::invalid_argument(
+            "Must be a valid resource name of the form people/me.",
+        ));
     }
     let q = &req.query;
-    let mask = parse_mask(q.get("personFields"), MaskKind::PersonFields, false, "people.connections/list")?;
+    let mask = parse_mask(
+        q.get("personFields"),
+        MaskKind::PersonFields,
+        false,
+        "people.connections/list",
+    )?;
     let page_size = match q.int("pageSize", Api::People)?.unwrap_or(0) {
         0 => 100,
         n if (1..=1000).contains(&n) => n as usize,
-        _ => return Err(ApiError::invalid_argument("Invalid pageSize. Valid values are between 1 and 1000, inclusive.")),
+        _ => {
+            return Err(ApiError::invalid_argument(
+                "Invalid pageSize. Valid values are between 1 and 1000, inclusive.",
+            ))
+        }
     };
     let request_sync = q.bool("requestSyncToken", Api::People)?.unwrap_or(false);
     let sort = q.get("sortOrder").unwrap_or("LAST_MODIFIED_ASCENDING");
-    if !matches!(sort, "LAST_MODIFIED_ASCENDING" | "LAST_MODIFIED_DESCENDING" | "FIRST_NAME_ASCENDING" | "LAST_NAME_ASCENDING") {
-        return Err(ApiError::invalid_argument(format!("Invalid value at 'sort_order', \"{sort}\"")));
+    if !matches!(
+        sort,
+        "LAST_MODIFIED_ASCENDING"
+            | "LAST_MODIFIED_DESCENDING"
+            | "FIRST_NAME_ASCENDING"
+            | "LAST_NAME_ASCENDING"
+    ) {
+        return Err(ApiError::invalid_argument(format!(
+            "Invalid value at 'sort_order', \"{sort}\""
+        )));
     }
     for s in q.all("sources") {
-        if !matches!(s, "READ_SOURCE_TYPE_CONTACT" | "READ_SOURCE_TYPE_PROFILE" | "READ_SOURCE_TYPE_DOMAIN_CONTACT" | "READ_SOURCE_TYPE_OTHER_CONTACT") {
-            return Err(ApiError::invalid_argument(format!("Invalid value at 'sources', \"{s}\"")));
+        if !matches!(
+            s,
+            "READ_SOURCE_TYPE_CONTACT"
+                | "READ_SOURCE_TYPE_PROFILE"
+                | "READ_SOURCE_TYPE_DOMAIN_CONTACT"
+                | "READ_SOURCE_TYPE_OTHER_CONTACT"
+        ) {
+            return Err(ApiError::invalid_argument(format!(
+                "Invalid value at 'sources', \"{s}\""
+            )));
         }
     }
     let sync_token = q.get("syncToken");
@@ -202,10 +259,12 @@ fn connections_list(req: &Req) -> Result<Reply, ApiError> {
 
     let incremental = match sync_token {
         Some(t) => {
-            let t = SyncToken::decode(t).filter(|t| t.api == 'p' && t.user_tag == tag)
+            let t = SyncToken::decode(t)
+                .filter(|t| t.api == 'p' && t.user_tag == tag)
                 .ok_or_else(|| ApiError::invalid_argument("Sync token is invalid."))?;
             if t.epoch != store.epoch
-                || now_ms - t.full_sync_ms > Duration::days(SYNC_TOKEN_LIFETIME_DAYS).num_milliseconds()
+                || now_ms - t.full_sync_ms
+                    > Duration::days(SYNC_TOKEN_LIFETIME_DAYS).num_milliseconds()
                 || t.seq > store.current_seq()
             {
                 return Err(expired_sync_token());
@@ -216,21 +275,29 @@ fn connections_list(req: &Req) -> Result<Reply, ApiError> {
     };
     let (snapshot, cursor, full_sync_ms) = match q.get("pageToken") {
         Some(p) => {
-            let p = PageToken::decode(p).filter(|p| p.api == 'p' && p.user_tag == tag).ok_or_else(|| {
-                ApiError::invalid_argument("Page token is invalid.")
-            })?;
+            let p = PageToken::decode(p)
+                .filter(|p| p.api == 'p' && p.user_tag == tag)
+                .ok_or_else(|| ApiError::invalid_argument("Page token is invalid."))?;
             if p.params != params {
                 return Err(ApiError::invalid_argument(
                     "Parameters provided to ListConnections must match the call that provided the page token.",
                 ));
             }
             if p.epoch != store.epoch {
-                return Err(if syncing { expired_sync_token() } else { ApiError::invalid_argument("Page token is invalid.") });
+                return Err(if syncing {
+                    expired_sync_token()
+                } else {
+                    ApiError::invalid_argument("Page token is invalid.")
+                });
             }
             (p.snapshot, p.cursor, p.full_sync_ms)
         }
         None => {
-            let snapshot = if syncing { store.cutoff_seq(req.now - delay) } else { store.current_seq() };
+            let snapshot = if syncing {
+                store.cutoff_seq(req.now - delay)
+            } else {
+                store.current_seq()
+            };
             let floor = incremental.map(|t| t.seq + 1).unwrap_or(1);
             let full = incremental.map(|t| t.full_sync_ms).unwrap_or(now_ms);
             (snapshot, floor, full)
@@ -264,7 +331,11 @@ fn connections_list(req: &Req) -> Result<Reply, ApiError> {
             })
             .collect();
         all.sort_by(|a, b| a.0.cmp(&b.0));
-        let offset = if q.has("pageToken") { cursor as usize } else { 0 };
+        let offset = if q.has("pageToken") {
+            cursor as usize
+        } else {
+            0
+        };
         let end = (offset + page_size).min(all.len());
         for (_, c) in all.get(offset.min(end)..end).unwrap_or_default() {
             if let Some(v) = c.visible(snapshot) {
@@ -288,7 +359,11 @@ fn connections_list(req: &Req) -> Result<Reply, ApiError> {
         }
     }
     let mut out = Map::new();
-    let total = if incremental.is_some() { items.len() } else { store.live_count() };
+    let total = if incremental.is_some() {
+        items.len()
+    } else {
+        store.live_count()
+    };
     if !items.is_empty() {
         out.insert("connections".into(), Value::Array(items));
     }
@@ -314,7 +389,12 @@ fn connections_list(req: &Req) -> Result<Reply, ApiError> {
 }
 
 fn get(req: &Req) -> Result<Reply, ApiError> {
-    let mask = parse_mask(req.query.get("personFields"), MaskKind::PersonFields, false, "people/get")?;
+    let mask = parse_mask(
+        req.query.get("personFields"),
+        MaskKind::PersonFields,
+        false,
+        "people/get",
+    )?;
     if req.param(0) == "me" {
         let email = req.user.email.clone();
         let mut fields = Map::new();
@@ -326,7 +406,12 @@ fn get(req: &Req) -> Result<Reply, ApiError> {
             etag_n: 1,
             update_time: req.now,
         };
-        let mut p = render("people/me", &format!("{:x}", crate::sync_tokens::user_tag(&email)), &d, &mask);
+        let mut p = render(
+            "people/me",
+            &format!("{:x}", crate::sync_tokens::user_tag(&email)),
+            &d,
+            &mask,
+        );
         if let Some(m) = p.get_mut("metadata") {
             m["objectType"] = json!("PERSON");
             if let Some(s) = m.get_mut("sources").and_then(|s| s.get_mut(0)) {
@@ -342,7 +427,11 @@ fn get(req: &Req) -> Result<Reply, ApiError> {
 }
 
 fn create_contact(req: &Req) -> Result<Reply, ApiError> {
-    let mask = read_mask_or_all(req.query.get("personFields"), MaskKind::PersonFields, "people/createContact")?;
+    let mask = read_mask_or_all(
+        req.query.get("personFields"),
+        MaskKind::PersonFields,
+        "people/createContact",
+    )?;
     let person = req.json_object()?;
     let delay = req.emu.propagation_delay();
     let mut store = req.user.people();
@@ -353,12 +442,26 @@ fn create_contact(req: &Req) -> Result<Reply, ApiError> {
 
 fn update_contact(req: &Req) -> Result<Reply, ApiError> {
     let id = contact_id(req.param(0))?.to_string();
-    let update_mask = parse_mask(req.query.get("updatePersonFields"), MaskKind::UpdatePersonFields, false, "people/updateContact")?;
-    let mask = read_mask_or_all(req.query.get("personFields"), MaskKind::PersonFields, "people/updateContact")?;
+    let update_mask = parse_mask(
+        req.query.get("updatePersonFields"),
+        MaskKind::UpdatePersonFields,
+        false,
+        "people/updateContact",
+    )?;
+    let mask = read_mask_or_all(
+        req.query.get("personFields"),
+        MaskKind::PersonFields,
+        "people/updateContact",
+    )?;
     let person = req.json_object()?;
     let delay = req.emu.propagation_delay();
     let mut store = req.user.people();
-    let current = store.live(&id).ok_or_else(ApiError::people_not_found)?.current().data.clone();
+    let current = store
+        .live(&id)
+        .ok_or_else(ApiError::people_not_found)?
+        .current()
+        .data
+        .clone();
     check_etag(&person, &current)?;
     let next = updated_data(&store, &current, &person, &update_mask)?;
     store.write(Some(&id), next, req.now, delay);
@@ -384,13 +487,24 @@ fn delete_contact(req: &Req) -> Result<Reply, ApiError> {
 
 fn batch_create(req: &Req) -> Result<Reply, ApiError> {
     let body = req.json_object()?;
-    let read_mask = parse_mask(body.get("readMask").and_then(Value::as_str), MaskKind::ReadMask, false, "people/batchCreateContacts")?;
-    let contacts = body.get("contacts").and_then(Value::as_array).cloned().unwrap_or_default();
+    let read_mask = parse_mask(
+        body.get("readMask").and_then(Value::as_str),
+        MaskKind::ReadMask,
+        false,
+        "people/batchCreateContacts",
+    )?;
+    let contacts = body
+        .get("contacts")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     if contacts.is_empty() {
         return Err(ApiError::invalid_argument("contacts must not be empty."));
     }
     if contacts.len() > MAX_BATCH_CREATE {
-        return Err(ApiError::invalid_argument(format!("Too many contacts in the request. The maximum is {MAX_BATCH_CREATE}.")));
+        return Err(ApiError::invalid_argument(format!(
+            "Too many contacts in the request. The maximum is {MAX_BATCH_CREATE}."
+        )));
     }
     let delay = req.emu.propagation_delay();
     let mut store = req.user.people();
@@ -402,21 +516,39 @@ fn batch_create(req: &Req) -> Result<Reply, ApiError> {
     let mut created = Vec::with_capacity(datas.len());
     for d in datas {
         let id = store.write(None, d, req.now, delay);
-        created.push(json!({"person": render_current(&store, &id, &read_mask), "httpStatusCode": 200}));
+        created.push(
+            json!({"person": render_current(&store, &id, &read_mask), "httpStatusCode": 200}),
+        );
     }
     Ok(Reply::Json(json!({"createdPeople": created})))
 }
 
 fn batch_update(req: &Req) -> Result<Reply, ApiError> {
     let body = req.json_object()?;
-    let update_mask = parse_mask(body.get("updateMask").and_then(Value::as_str), MaskKind::UpdateMask, false, "people/batchUpdateContacts")?;
-    let read_mask = parse_mask(body.get("readMask").and_then(Value::as_str), MaskKind::ReadMask, false, "people/batchUpdateContacts")?;
-    let contacts = body.get("contacts").and_then(Value::as_object).cloned().unwrap_or_default();
+    let update_mask = parse_mask(
+        body.get("updateMask").and_then(Value::as_str),
+        MaskKind::UpdateMask,
+        false,
+        "people/batchUpdateContacts",
+    )?;
+    let read_mask = parse_mask(
+        body.get("readMask").and_then(Value::as_str),
+        MaskKind::ReadMask,
+        false,
+        "people/batchUpdateContacts",
+    )?;
+    let contacts = body
+        .get("contacts")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
     if contacts.is_empty() {
         return Err(ApiError::invalid_argument("contacts must not be empty."));
     }
     if contacts.len() > MAX_BATCH_UPDATE {
-        return Err(ApiError::invalid_argument(format!("Too many contacts in the request. The maximum is {MAX_BATCH_UPDATE}.")));
+        return Err(ApiError::invalid_argument(format!(
+            "Too many contacts in the request. The maximum is {MAX_BATCH_UPDATE}."
+        )));
     }
     let delay = req.emu.propagation_delay();
     let mut store = req.user.people();
@@ -424,14 +556,26 @@ fn batch_update(req: &Req) -> Result<Reply, ApiError> {
     for (rn, p) in &contacts {
         let id = contact_id(rn)?.to_string();
         let person = body_person(Some(p))?;
-        let current = store.live(&id).ok_or_else(ApiError::people_not_found)?.current().data.clone();
+        let current = store
+            .live(&id)
+            .ok_or_else(ApiError::people_not_found)?
+            .current()
+            .data
+            .clone();
         check_etag(&person, &current)?;
-        plan.push((rn.clone(), id, updated_data(&store, &current, &person, &update_mask)?));
+        plan.push((
+            rn.clone(),
+            id,
+            updated_data(&store, &current, &person, &update_mask)?,
+        ));
     }
     let mut result = Map::new();
     for (rn, id, d) in plan {
         store.write(Some(&id), d, req.now, delay);
-        result.insert(rn, json!({"person": render_current(&store, &id, &read_mask), "httpStatusCode": 200}));
+        result.insert(
+            rn,
+            json!({"person": render_current(&store, &id, &read_mask), "httpStatusCode": 200}),
+        );
     }
     Ok(Reply::Json(json!({"updateResult": result})))
 }
@@ -441,13 +585,22 @@ fn batch_delete(req: &Req) -> Result<Reply, ApiError> {
     let names: Vec<String> = body
         .get("resourceNames")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default();
     if names.is_empty() {
-        return Err(ApiError::invalid_argument("resourceNames must not be empty."));
+        return Err(ApiError::invalid_argument(
+            "resourceNames must not be empty.",
+        ));
     }
     if names.len() > MAX_BATCH_DELETE {
-        return Err(ApiError::invalid_argument(format!("Too many resource names in the request. The maximum is {MAX_BATCH_DELETE}.")));
+        return Err(ApiError::invalid_argument(format!(
+            "Too many resource names in the request. The maximum is {MAX_BATCH_DELETE}."
+        )));
     }
     let mut store = req.user.people();
     let mut ids = Vec::with_capacity(names.len());
@@ -463,13 +616,22 @@ fn batch_delete(req: &Req) -> Result<Reply, ApiError> {
 }
 
 fn batch_get(req: &Req) -> Result<Reply, ApiError> {
-    let mask = parse_mask(req.query.get("personFields"), MaskKind::PersonFields, false, "people/getBatchGet")?;
+    let mask = parse_mask(
+        req.query.get("personFields"),
+        MaskKind::PersonFields,
+        false,
+        "people/getBatchGet",
+    )?;
     let names = req.query.all("resourceNames");
     if names.is_empty() {
-        return Err(ApiError::invalid_argument("resourceNames must not be empty."));
+        return Err(ApiError::invalid_argument(
+            "resourceNames must not be empty.",
+        ));
     }
     if names.len() > MAX_BATCH_GET {
-        return Err(ApiError::invalid_argument(format!("Too many resource names in the request. The maximum is {MAX_BATCH_GET}.")));
+        return Err(ApiError::invalid_argument(format!(
+            "Too many resource names in the request. The maximum is {MAX_BATCH_GET}."
+        )));
     }
     let store = req.user.people();
     let mut out = Vec::with_capacity(names.len());

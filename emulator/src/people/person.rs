@@ -14,19 +14,63 @@ use crate::errors::ApiError;
 
 /// Every field `personFields` accepts.
 pub const PERSON_FIELDS: &[&str] = &[
-    "addresses", "ageRanges", "biographies", "birthdays", "calendarUrls", "clientData",
-    "coverPhotos", "emailAddresses", "events", "externalIds", "genders", "imClients",
-    "interests", "locales", "locations", "memberships", "metadata", "miscKeywords", "names",
-    "nicknames", "occupations", "organizations", "phoneNumbers", "photos", "relations",
-    "sipAddresses", "skills", "urls", "userDefined",
+    "addresses",
+    "ageRanges",
+    "biographies",
+    "birthdays",
+    "calendarUrls",
+    "clientData",
+    "coverPhotos",
+    "emailAddresses",
+    "events",
+    "externalIds",
+    "genders",
+    "imClients",
+    "interests",
+    "locales",
+    "locations",
+    "memberships",
+    "metadata",
+    "miscKeywords",
+    "names",
+    "nicknames",
+    "occupations",
+    "organizations",
+    "phoneNumbers",
+    "photos",
+    "relations",
+    "sipAddresses",
+    "skills",
+    "urls",
+    "userDefined",
 ];
 
 /// Fields `updatePersonFields` (and createContact) accept.
 pub const WRITABLE_FIELDS: &[&str] = &[
-    "addresses", "biographies", "birthdays", "calendarUrls", "clientData", "emailAddresses",
-    "events", "externalIds", "genders", "imClients", "interests", "locales", "locations",
-    "memberships", "miscKeywords", "names", "nicknames", "occupations", "organizations",
-    "phoneNumbers", "relations", "sipAddresses", "urls", "userDefined",
+    "addresses",
+    "biographies",
+    "birthdays",
+    "calendarUrls",
+    "clientData",
+    "emailAddresses",
+    "events",
+    "externalIds",
+    "genders",
+    "imClients",
+    "interests",
+    "locales",
+    "locations",
+    "memberships",
+    "miscKeywords",
+    "names",
+    "nicknames",
+    "occupations",
+    "organizations",
+    "phoneNumbers",
+    "relations",
+    "sipAddresses",
+    "urls",
+    "userDefined",
 ];
 
 /// Fields that hold at most one value on a contact.
@@ -34,9 +78,17 @@ pub const SINGLETONS: &[&str] = &["names", "biographies", "birthdays", "genders"
 
 /// Output-only item fields dropped from client input.
 const OUTPUT_ONLY: &[&str] = &[
-    "metadata", "formattedType", "canonicalForm", "displayName", "displayNameLastFirst",
-    "unstructuredName", "formattedProtocol", "phoneticFullName", "contactGroupId",
-    "domainMembership", "ageRange",
+    "metadata",
+    "formattedType",
+    "canonicalForm",
+    "displayName",
+    "displayNameLastFirst",
+    "unstructuredName",
+    "formattedProtocol",
+    "phoneticFullName",
+    "contactGroupId",
+    "domainMembership",
+    "ageRange",
 ];
 
 /// The stored data of one contact version.
@@ -72,7 +124,12 @@ impl MaskKind {
 }
 
 /// Parses a field mask; `None`/empty is an error unless `allow_empty`.
-pub fn parse_mask(value: Option<&str>, kind: MaskKind, allow_empty: bool, doc: &str) -> Result<Vec<String>, ApiError> {
+pub fn parse_mask(
+    value: Option<&str>,
+    kind: MaskKind,
+    allow_empty: bool,
+    doc: &str,
+) -> Result<Vec<String>, ApiError> {
     let raw = value.unwrap_or("").trim();
     if raw.is_empty() {
         if allow_empty {
@@ -87,7 +144,11 @@ pub fn parse_mask(value: Option<&str>, kind: MaskKind, allow_empty: bool, doc: &
     let mut out = Vec::new();
     for p in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let p = p.strip_prefix("person.").unwrap_or(p);
-        let ok = if writable { WRITABLE_FIELDS.contains(&p) } else { PERSON_FIELDS.contains(&p) };
+        let ok = if writable {
+            WRITABLE_FIELDS.contains(&p)
+        } else {
+            PERSON_FIELDS.contains(&p)
+        };
         if !ok {
             return Err(ApiError::invalid_argument(format!(
                 "Invalid {} mask path: \"{p}\". Valid paths are documented at https://developers.google.com/people/api/rest/v1/{doc}.",
@@ -120,7 +181,13 @@ fn strip_item(v: &Value) -> Option<Value> {
 
 /// Extracts writable fields (`only` = the update mask, or all) from a Person body.
 /// Returns the field map and the requested group resource names (if `memberships` given).
-pub fn input_fields(person: &Map<String, Value>, only: Option<&[String]>) -> Result<(Map<String, Value>, Option<Vec<String>>), ApiError> {
+/// Writable fields of a Person body, and the group names of its `memberships` (if given).
+pub type InputFields = (Map<String, Value>, Option<Vec<String>>);
+
+pub fn input_fields(
+    person: &Map<String, Value>,
+    only: Option<&[String]>,
+) -> Result<InputFields, ApiError> {
     let mut fields = Map::new();
     let mut groups = None;
     for &f in WRITABLE_FIELDS {
@@ -163,7 +230,10 @@ pub fn input_fields(person: &Map<String, Value>, only: Option<&[String]>) -> Res
 /// Person etag and source etag of a version.
 pub fn etags(etag_n: u64) -> (String, String) {
     let b = etag_n.to_be_bytes();
-    (format!("%Eg{}", STANDARD.encode([&[0x12, 0x01][..], &b].concat())), format!("#{}", STANDARD.encode(b)))
+    (
+        format!("%Eg{}", STANDARD.encode([&[0x12, 0x01][..], &b].concat())),
+        format!("#{}", STANDARD.encode(b)),
+    )
 }
 
 fn title_case(s: &str) -> String {
@@ -176,7 +246,20 @@ fn title_case(s: &str) -> String {
 
 fn derive(field: &str, item: &mut Map<String, Value>) {
     if let Some(t) = item.get("type").and_then(Value::as_str) {
-        if matches!(field, "emailAddresses" | "phoneNumbers" | "addresses" | "urls" | "events" | "relations" | "imClients" | "sipAddresses" | "calendarUrls" | "externalIds" | "genders") {
+        if matches!(
+            field,
+            "emailAddresses"
+                | "phoneNumbers"
+                | "addresses"
+                | "urls"
+                | "events"
+                | "relations"
+                | "imClients"
+                | "sipAddresses"
+                | "calendarUrls"
+                | "externalIds"
+                | "genders"
+        ) {
             let ft = match t {
                 "mobile" => "Mobile".to_string(),
                 "homeFax" => "Home Fax".to_string(),
@@ -186,7 +269,12 @@ fn derive(field: &str, item: &mut Map<String, Value>) {
                 other => title_case(other),
             };
             if field == "genders" {
-                item.insert("formattedValue".into(), json!(title_case(item.get("value").and_then(Value::as_str).unwrap_or(t))));
+                item.insert(
+                    "formattedValue".into(),
+                    json!(title_case(
+                        item.get("value").and_then(Value::as_str).unwrap_or(t)
+                    )),
+                );
             } else {
                 item.insert("formattedType".into(), json!(ft));
             }
@@ -194,18 +282,45 @@ fn derive(field: &str, item: &mut Map<String, Value>) {
     }
     match field {
         "names" => {
-            let g = item.get("givenName").and_then(Value::as_str).unwrap_or("").to_string();
-            let m = item.get("middleName").and_then(Value::as_str).unwrap_or("").to_string();
-            let f = item.get("familyName").and_then(Value::as_str).unwrap_or("").to_string();
-            let display = [g.as_str(), m.as_str(), f.as_str()].iter().filter(|s| !s.is_empty()).copied().collect::<Vec<_>>().join(" ");
+            let g = item
+                .get("givenName")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            let m = item
+                .get("middleName")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            let f = item
+                .get("familyName")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            let display = [g.as_str(), m.as_str(), f.as_str()]
+                .iter()
+                .filter(|s| !s.is_empty())
+                .copied()
+                .collect::<Vec<_>>()
+                .join(" ");
             let display = if display.is_empty() {
-                item.get("unstructuredName").and_then(Value::as_str).unwrap_or("").to_string()
+                item.get("unstructuredName")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string()
             } else {
                 display
             };
             if !display.is_empty() {
                 let last_first = match (f.is_empty(), g.is_empty()) {
-                    (false, false) => format!("{f}, {g}{}", if m.is_empty() { String::new() } else { format!(" {m}") }),
+                    (false, false) => format!(
+                        "{f}, {g}{}",
+                        if m.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" {m}")
+                        }
+                    ),
                     _ => display.clone(),
                 };
                 item.insert("displayName".into(), json!(display));
@@ -221,17 +336,22 @@ fn derive(field: &str, item: &mut Map<String, Value>) {
                 }
             }
         }
-        "addresses" => {
-            if !item.contains_key("formattedValue") {
-                let parts: Vec<String> = ["streetAddress", "extendedAddress", "city", "region", "postalCode", "country"]
-                    .iter()
-                    .filter_map(|k| item.get(*k).and_then(Value::as_str))
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_string)
-                    .collect();
-                if !parts.is_empty() {
-                    item.insert("formattedValue".into(), json!(parts.join("\n")));
-                }
+        "addresses" if !item.contains_key("formattedValue") => {
+            let parts: Vec<String> = [
+                "streetAddress",
+                "extendedAddress",
+                "city",
+                "region",
+                "postalCode",
+                "country",
+            ]
+            .iter()
+            .filter_map(|k| item.get(*k).and_then(Value::as_str))
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
+            if !parts.is_empty() {
+                item.insert("formattedValue".into(), json!(parts.join("\n")));
             }
         }
         _ => {}
@@ -275,7 +395,9 @@ pub fn render(resource_name: &str, source_id: &str, d: &ContactData, mask: &[Str
                 }
             }
             other => {
-                let Some(Value::Array(items)) = d.fields.get(other) else { continue };
+                let Some(Value::Array(items)) = d.fields.get(other) else {
+                    continue;
+                };
                 let rendered: Vec<Value> = items
                     .iter()
                     .enumerate()
@@ -301,7 +423,12 @@ pub fn render(resource_name: &str, source_id: &str, d: &ContactData, mask: &[Str
 /// The sort key for FIRST_NAME_ASCENDING / LAST_NAME_ASCENDING.
 pub fn name_key(d: &ContactData, last: bool) -> String {
     let n = d.fields.get("names").and_then(|v| v.get(0));
-    let get = |k: &str| n.and_then(|n| n.get(k)).and_then(Value::as_str).unwrap_or("").to_lowercase();
+    let get = |k: &str| {
+        n.and_then(|n| n.get(k))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_lowercase()
+    };
     if last {
         format!("{}\u{0}{}", get("familyName"), get("givenName"))
     } else {

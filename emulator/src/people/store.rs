@@ -80,18 +80,35 @@ impl Group {
         g.insert("resourceName".into(), json!(self.resource_name()));
         g.insert("etag".into(), json!(format!("#{}", base64_n(self.etag_n))));
         if self.deleted {
-            g.insert("metadata".into(), json!({"updateTime": fmt_micros(self.update_time), "deleted": true}));
+            g.insert(
+                "metadata".into(),
+                json!({"updateTime": fmt_micros(self.update_time), "deleted": true}),
+            );
             return Value::Object(g);
         }
         if want("metadata") {
-            g.insert("metadata".into(), json!({"updateTime": fmt_micros(self.update_time)}));
+            g.insert(
+                "metadata".into(),
+                json!({"updateTime": fmt_micros(self.update_time)}),
+            );
         }
         if want("groupType") {
-            g.insert("groupType".into(), json!(if self.system { "SYSTEM_CONTACT_GROUP" } else { "USER_CONTACT_GROUP" }));
+            g.insert(
+                "groupType".into(),
+                json!(if self.system {
+                    "SYSTEM_CONTACT_GROUP"
+                } else {
+                    "USER_CONTACT_GROUP"
+                }),
+            );
         }
         if want("name") {
             g.insert("name".into(), json!(self.name));
-            let formatted = SYSTEM_GROUPS.iter().find(|(id, _)| *id == self.id).map(|(_, f)| *f).unwrap_or(&self.name);
+            let formatted = SYSTEM_GROUPS
+                .iter()
+                .find(|(id, _)| *id == self.id)
+                .map(|(_, f)| *f)
+                .unwrap_or(&self.name);
             g.insert("formattedName".into(), json!(formatted));
         }
         if want("memberCount") && !self.members.is_empty() {
@@ -101,7 +118,12 @@ impl Group {
             g.insert("clientData".into(), Value::Array(self.client_data.clone()));
         }
         if max_members > 0 && !self.members.is_empty() {
-            let names: Vec<Value> = self.members.iter().take(max_members).map(|m| json!(format!("people/{m}"))).collect();
+            let names: Vec<Value> = self
+                .members
+                .iter()
+                .take(max_members)
+                .map(|m| json!(format!("people/{m}")))
+                .collect();
             g.insert("memberResourceNames".into(), Value::Array(names));
         }
         Value::Object(g)
@@ -149,17 +171,20 @@ impl PeopleStore {
         };
         for (id, _) in SYSTEM_GROUPS {
             s.seq += 1;
-            s.groups.insert(id.to_string(), Group {
-                id: id.to_string(),
-                name: id.to_string(),
-                system: true,
-                members: BTreeSet::new(),
-                client_data: Vec::new(),
-                etag_n: s.seq,
-                update_time: now,
-                deleted: false,
-                seq: s.seq,
-            });
+            s.groups.insert(
+                id.to_string(),
+                Group {
+                    id: id.to_string(),
+                    name: id.to_string(),
+                    system: true,
+                    members: BTreeSet::new(),
+                    client_data: Vec::new(),
+                    etag_n: s.seq,
+                    update_time: now,
+                    deleted: false,
+                    seq: s.seq,
+                },
+            );
             s.group_index.insert(s.seq, id.to_string());
         }
         s
@@ -195,7 +220,10 @@ impl PeopleStore {
     fn new_contact_id(&self) -> String {
         let mut rng = rand::thread_rng();
         loop {
-            let id = format!("c{}", rng.gen_range(1_000_000_000_000_000_000u64..9_000_000_000_000_000_000u64));
+            let id = format!(
+                "c{}",
+                rng.gen_range(1_000_000_000_000_000_000u64..9_000_000_000_000_000_000u64)
+            );
             if !self.contacts.contains_key(&id) {
                 return id;
             }
@@ -205,7 +233,13 @@ impl PeopleStore {
     /// Writes a new version of contact `id` (creating it when `id` is None).
     /// `keep_after` = now - propagation delay: versions older than the newest one at or
     /// before it are pruned.
-    pub fn write(&mut self, id: Option<&str>, mut data: ContactData, now: DateTime<Utc>, delay: Duration) -> String {
+    pub fn write(
+        &mut self,
+        id: Option<&str>,
+        mut data: ContactData,
+        now: DateTime<Utc>,
+        delay: Duration,
+    ) -> String {
         self.seq += 1;
         let seq = self.seq;
         data.etag_n = self.next_etag(now);
@@ -220,7 +254,10 @@ impl PeopleStore {
             .get(&id)
             .map(|c| c.current().data.groups.clone())
             .unwrap_or_default();
-        let was_live = self.contacts.get(&id).is_some_and(|c| !c.current().data.deleted);
+        let was_live = self
+            .contacts
+            .get(&id)
+            .is_some_and(|c| !c.current().data.deleted);
         let source_id = {
             let mut rng = rand::thread_rng();
             format!("{:016x}", rng.gen::<u64>() >> 4)
@@ -235,9 +272,17 @@ impl PeopleStore {
                 data.update_time = prev.data.update_time + Duration::microseconds(1);
             }
         }
-        let new_groups = if data.deleted { BTreeSet::new() } else { data.groups.clone() };
+        let new_groups = if data.deleted {
+            BTreeSet::new()
+        } else {
+            data.groups.clone()
+        };
         let is_live = !data.deleted;
-        c.versions.push(Version { seq, changed_at: now, data });
+        c.versions.push(Version {
+            seq,
+            changed_at: now,
+            data,
+        });
         // Prune versions no sync snapshot can see any more.
         let horizon = now - delay;
         let keep_from = c
@@ -271,8 +316,13 @@ impl PeopleStore {
     /// The largest sequence whose change is older than `cutoff` (sync visibility).
     pub fn cutoff_seq(&self, cutoff: DateTime<Utc>) -> u64 {
         for (s, id) in self.index.iter().rev() {
-            let Some(c) = self.contacts.get(id) else { continue };
-            if c.versions.iter().any(|v| v.seq == *s && v.changed_at <= cutoff) {
+            let Some(c) = self.contacts.get(id) else {
+                continue;
+            };
+            if c.versions
+                .iter()
+                .any(|v| v.seq == *s && v.changed_at <= cutoff)
+            {
                 return *s;
             }
         }
@@ -280,7 +330,12 @@ impl PeopleStore {
     }
 
     /// Index entries in `from..=to` that are the visible version at `snapshot`.
-    pub fn changes(&self, from: u64, to: u64, snapshot: u64) -> impl Iterator<Item = (u64, &Contact, &Version)> {
+    pub fn changes(
+        &self,
+        from: u64,
+        to: u64,
+        snapshot: u64,
+    ) -> impl Iterator<Item = (u64, &Contact, &Version)> {
         let range = crate::sync_tokens::seq_range(from, to);
         self.index.range(range).filter_map(move |(s, id)| {
             let c = self.contacts.get(id)?;
@@ -303,7 +358,11 @@ impl PeopleStore {
             .collect::<Vec<_>>()
             .into_iter()
             .fold((Vec::new(), BTreeSet::new()), |(mut v, mut seen), p| {
-                let rn = p.get("resourceName").and_then(Value::as_str).unwrap_or("").to_string();
+                let rn = p
+                    .get("resourceName")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
                 if seen.insert(rn) {
                     v.push(p);
                 }
@@ -331,22 +390,30 @@ impl PeopleStore {
         }
     }
 
-    pub fn create_group(&mut self, name: &str, client_data: Vec<Value>, now: DateTime<Utc>) -> String {
+    pub fn create_group(
+        &mut self,
+        name: &str,
+        client_data: Vec<Value>,
+        now: DateTime<Utc>,
+    ) -> String {
         let id = {
             let mut rng = rand::thread_rng();
             format!("{:x}", rng.gen::<u64>() >> 8)
         };
-        self.groups.insert(id.clone(), Group {
-            id: id.clone(),
-            name: name.to_string(),
-            system: false,
-            members: BTreeSet::new(),
-            client_data,
-            etag_n: 0,
-            update_time: now,
-            deleted: false,
-            seq: 0,
-        });
+        self.groups.insert(
+            id.clone(),
+            Group {
+                id: id.clone(),
+                name: name.to_string(),
+                system: false,
+                members: BTreeSet::new(),
+                client_data,
+                etag_n: 0,
+                update_time: now,
+                deleted: false,
+                seq: 0,
+            },
+        );
         self.touch_group(&id, now);
         id
     }
@@ -354,10 +421,16 @@ impl PeopleStore {
     /// Groups changed in `from..=to`, in change order.
     pub fn group_changes(&self, from: u64, to: u64) -> impl Iterator<Item = &Group> {
         let range = crate::sync_tokens::seq_range(from, to);
-        self.group_index.range(range).filter_map(|(_, id)| self.groups.get(id))
+        self.group_index
+            .range(range)
+            .filter_map(|(_, id)| self.groups.get(id))
     }
 
     pub fn all_groups(&self) -> Vec<Value> {
-        self.groups.values().filter(|g| !g.deleted).map(|g| g.render(None, 0)).collect()
+        self.groups
+            .values()
+            .filter(|g| !g.deleted)
+            .map(|g| g.render(None, 0))
+            .collect()
     }
 }

@@ -29,7 +29,9 @@ pub fn client() -> google_calendar3::common::Client<HttpConnector> {
 
 impl Env {
     pub async fn new() -> Env {
-        let server = EmulatorServer::start_local().await.expect("emulator starts");
+        let server = EmulatorServer::start_local()
+            .await
+            .expect("emulator starts");
         server.emulator().set_response_recording(true);
         let base = server.base_url().to_string();
         Env {
@@ -138,7 +140,11 @@ impl Env {
     pub async fn finish(self) {
         let recorded = self.emu().recorded_responses();
         let violations = crate::schema::check_all(&recorded);
-        assert!(violations.is_empty(), "responses outside the discovery schemas:\n{}", violations.join("\n"));
+        assert!(
+            violations.is_empty(),
+            "responses outside the discovery schemas:\n{}",
+            violations.join("\n")
+        );
         self.server.shutdown().await;
     }
 }
@@ -171,7 +177,11 @@ pub fn people_reason(err: &google_people1::Error) -> (i64, String, String) {
     match err {
         google_people1::Error::BadRequest(v) => {
             let (c, r) = error_parts(v);
-            (c, r, v["error"]["status"].as_str().unwrap_or("").to_string())
+            (
+                c,
+                r,
+                v["error"]["status"].as_str().unwrap_or("").to_string(),
+            )
         }
         other => panic!("expected a Google error body, got {other:?}"),
     }

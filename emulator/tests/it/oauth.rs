@@ -9,17 +9,34 @@ use std::future::Future;
 use std::pin::Pin;
 use yup_oauth2::authenticator_delegate::InstalledFlowDelegate;
 use yup_oauth2::error::AuthErrorCode;
-use yup_oauth2::{ApplicationSecret, InstalledFlowAuthenticator, InstalledFlowReturnMethod, ServiceAccountAuthenticator};
+use yup_oauth2::{
+    ApplicationSecret, InstalledFlowAuthenticator, InstalledFlowReturnMethod,
+    ServiceAccountAuthenticator,
+};
 
 async fn service_account(env: &Env) -> (yup_oauth2::ServiceAccountKey, String) {
-    let (s, key) = env.post("/service-accounts", json!({"domain": "example.com"})).await;
+    let (s, key) = env
+        .post("/service-accounts", json!({"domain": "example.com"}))
+        .await;
     assert_eq!(s, 201, "{key}");
-    for field in ["type", "project_id", "private_key_id", "private_key", "client_email", "client_id", "auth_uri", "token_uri"] {
+    for field in [
+        "type",
+        "project_id",
+        "private_key_id",
+        "private_key",
+        "client_email",
+        "client_id",
+        "auth_uri",
+        "token_uri",
+    ] {
         assert!(key[field].is_string(), "key misses {field}");
     }
     assert_eq!(key["token_uri"], format!("{}/token", env.base));
     let client_id = key["client_id"].as_str().unwrap().to_string();
-    (yup_oauth2::parse_service_account_key(key.to_string()).unwrap(), client_id)
+    (
+        yup_oauth2::parse_service_account_key(key.to_string()).unwrap(),
+        client_id,
+    )
 }
 
 fn auth_code(e: &yup_oauth2::Error) -> AuthErrorCode {
@@ -32,71 +49,155 @@ fn auth_code(e: &yup_oauth2::Error) -> AuthErrorCode {
 #[tokio::test]
 async fn service_account_with_delegation_impersonates_the_subject() {
     let env = Env::new().await;
-    env.post("/users", json!({"email": "alice@example.com"})).await;
+    env.post("/users", json!({"email": "alice@example.com"}))
+        .await;
     let (key, client_id) = service_account(&env).await;
-    let (s, _) = env.post("/domain-wide-delegation", json!({"client_id": client_id, "scopes": [CAL, CONTACTS]})).await;
+    let (s, _) = env
+        .post(
+            "/domain-wide-delegation",
+            json!({"client_id": client_id, "scopes": [CAL, CONTACTS]}),
+        )
+        .await;
     assert_eq!(s, 200);
-    let auth = ServiceAccountAuthenticator::builder(key.clone()).subject("alice@example.com").build().await.unwrap();
+    let auth = ServiceAccountAuthenticator::builder(key.clone())
+        .subject("alice@example.com")
+        .build()
+        .await
+        .unwrap();
     let mut hub = google_calendar3::CalendarHub::new(client(), auth);
     hub.base_url(format!("{}/calendar/v3/", env.base));
-    let (_, entry) = hub.calendar_list().get("primary").clear_scopes().add_scope(Scope::Full).doit().await.unwrap();
+    let (_, entry) = hub
+        .calendar_list()
+        .get("primary")
+        .clear_scopes()
+        .add_scope(Scope::Full)
+        .doit()
+        .await
+        .unwrap();
     assert_eq!(entry.id.as_deref(), Some("alice@example.com"));
     assert_eq!(env.emu().stats().count_status("oauth2.token", 200), 1);
     // The token is bound to alice.
     let reqs = env.emu().recent_requests();
-    assert!(reqs.iter().any(|r| r.method == "calendar.calendarList.get" && r.user.as_deref() == Some("alice@example.com")));
+    assert!(reqs.iter().any(|r| r.method == "calendar.calendarList.get"
+        && r.user.as_deref() == Some("alice@example.com")));
 
     // A scope that was not delegated: unauthorized_client with Google's wording.
-    let auth = ServiceAccountAuthenticator::builder(key.clone()).subject("alice@example.com").build().await.unwrap();
-    let err = auth.token(&["https://www.googleapis.com/auth/drive"]).await.unwrap_err();
+    let auth = ServiceAccountAuthenticator::builder(key.clone())
+        .subject("alice@example.com")
+        .build()
+        .await
+        .unwrap();
+    let err = auth
+        .token(&["https://www.googleapis.com/auth/drive"])
+        .await
+        .unwrap_err();
     assert_eq!(auth_code(&err), AuthErrorCode::UnauthorizedClient);
-    assert!(err.to_string().contains("Client is unauthorized to retrieve access tokens using this method"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("Client is unauthorized to retrieve access tokens using this method"),
+        "{err}"
+    );
     // Every requested scope must be delegated.
-    let err = auth.token(&[CAL, "https://www.googleapis.com/auth/drive"]).await.unwrap_err();
+    let err = auth
+        .token(&[CAL, "https://www.googleapis.com/auth/drive"])
+        .await
+        .unwrap_err();
     assert_eq!(auth_code(&err), AuthErrorCode::UnauthorizedClient);
 
     // sub that is not a user of the domain.
-    let auth = ServiceAccountAuthenticator::builder(key.clone()).subject("nobody@example.com").build().await.unwrap();
+    let auth = ServiceAccountAuthenticator::builder(key.clone())
+        .subject("nobody@example.com")
+        .build()
+        .await
+        .unwrap();
     let err = auth.token(&[CAL]).await.unwrap_err();
     assert_eq!(auth_code(&err), AuthErrorCode::InvalidGrant);
 
     // Removing the delegation (empty scope list) refuses further tokens.
-    env.post("/domain-wide-delegation", json!({"client_id": client_id, "scopes": []})).await;
-    let auth = ServiceAccountAuthenticator::builder(key).subject("alice@example.com").build().await.unwrap();
-    assert_eq!(auth_code(&auth.token(&[CAL]).await.unwrap_err()), AuthErrorCode::UnauthorizedClient);
+    env.post(
+        "/domain-wide-delegation",
+        json!({"client_id": client_id, "scopes": []}),
+    )
+    .await;
+    let auth = ServiceAccountAuthenticator::builder(key)
+        .subject("alice@example.com")
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(
+        auth_code(&auth.token(&[CAL]).await.unwrap_err()),
+        AuthErrorCode::UnauthorizedClient
+    );
     env.finish().await;
 }
 
 #[tokio::test]
 async fn jwt_signature_audience_and_lifetime_are_verified() {
     let env = Env::new().await;
-    env.post("/users", json!({"email": "alice@example.com"})).await;
+    env.post("/users", json!({"email": "alice@example.com"}))
+        .await;
     let (key, client_id) = service_account(&env).await;
-    env.post("/domain-wide-delegation", json!({"client_id": client_id, "scopes": [CAL]})).await;
+    env.post(
+        "/domain-wide-delegation",
+        json!({"client_id": client_id, "scopes": [CAL]}),
+    )
+    .await;
     // A key the emulator did not issue (same email, another private key) fails the signature check.
-    let (_, other) = env.post("/service-accounts", json!({"domain": "example.com"})).await;
+    let (_, other) = env
+        .post("/service-accounts", json!({"domain": "example.com"}))
+        .await;
     let mut forged = key.clone();
     forged.private_key = other["private_key"].as_str().unwrap().to_string();
-    let auth = ServiceAccountAuthenticator::builder(forged).subject("alice@example.com").build().await.unwrap();
+    let auth = ServiceAccountAuthenticator::builder(forged)
+        .subject("alice@example.com")
+        .build()
+        .await
+        .unwrap();
     let err = auth.token(&[CAL]).await.unwrap_err();
     assert_eq!(auth_code(&err), AuthErrorCode::InvalidGrant);
     assert!(err.to_string().contains("Invalid JWT Signature"), "{err}");
     // aud must equal the token_uri: posting the same JWT to another token URL path is refused.
     let mut wrong_aud = key.clone();
     wrong_aud.token_uri = format!("{}/token?x=1", env.base);
-    let auth = ServiceAccountAuthenticator::builder(wrong_aud).subject("alice@example.com").build().await.unwrap();
-    assert_eq!(auth_code(&auth.token(&[CAL]).await.unwrap_err()), AuthErrorCode::InvalidGrant);
+    let auth = ServiceAccountAuthenticator::builder(wrong_aud)
+        .subject("alice@example.com")
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(
+        auth_code(&auth.token(&[CAL]).await.unwrap_err()),
+        AuthErrorCode::InvalidGrant
+    );
     // Clock skew: the emulated clock is two hours ahead of the JWT's iat/exp.
     env.emu().advance_clock(chrono::Duration::hours(2));
-    let auth = ServiceAccountAuthenticator::builder(key).subject("alice@example.com").build().await.unwrap();
+    let auth = ServiceAccountAuthenticator::builder(key)
+        .subject("alice@example.com")
+        .build()
+        .await
+        .unwrap();
     let err = auth.token(&[CAL]).await.unwrap_err();
     assert!(err.to_string().contains("short-lived"), "{err}");
     // Malformed assertions and unknown grant types.
-    let r = env.http.post(format!("{}/token", env.base)).form(&[("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", "a.b")]).send().await.unwrap();
+    let r = env
+        .http
+        .post(format!("{}/token", env.base))
+        .form(&[
+            ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+            ("assertion", "a.b"),
+        ])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 400);
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["error"], "invalid_grant");
-    let r = env.http.post(format!("{}/token", env.base)).form(&[("grant_type", "password")]).send().await.unwrap();
+    let r = env
+        .http
+        .post(format!("{}/token", env.base))
+        .form(&[("grant_type", "password")])
+        .send()
+        .await
+        .unwrap();
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["error"], "unsupported_grant_type");
     env.finish().await;
@@ -109,7 +210,11 @@ struct AutoConsent {
 }
 
 impl InstalledFlowDelegate for AutoConsent {
-    fn present_user_url<'a>(&'a self, url: &'a str, _need_code: bool) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send + 'a>> {
+    fn present_user_url<'a>(
+        &'a self,
+        url: &'a str,
+        _need_code: bool,
+    ) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send + 'a>> {
         Box::pin(async move {
             let url = format!("{url}&login_hint={}", self.login_hint);
             let r = reqwest::get(url).await.map_err(|e| e.to_string())?;
@@ -124,7 +229,8 @@ impl InstalledFlowDelegate for AutoConsent {
 #[tokio::test]
 async fn authorization_code_and_refresh_through_yup_oauth2() {
     let env = Env::new().await;
-    env.post("/users", json!({"email": "bob@example.com"})).await;
+    env.post("/users", json!({"email": "bob@example.com"}))
+        .await;
     let (s, c) = env.post("/oauth-clients", json!({})).await;
     assert_eq!(s, 201);
     let secret = ApplicationSecret {
@@ -135,7 +241,9 @@ async fn authorization_code_and_refresh_through_yup_oauth2() {
         ..Default::default()
     };
     let auth = InstalledFlowAuthenticator::builder(secret, InstalledFlowReturnMethod::HTTPRedirect)
-        .flow_delegate(Box::new(AutoConsent { login_hint: "bob@example.com".into() }))
+        .flow_delegate(Box::new(AutoConsent {
+            login_hint: "bob@example.com".into(),
+        }))
         .build()
         .await
         .unwrap();
@@ -143,7 +251,11 @@ async fn authorization_code_and_refresh_through_yup_oauth2() {
     let token = tok.token().unwrap().to_string();
     let ppl = env.people(&token);
     let (_, groups) = ppl.contact_groups().list().doit().await.unwrap();
-    assert!(groups.contact_groups.unwrap().iter().any(|g| g.resource_name.as_deref() == Some("contactGroups/myContacts")));
+    assert!(groups
+        .contact_groups
+        .unwrap()
+        .iter()
+        .any(|g| g.resource_name.as_deref() == Some("contactGroups/myContacts")));
     // Refresh without a new consent.
     let refreshed = auth.force_refreshed_token(&[CONTACTS]).await.unwrap();
     assert_ne!(refreshed.token(), Some(token.as_str()));
@@ -160,13 +272,27 @@ async fn authorization_code_and_refresh_through_yup_oauth2() {
 #[tokio::test]
 async fn code_exchange_refresh_and_revocation_on_the_wire() {
     let env = Env::new().await;
-    env.post("/users", json!({"email": "carol@example.com"})).await;
+    env.post("/users", json!({"email": "carol@example.com"}))
+        .await;
     let (_, c) = env.post("/oauth-clients", json!({})).await;
-    let (id, secret) = (c["client_id"].as_str().unwrap(), c["client_secret"].as_str().unwrap());
-    let no_redirect = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let (id, secret) = (
+        c["client_id"].as_str().unwrap(),
+        c["client_secret"].as_str().unwrap(),
+    );
+    let no_redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
     let r = no_redirect
         .get(format!("{}/o/oauth2/auth", env.base))
-        .query(&[("client_id", id), ("redirect_uri", "http://127.0.0.1:9/cb"), ("response_type", "code"), ("scope", CAL), ("state", "xyz"), ("login_hint", "carol@example.com")])
+        .query(&[
+            ("client_id", id),
+            ("redirect_uri", "http://127.0.0.1:9/cb"),
+            ("response_type", "code"),
+            ("scope", CAL),
+            ("state", "xyz"),
+            ("login_hint", "carol@example.com"),
+        ])
         .send()
         .await
         .unwrap();
@@ -180,35 +306,92 @@ async fn code_exchange_refresh_and_revocation_on_the_wire() {
         let url = format!("{}/token", env.base);
         async move {
             let r = http.post(url).form(&form).send().await.unwrap();
-            (r.status().as_u16(), r.json::<serde_json::Value>().await.unwrap())
+            (
+                r.status().as_u16(),
+                r.json::<serde_json::Value>().await.unwrap(),
+            )
         }
     };
-    let (s, v) = token(vec![("grant_type", "authorization_code".into()), ("code", code.clone()), ("client_id", id.into()), ("client_secret", secret.into()), ("redirect_uri", "http://127.0.0.1:9/cb".into())]).await;
+    let (s, v) = token(vec![
+        ("grant_type", "authorization_code".into()),
+        ("code", code.clone()),
+        ("client_id", id.into()),
+        ("client_secret", secret.into()),
+        ("redirect_uri", "http://127.0.0.1:9/cb".into()),
+    ])
+    .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["token_type"], "Bearer");
     assert!(v["expires_in"].as_i64().unwrap() > 3000);
     let refresh = v["refresh_token"].as_str().unwrap().to_string();
     let access = v["access_token"].as_str().unwrap().to_string();
     // A code is single-use; a wrong secret is invalid_client.
-    let (s, v) = token(vec![("grant_type", "authorization_code".into()), ("code", code), ("client_id", id.into()), ("client_secret", secret.into()), ("redirect_uri", "http://127.0.0.1:9/cb".into())]).await;
+    let (s, v) = token(vec![
+        ("grant_type", "authorization_code".into()),
+        ("code", code),
+        ("client_id", id.into()),
+        ("client_secret", secret.into()),
+        ("redirect_uri", "http://127.0.0.1:9/cb".into()),
+    ])
+    .await;
     assert_eq!((s, v["error"].as_str()), (400, Some("invalid_grant")));
-    let (s, v) = token(vec![("grant_type", "refresh_token".into()), ("refresh_token", refresh.clone()), ("client_id", id.into()), ("client_secret", "nope".into())]).await;
+    let (s, v) = token(vec![
+        ("grant_type", "refresh_token".into()),
+        ("refresh_token", refresh.clone()),
+        ("client_id", id.into()),
+        ("client_secret", "nope".into()),
+    ])
+    .await;
     assert_eq!((s, v["error"].as_str()), (401, Some("invalid_client")));
-    let (s, v) = token(vec![("grant_type", "refresh_token".into()), ("refresh_token", refresh.clone()), ("client_id", id.into()), ("client_secret", secret.into())]).await;
+    let (s, v) = token(vec![
+        ("grant_type", "refresh_token".into()),
+        ("refresh_token", refresh.clone()),
+        ("client_id", id.into()),
+        ("client_secret", secret.into()),
+    ])
+    .await;
     assert_eq!(s, 200);
     assert!(v.get("refresh_token").is_none());
     // Revocation: refresh gives invalid_grant, outstanding access tokens 401.
-    let (s, _) = env.post("/revoke", json!({"email": "carol@example.com"})).await;
+    let (s, _) = env
+        .post("/revoke", json!({"email": "carol@example.com"}))
+        .await;
     assert_eq!(s, 200);
-    let (s, v) = token(vec![("grant_type", "refresh_token".into()), ("refresh_token", refresh), ("client_id", id.into()), ("client_secret", secret.into())]).await;
+    let (s, v) = token(vec![
+        ("grant_type", "refresh_token".into()),
+        ("refresh_token", refresh),
+        ("client_id", id.into()),
+        ("client_secret", secret.into()),
+    ])
+    .await;
     assert_eq!(s, 400);
-    assert_eq!(v, json!({"error": "invalid_grant", "error_description": "Token has been expired or revoked."}));
-    let err = env.calendar(&access).events().list("primary").doit().await.unwrap_err();
+    assert_eq!(
+        v,
+        json!({"error": "invalid_grant", "error_description": "Token has been expired or revoked."})
+    );
+    let err = env
+        .calendar(&access)
+        .events()
+        .list("primary")
+        .doit()
+        .await
+        .unwrap_err();
     assert_eq!(reason(&err), (401, "authError".into()));
     // Unknown client and unknown login_hint at the authorization endpoint.
     let r = no_redirect.get(format!("{}/o/oauth2/auth?client_id=zzz&response_type=code&scope=x&redirect_uri=http://127.0.0.1:9/", env.base)).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 401);
-    let r = no_redirect.get(format!("{}/o/oauth2/auth", env.base)).query(&[("client_id", id), ("redirect_uri", "http://127.0.0.1:9/"), ("response_type", "code"), ("scope", CAL), ("login_hint", "ghost@example.com")]).send().await.unwrap();
+    let r = no_redirect
+        .get(format!("{}/o/oauth2/auth", env.base))
+        .query(&[
+            ("client_id", id),
+            ("redirect_uri", "http://127.0.0.1:9/"),
+            ("response_type", "code"),
+            ("scope", CAL),
+            ("login_hint", "ghost@example.com"),
+        ])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 400);
     env.finish().await;
 }
@@ -217,32 +400,102 @@ async fn code_exchange_refresh_and_revocation_on_the_wire() {
 async fn every_call_checks_token_expiry_and_scopes() {
     let env = Env::new().await;
     let full = env.user("dave@example.com").await;
-    let ro = env.user_token("dave@example.com", &["calendar.readonly", "contacts.readonly"]).await;
-    let owned = env.user_token("dave@example.com", &["calendar.events.owned"]).await;
+    let ro = env
+        .user_token(
+            "dave@example.com",
+            &["calendar.readonly", "contacts.readonly"],
+        )
+        .await;
+    let owned = env
+        .user_token("dave@example.com", &["calendar.events.owned"])
+        .await;
     // Missing and unknown tokens: 401 in each API's envelope.
-    let (s, v) = env.raw(reqwest::Method::GET, "/calendar/v3/calendars/primary/events", "", None, &[]).await;
+    let (s, v) = env
+        .raw(
+            reqwest::Method::GET,
+            "/calendar/v3/calendars/primary/events",
+            "",
+            None,
+            &[],
+        )
+        .await;
     assert_eq!(s, 401);
     assert_eq!(v["error"]["errors"][0]["reason"], "authError");
-    let err = env.calendar("bogus").events().list("primary").doit().await.unwrap_err();
+    let err = env
+        .calendar("bogus")
+        .events()
+        .list("primary")
+        .doit()
+        .await
+        .unwrap_err();
     assert_eq!(reason(&err), (401, "authError".into()));
-    let err = env.people("bogus").contact_groups().list().doit().await.unwrap_err();
+    let err = env
+        .people("bogus")
+        .contact_groups()
+        .list()
+        .doit()
+        .await
+        .unwrap_err();
     let (code, _, status) = people_reason(&err);
     assert_eq!((code, status.as_str()), (401, "UNAUTHENTICATED"));
     // Read-only scopes read but cannot write.
-    env.calendar(&ro).events().list("primary").doit().await.unwrap();
-    env.people(&ro).people().connections_list("people/me").person_fields(google_people1::FieldMask::new(&["names"])).doit().await.unwrap();
-    let err = env.calendar(&ro).events().insert(Default::default(), "primary").doit().await.unwrap_err();
+    env.calendar(&ro)
+        .events()
+        .list("primary")
+        .doit()
+        .await
+        .unwrap();
+    env.people(&ro)
+        .people()
+        .connections_list("people/me")
+        .person_fields(google_people1::FieldMask::new(&["names"]))
+        .doit()
+        .await
+        .unwrap();
+    let err = env
+        .calendar(&ro)
+        .events()
+        .insert(Default::default(), "primary")
+        .doit()
+        .await
+        .unwrap_err();
     assert_eq!(reason(&err), (403, "insufficientPermissions".into()));
-    let err = env.people(&ro).people().create_contact(Default::default()).doit().await.unwrap_err();
+    let err = env
+        .people(&ro)
+        .people()
+        .create_contact(Default::default())
+        .doit()
+        .await
+        .unwrap_err();
     let (code, r, status) = people_reason(&err);
-    assert_eq!((code, r.as_str(), status.as_str()), (403, "ACCESS_TOKEN_SCOPE_INSUFFICIENT", "PERMISSION_DENIED"));
+    assert_eq!(
+        (code, r.as_str(), status.as_str()),
+        (403, "ACCESS_TOKEN_SCOPE_INSUFFICIENT", "PERMISSION_DENIED")
+    );
     // calendar.events.owned is accepted for events, not for People.
-    env.calendar(&owned).events().list("primary").doit().await.unwrap();
-    let err = env.people(&owned).contact_groups().list().doit().await.unwrap_err();
+    env.calendar(&owned)
+        .events()
+        .list("primary")
+        .doit()
+        .await
+        .unwrap();
+    let err = env
+        .people(&owned)
+        .contact_groups()
+        .list()
+        .doit()
+        .await
+        .unwrap_err();
     assert_eq!(people_reason(&err).0, 403);
     // Expiry on the emulated clock.
     env.emu().advance_clock(chrono::Duration::seconds(3600));
-    let err = env.calendar(&full).events().list("primary").doit().await.unwrap_err();
+    let err = env
+        .calendar(&full)
+        .events()
+        .list("primary")
+        .doit()
+        .await
+        .unwrap_err();
     assert_eq!(reason(&err), (401, "authError".into()));
     env.finish().await;
 }

@@ -35,8 +35,12 @@ fn docs() -> &'static Docs {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/discovery");
         let mut responses = HashMap::new();
         let mut schemas = HashMap::new();
-        for (api, file) in [("calendar", "calendar.v3.json"), ("people", "people.v1.json")] {
-            let text = std::fs::read_to_string(format!("{dir}/{file}")).expect("discovery document");
+        for (api, file) in [
+            ("calendar", "calendar.v3.json"),
+            ("people", "people.v1.json"),
+        ] {
+            let text =
+                std::fs::read_to_string(format!("{dir}/{file}")).expect("discovery document");
             let v: Value = serde_json::from_str(&text).expect("discovery parses");
             walk(&v["resources"], api, &mut responses);
             schemas.insert(api, v["schemas"].clone());
@@ -64,7 +68,13 @@ fn check(api: &str, value: &Value, schema: &Value, path: &str, out: &mut Vec<Str
                 if !sub.is_null() {
                     check(api, v, sub, &format!("{path}.{k}"), out);
                 } else if schema["additionalProperties"].is_object() {
-                    check(api, v, &schema["additionalProperties"], &format!("{path}[{k}]"), out);
+                    check(
+                        api,
+                        v,
+                        &schema["additionalProperties"],
+                        &format!("{path}[{k}]"),
+                        out,
+                    );
                 } else {
                     out.push(format!("{path}: field {k:?} is not in the schema"));
                 }
@@ -88,7 +98,9 @@ fn check(api: &str, value: &Value, schema: &Value, path: &str, out: &mut Vec<Str
 pub fn check_response(method: &str, body: &Value) -> Vec<String> {
     let d = docs();
     let Some((api, schema)) = d.responses.get(method) else {
-        return vec![format!("{method}: no response schema in the discovery documents")];
+        return vec![format!(
+            "{method}: no response schema in the discovery documents"
+        )];
     };
     let mut out = Vec::new();
     check(api, body, &json!({"$ref": schema}), method, &mut out);
@@ -114,7 +126,10 @@ fn validator_accepts_google_shapes_and_rejects_unknown_fields() {
     assert_eq!(v.len(), 1, "{v:?}");
     assert!(v[0].contains("isMe"));
     let bad_type = json!({"connections": [{"resourceName": 5}]});
-    assert_eq!(check_response("people.people.connections.list", &bad_type).len(), 1);
+    assert_eq!(
+        check_response("people.people.connections.list", &bad_type).len(),
+        1
+    );
     let null = json!({"resourceName": null});
     assert_eq!(check_response("people.people.get", &null).len(), 1);
     assert!(check_response("people.people.deleteContact", &json!({})).is_empty());
@@ -129,28 +144,69 @@ async fn every_method_response_is_checked_against_its_schema() {
     let ppl = env.people(&t);
     let ev = google_calendar3::api::Event {
         summary: Some("Sweep".into()),
-        start: Some(google_calendar3::api::EventDateTime { date: chrono::NaiveDate::from_ymd_opt(2026, 2, 2), ..Default::default() }),
-        end: Some(google_calendar3::api::EventDateTime { date: chrono::NaiveDate::from_ymd_opt(2026, 2, 3), ..Default::default() }),
+        start: Some(google_calendar3::api::EventDateTime {
+            date: chrono::NaiveDate::from_ymd_opt(2026, 2, 2),
+            ..Default::default()
+        }),
+        end: Some(google_calendar3::api::EventDateTime {
+            date: chrono::NaiveDate::from_ymd_opt(2026, 2, 3),
+            ..Default::default()
+        }),
         recurrence: Some(vec!["RRULE:FREQ=DAILY;COUNT=3".into()]),
         ..Default::default()
     };
     let (_, e) = cal.events().insert(ev, "primary").doit().await.unwrap();
     let id = e.id.unwrap();
-    cal.events().list("primary").single_events(true).doit().await.unwrap();
+    cal.events()
+        .list("primary")
+        .single_events(true)
+        .doit()
+        .await
+        .unwrap();
     cal.events().instances("primary", &id).doit().await.unwrap();
     cal.events().get("primary", &id).doit().await.unwrap();
     cal.calendar_list().get("primary").doit().await.unwrap();
     let p = google_people1::api::Person {
-        names: Some(vec![google_people1::api::Name { given_name: Some("Sweep".into()), ..Default::default() }]),
+        names: Some(vec![google_people1::api::Name {
+            given_name: Some("Sweep".into()),
+            ..Default::default()
+        }]),
         ..Default::default()
     };
     let (_, created) = ppl.people().create_contact(p).doit().await.unwrap();
     let rn = created.resource_name.unwrap();
-    ppl.people().get(&rn).person_fields(google_people1::FieldMask::new(&["names", "metadata", "memberships"])).doit().await.unwrap();
-    ppl.people().connections_list("people/me").person_fields(google_people1::FieldMask::new(&["names", "metadata"])).request_sync_token(true).doit().await.unwrap();
-    ppl.people().get_batch_get().add_resource_names(&rn).add_resource_names("people/c1").person_fields(google_people1::FieldMask::new(&["names"])).doit().await.unwrap();
+    ppl.people()
+        .get(&rn)
+        .person_fields(google_people1::FieldMask::new(&[
+            "names",
+            "metadata",
+            "memberships",
+        ]))
+        .doit()
+        .await
+        .unwrap();
+    ppl.people()
+        .connections_list("people/me")
+        .person_fields(google_people1::FieldMask::new(&["names", "metadata"]))
+        .request_sync_token(true)
+        .doit()
+        .await
+        .unwrap();
+    ppl.people()
+        .get_batch_get()
+        .add_resource_names(&rn)
+        .add_resource_names("people/c1")
+        .person_fields(google_people1::FieldMask::new(&["names"]))
+        .doit()
+        .await
+        .unwrap();
     ppl.contact_groups().list().doit().await.unwrap();
-    ppl.contact_groups().get("contactGroups/myContacts").max_members(5).doit().await.unwrap();
+    ppl.contact_groups()
+        .get("contactGroups/myContacts")
+        .max_members(5)
+        .doit()
+        .await
+        .unwrap();
     ppl.people().delete_contact(&rn).doit().await.unwrap();
     let recorded = env.emu().recorded_responses();
     assert!(recorded.len() >= 12);
