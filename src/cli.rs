@@ -49,6 +49,13 @@ pub enum AdminTokenCommand {
         #[arg(long, default_value = "admin")]
         label: String,
     },
+    /// List tokens (ids, labels, last use; never the tokens).
+    List,
+    /// Revoke a token by id: it stops working at once.
+    Revoke {
+        /// The token's id (from `admin-token list`).
+        id: crmsync_engine::ids::AdminTokenId,
+    },
 }
 
 #[derive(Debug, Subcommand)]

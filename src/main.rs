@@ -57,6 +57,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{token}");
             Ok(())
         }
+        Command::AdminToken(AdminTokenCommand::List) => {
+            let store = open_store(&cli.database_url)?;
+            store.run_migrations()?;
+            for t in store.read(admin_tokens::list_admin_tokens)? {
+                let state = match t.revoked_at {
+                    Some(at) => format!("revoked {at}"),
+                    None => "active".to_string(),
+                };
+                let used = t
+                    .last_used_at
+                    .map_or("never used".to_string(), |u| format!("last used {u}"));
+                println!(
+                    "{}  {}  created {}  {used}  {state}",
+                    t.id, t.label, t.created_at
+                );
+            }
+            Ok(())
+        }
+        Command::AdminToken(AdminTokenCommand::Revoke { id }) => {
+            let store = open_store(&cli.database_url)?;
+            store.run_migrations()?;
+            let now = clock.now();
+            store.write(|c| admin_tokens::revoke_admin_token(c, id, now))?;
+            println!("revoked admin token {id}");
+            Ok(())
+        }
         Command::SecretKey(SecretKeyCommand::Generate) => {
             println!("{}", crmsync_schema::secrets::generate_key());
             eprintln!("set it as CRMSYNC_SECRET_KEY; keep it safe: stored secrets cannot be read without it");

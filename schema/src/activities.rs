@@ -280,6 +280,15 @@ pub fn update_activity(
     get_activity(conn, id)
 }
 
+/// Locks an activity's row until the transaction ends (see `contacts::lock_contact`).
+pub fn lock_activity(conn: &mut AnyConnection, id: ActivityId) -> StoreResult<()> {
+    require_transaction(conn)?;
+    diesel::update(activities::table.find(id.to_string()))
+        .set(activities::id.eq(activities::id))
+        .execute(conn)?;
+    Ok(())
+}
+
 /// Soft-deletes a live activity (a tombstone keeps its data).
 pub fn delete_activity(
     conn: &mut AnyConnection,

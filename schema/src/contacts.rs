@@ -148,6 +148,17 @@ pub fn untag_contact(
     get_contact(conn, id)
 }
 
+/// Locks a contact's row until the transaction ends (a no-op update: portable `FOR UPDATE`), so a
+/// read-modify-write of it cannot lose a concurrent change on PostgreSQL. SQLite's write
+/// transactions are already exclusive.
+pub fn lock_contact(conn: &mut AnyConnection, id: ContactId) -> StoreResult<()> {
+    require_transaction(conn)?;
+    diesel::update(contacts::table.find(id.to_string()))
+        .set(contacts::id.eq(contacts::id))
+        .execute(conn)?;
+    Ok(())
+}
+
 /// Advances a contact's change sequence and `modified_at` (after a change to its links).
 pub fn touch_contact(
     conn: &mut AnyConnection,

@@ -430,6 +430,7 @@ pub async fn update(
     let activity = st
         .run(move |s| {
             s.write(|c| {
+                store::lock_activity(c, id)?;
                 let current = store::get_activity(c, id)?;
                 if current.deleted_at.is_some() {
                     return Err(StoreError::NotFound {

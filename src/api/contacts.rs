@@ -253,6 +253,7 @@ pub async fn update(
     let contact = st
         .run(move |s| {
             s.write(|c| {
+                store::lock_contact(c, id)?;
                 let current = store::get_contact(c, id)?;
                 if current.deleted_at.is_some() {
                     return Err(StoreError::NotFound {

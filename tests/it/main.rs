@@ -9,6 +9,7 @@ mod api_contacts;
 mod api_settings;
 mod api_users_tags;
 mod api_validation;
+mod cli;
 mod migrations;
 mod store_feed;
 mod store_misc;
