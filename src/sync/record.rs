@@ -4,7 +4,7 @@
 
 use crmsync_engine::ids::{LinkId, RunId, SyncKind, UserId};
 use crmsync_engine::merge::Side;
-use crmsync_engine::planner::{ItemPlan, LinkAction, ScopeOp};
+use crmsync_engine::planner::{ItemPlan, LinkAction, Rule, ScopeOp};
 use crmsync_schema::sync_state::JournalEntry;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -104,6 +104,8 @@ impl Counts {
         }
         match &plan.link {
             LinkAction::Create { .. } => self.linked += 1,
+            // A create whose answer was lost, found again by the CRM id it carries.
+            LinkAction::Update { .. } if plan.rule == Rule::AdoptByMarker => self.linked += 1,
             LinkAction::End { .. } => self.unlinked += 1,
             _ => {}
         }

@@ -257,3 +257,259 @@ db_test!(async fn mass_untag_guard_stops_a_run_that_empties_the_group(db) {
     assert_eq!(r.counts.crm.get("untagged"), Some(&12), "{:?}", r.counts);
     assert_eq!(w.crm_all().len(), 12);
 });
+
+db_test!(async fn a_public_or_foreign_tag_is_refused_as_sync_tag(db) {
+    let w = SyncWorld::new(db).await;
+    let public = w.store.write(|c| crmsync_schema::tags::create_tag(c, &crmsync_schema::tags::NewTag { name: "Everyone".into(), visibility: crmsync_engine::model::TagVisibility::Public, owner_user_id: None }, now())).unwrap();
+    let bob = w.user("bob@example.com").await;
+    let bobs = w.private_tag(&bob, "Bob's");
+    for tag in [public.id, bobs.id] {
+        let err = w.store.write(|c| crmsync_schema::settings::put_sync_settings(c, &crmsync_schema::settings::NewSyncSettings {
+            user_id: w.alice.id,
+            kind: crmsync_engine::ids::SyncKind::Contacts,
+            auto_sync: true,
+            schedule: crmsync_engine::model::SyncSchedule::IntervalMinutes(5),
+            tag_id: Some(tag),
+            synchronize_from: None,
+            trigger_words: vec![],
+        }, now())).unwrap_err();
+        assert!(matches!(err, crmsync_schema::StoreError::Invalid(_)), "{err}");
+    }
+    // The valid setting is unchanged and still syncs.
+    w.crm_contact("Ada", "Lovelace", "ada@example.org");
+    w.sync_contacts().await;
+    assert_eq!(w.group_members().len(), 1);
+});
+
+db_test!(async fn an_expired_sync_token_causes_no_duplicates_and_no_untags(db) {
+    let w = SyncWorld::new(db).await;
+    for i in 0..5 {
+        w.crm_contact("P", &format!("N{i}"), &format!("p{i}@example.org"));
+    }
+    let g = w.google_as("alice@example.com").await;
+    let group = g.people().ensure_group("CRM").await.unwrap().resource_name.unwrap();
+    let created = g.people().batch_create(vec![person("Cy", "Cyan", "cy@example.org"), person("P", "N0", "p0@example.org")]).await.unwrap();
+    let names: Vec<String> = created.iter().map(|p| p.resource_name.clone().unwrap()).collect();
+    g.people().modify_members(&group, &names, &[]).await.unwrap();
+    w.sync_contacts().await;
+    let before = w.google_contacts().len();
+    let lists_before = w.emu.emulator().stats().count("people.people.connections.list");
+    w.emu.emulator().expire_sync_tokens("alice@example.com", crmsync_emulator::Api::People);
+    let writes = w.people_writes();
+    let r = w.sync_contacts().await;
+    assert_eq!(r.counts.writes(), 0, "{:?}", r.counts);
+    assert_eq!(w.people_writes(), writes, "the full re-listing wrote to Google");
+    assert_eq!(w.google_contacts().len(), before);
+    assert_eq!(w.crm_all().len(), 6);
+    assert!(w.crm_all().iter().all(|c| c.tags.contains(&w.tag.id)));
+    assert!(w.emu.emulator().stats().count_status("people.people.connections.list", 400) >= 1, "the expired token was used and refused");
+    assert!(w.emu.emulator().stats().count("people.people.connections.list") >= lists_before + 2);
+    // And the new token works incrementally again.
+    let r = w.sync_contacts().await;
+    assert_eq!(r.counts.writes(), 0);
+});
+
+db_test!(async fn injected_faults_converge_without_duplicates(db) {
+    let mut config = crmsync::sync::SyncConfig::default();
+    // Creates whose outcome is unknown are retried on the next run (no propagation delay here).
+    config.contacts_policy.pending_confirm_after = chrono::Duration::zero();
+    let w = SyncWorld::with_config(db, config).await;
+    for i in 0..3 {
+        w.crm_contact("P", &format!("N{i}"), &format!("p{i}@example.org"));
+    }
+    use crmsync_emulator::FaultRule;
+    w.emu.emulator().set_faults(vec![
+        FaultRule::error("people.people.connections.list", 503, 2),
+        FaultRule::error("people.people.batchCreateContacts", 429, 1),
+        FaultRule::error("people.people.batchCreateContacts", 503, 1),
+    ]);
+    // 503 on the create after the 429 retry: outcome unknown, nothing duplicated.
+    let r = w.sync_contacts().await;
+    assert!(r.counts.awaiting_confirmation >= 3 || r.counts.google.get("created") == Some(&3), "{:?}", r);
+    w.sync_contacts().await;
+    assert_eq!(emails_of(&w.group_members()), vec!["p0@example.org", "p1@example.org", "p2@example.org"]);
+    // Applied but the answer lost: adopted through its clientData on the next run.
+    w.crm_contact("Q", "Lost", "q@example.org");
+    w.emu.emulator().set_faults(vec![FaultRule::error("people.people.batchCreateContacts", 0, 1).applied()]);
+    let r = w.sync_contacts().await;
+    assert_eq!(r.counts.awaiting_confirmation, 1, "{:?}", r);
+    let r = w.sync_contacts().await;
+    assert_eq!(r.counts.linked + r.counts.google.get("created").copied().unwrap_or(0), 1, "{:?}", r.counts);
+    assert_eq!(by_email(&w.google_contacts(), "q@example.org").len(), 1, "no duplicate after a lost answer");
+    assert_eq!(w.group_members().len(), 4);
+    // 429 and 503 on updates and group changes are retried within the run.
+    let q = w.crm_all().into_iter().find(|c| c.data.given_name == "Q").unwrap();
+    w.crm_update(q.id, |d| d.notes = Some("Met at the fair".into()));
+    w.emu.emulator().set_faults(vec![
+        FaultRule::error("people.people.batchUpdateContacts", 429, 2),
+        FaultRule::error("people.people.getBatchGet", 503, 1),
+    ]);
+    let r = w.sync_contacts().await;
+    assert_eq!(r.counts.google.get("updated"), Some(&1), "{:?}", r);
+    assert!(r.api_retries >= 3, "retries counted: {:?}", r);
+    assert_eq!(by_email(&w.google_contacts(), "q@example.org")[0]["biographies"][0]["value"], "Met at the fair");
+    w.emu.emulator().clear_faults();
+    assert_eq!(w.sync_contacts().await.counts.writes(), 0);
+    assert_eq!(w.crm_all().len(), 4);
+});
+
+/// Crash at `point` in a run with work on both sides (and a full re-listing over several pages),
+/// then run again: the result must be the same as without the crash, with no duplicate and no
+/// lost edit (N3, N4), and a further run must write nothing.
+async fn crash_then_converge(
+    db: crmsync_schema::test_support::TestDb,
+    point: crmsync::sync::crash::CrashPoint,
+) {
+    use crmsync::sync::crash::CrashAt;
+    let mut config = crmsync::sync::SyncConfig::default();
+    config.people_page_size = 2;
+    config.contacts_policy.pending_confirm_after = chrono::Duration::zero();
+    let w = SyncWorld::with_config(db, config).await;
+    let a = w.crm_contact("Ada", "Lovelace", "a@example.org");
+    let b = w.crm_contact("Bob", "Babbage", "b@example.org");
+    let g = w.google_as("alice@example.com").await;
+    let group = g
+        .people()
+        .ensure_group("CRM")
+        .await
+        .unwrap()
+        .resource_name
+        .unwrap();
+    let created = g
+        .people()
+        .batch_create(vec![
+            person("Cy", "C", "c@example.org"),
+            person("Di", "D", "d@example.org"),
+            person("Ed", "E", "e@example.org"),
+        ])
+        .await
+        .unwrap();
+    let names: Vec<String> = created
+        .iter()
+        .map(|p| p.resource_name.clone().unwrap())
+        .collect();
+    g.people()
+        .modify_members(&group, &names, &[])
+        .await
+        .unwrap();
+    w.sync_contacts().await;
+
+    // Work on both sides, and a full re-listing.
+    w.crm_contact("Fay", "F", "f@example.org");
+    w.crm_update(a.id, |d| d.job_title = Some("Countess".into()));
+    w.store
+        .write(|c| crmsync_schema::contacts::untag_contact(c, b.id, w.tag.id, now()))
+        .unwrap();
+    let more = g
+        .people()
+        .batch_create(vec![person("Gus", "G", "g@example.org")])
+        .await
+        .unwrap();
+    g.people()
+        .modify_members(
+            &group,
+            &[more[0].resource_name.clone().unwrap()],
+            &[names[2].clone()],
+        )
+        .await
+        .unwrap();
+    let mut cy = g.people().get(&names[0]).await.unwrap().unwrap();
+    cy.phone_numbers = with_phone(person("x", "y", "z@z"), "+33 1 23 45").phone_numbers;
+    g.people().update_contact(cy, "phoneNumbers").await.unwrap();
+    w.emu
+        .emulator()
+        .expire_sync_tokens("alice@example.com", crmsync_emulator::Api::People);
+
+    let crash = CrashAt::new(point, 1);
+    let crashing = w.engine.with_crash_plan(std::sync::Arc::new(crash.clone()));
+    let res = crashing
+        .sync(
+            w.alice.id,
+            crmsync_engine::ids::SyncKind::Contacts,
+            crmsync::sync::Trigger::Manual,
+            RunOptions::default(),
+        )
+        .await;
+    assert!(
+        matches!(res, Err(crmsync::sync::error::SyncError::Crashed(p)) if p == point),
+        "{point:?} was not reached: {res:?}"
+    );
+    assert_eq!(crash.hits(), 1);
+
+    let r = w.sync_contacts().await;
+    assert_eq!(r.state, RunState::Succeeded, "{r:?}");
+    w.sync_contacts().await;
+    let members = emails_of(&w.group_members());
+    assert_eq!(
+        members,
+        vec![
+            "a@example.org",
+            "c@example.org",
+            "d@example.org",
+            "f@example.org",
+            "g@example.org"
+        ],
+        "after a crash at {point:?}"
+    );
+    let all = emails_of(&w.google_contacts());
+    let mut dedup = all.clone();
+    dedup.dedup();
+    assert_eq!(
+        all, dedup,
+        "duplicate Google contacts after a crash at {point:?}"
+    );
+    let crm = w.crm_all();
+    let mut crm_emails: Vec<String> = crm
+        .iter()
+        .map(|c| c.data.emails[0].address.clone())
+        .collect();
+    crm_emails.sort();
+    assert_eq!(
+        crm_emails,
+        vec![
+            "a@example.org",
+            "b@example.org",
+            "c@example.org",
+            "d@example.org",
+            "e@example.org",
+            "f@example.org",
+            "g@example.org"
+        ]
+    );
+    let tagged: Vec<&str> = crm
+        .iter()
+        .filter(|c| c.tags.contains(&w.tag.id))
+        .map(|c| c.data.emails[0].address.as_str())
+        .collect();
+    assert_eq!(tagged.len(), 5, "{tagged:?}");
+    assert_eq!(
+        by_email(&w.google_contacts(), "a@example.org")[0]["organizations"][0]["title"],
+        "Countess"
+    );
+    let cy = crm.iter().find(|c| c.data.given_name == "Cy").unwrap();
+    assert_eq!(cy.data.phones[0].number, "+33 1 23 45");
+    let writes = w.people_writes();
+    let r = w.sync_contacts().await;
+    assert_eq!(
+        (r.counts.writes(), w.people_writes()),
+        (0, writes),
+        "{:?}",
+        r.counts
+    );
+}
+
+db_test!(async fn crash_before_remote_write_converges(db) {
+    crash_then_converge(db, crmsync::sync::crash::CrashPoint::BeforeRemoteWrite).await;
+});
+db_test!(async fn crash_after_remote_write_before_local_commit_converges(db) {
+    crash_then_converge(db, crmsync::sync::crash::CrashPoint::AfterRemoteWriteBeforeLocalCommit).await;
+});
+db_test!(async fn crash_after_local_commit_before_token_store_converges(db) {
+    crash_then_converge(db, crmsync::sync::crash::CrashPoint::AfterLocalCommitBeforeTokenStore).await;
+});
+db_test!(async fn crash_mid_pagination_converges(db) {
+    crash_then_converge(db, crmsync::sync::crash::CrashPoint::MidPagination).await;
+});
+db_test!(async fn crash_during_full_resync_converges(db) {
+    crash_then_converge(db, crmsync::sync::crash::CrashPoint::DuringFullResync).await;
+});

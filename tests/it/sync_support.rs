@@ -73,7 +73,11 @@ impl SyncWorld {
             store.clone(),
             AccountOptions {
                 endpoints: GoogleEndpoints::emulator(emu.base_url()),
-                retry: RetryPolicy::fast(5),
+                // Fast backoff, and no waiting for People's next quota minute in tests.
+                retry: RetryPolicy {
+                    people_minute_windows: false,
+                    ..RetryPolicy::fast(5)
+                },
                 calendar_rate_per_minute: Some(0),
                 people_rate_per_minute: None,
                 send_updates: SendUpdates::None,
