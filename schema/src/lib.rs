@@ -29,10 +29,10 @@ pub mod test_support;
 pub use db::{
     AnyConnection, DatabaseUrl, DbKind, SecretKeySource, Store, StoreOptions, DEFAULT_DATABASE_URL,
 };
-pub use error::{StoreError, StoreResult};
-pub use util::current_change_seq;
 /// diesel, re-exported for callers that query the schema directly.
 pub use diesel;
+pub use error::{StoreError, StoreResult};
+pub use util::current_change_seq;
 
 /// Record counts for `crmsync status`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
