@@ -406,6 +406,15 @@ impl Caller {
                 }
                 (e, class)
             }
+            // An empty or truncated body: the connection broke while the response was read.
+            E::JsonDecodeError(_, err) if err.is_eof() => (
+                GoogleError::local(
+                    ErrorKind::Transient,
+                    method,
+                    format!("the response was cut off: {err}"),
+                ),
+                FailureClass::MaybeApplied,
+            ),
             E::JsonDecodeError(body, err) => {
                 let snippet: String = body.chars().take(200).collect();
                 (

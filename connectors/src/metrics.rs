@@ -16,7 +16,7 @@ pub struct CallMetrics {
     pub retries: u64,
     /// Rate-limit responses seen (429, 403 `rateLimitExceeded`/`userRateLimitExceeded`).
     pub rate_limited: u64,
-    /// Calls that finally failed.
+    /// Calls that finally failed (including a 404 that `get` turns into `None`).
     pub failures: u64,
     /// Total time slept in backoff before retries.
     pub backoff: Duration,

@@ -1,1 +1,8 @@
-//! Integration tests of the connectors against the in-process emulator.
+//! Integration tests of `crmsync-connectors` against the real emulator, in process, through the
+//! real client crates over HTTP. One emulator per test.
+
+mod auth;
+mod calendar;
+mod common;
+mod people;
+mod retry;

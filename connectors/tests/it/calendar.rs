@@ -1,0 +1,272 @@
+//! Calendar: listing with sync tokens, 410, inserts with client ids and 409, patch keeping
+//! unmapped fields, idempotent deletes, sendUpdates.
+
+use crate::common::Env;
+use chrono::{Duration, TimeZone, Utc};
+use crmsync_connectors::calendar3::api::{EventDateTime, EventExtendedProperties};
+use crmsync_connectors::{ErrorKind, Event, EventListQuery, InsertOutcome};
+use crmsync_emulator::{Api, FaultRule};
+use std::collections::HashMap;
+
+fn event(id: &str, day: u32) -> Event {
+    let start = Utc.with_ymd_and_hms(2026, 3, day, 9, 0, 0).unwrap();
+    Event {
+        id: Some(id.into()),
+        summary: Some(format!("Call {id}")),
+        start: Some(EventDateTime {
+            date_time: Some(start),
+            time_zone: Some("Europe/Paris".into()),
+            ..Default::default()
+        }),
+        end: Some(EventDateTime {
+            date_time: Some(start + Duration::minutes(30)),
+            time_zone: Some("Europe/Paris".into()),
+            ..Default::default()
+        }),
+        extended_properties: Some(EventExtendedProperties {
+            private: Some(HashMap::from([(
+                "crmActivityId".to_string(),
+                id.to_string(),
+            )])),
+            shared: None,
+        }),
+        ..Default::default()
+    }
+}
+
+fn query() -> EventListQuery {
+    EventListQuery {
+        time_min: Some(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()),
+        time_max: Some(Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap()),
+        ..EventListQuery::primary()
+    }
+}
+
+#[tokio::test]
+async fn full_then_incremental_listing_with_sync_token() {
+    let env = Env::new().await;
+    let account = env.account("alice@example.com").await;
+    let cal = account.calendar();
+    for (i, id) in ["evt00001", "evt00002", "evt00003"].iter().enumerate() {
+        let out = cal
+            .insert_event("primary", event(id, 2 + i as u32))
+            .await
+            .unwrap();
+        assert!(matches!(out, InsertOutcome::Created(_)));
+    }
+    let mut q = query();
+    q.max_results = Some(2);
+    let first = cal.list_events(&q, None, None).await.unwrap();
+    assert_eq!(first.events.len(), 2);
+    assert!(first.next_sync_token.is_none());
+    let second = cal
+        .list_events(&q, None, first.next_page_token.as_deref())
+        .await
+        .unwrap();
+    assert_eq!(second.events.len(), 1);
+    let token = second.next_sync_token.expect("sync token on the last page");
+
+    cal.patch_event(
+        "primary",
+        "evt00001",
+        Event {
+            summary: Some("Renamed".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    cal.delete_event("primary", "evt00002").await.unwrap();
+
+    let inc = cal.list_events(&q, Some(&token), None).await.unwrap();
+    let mut items = inc.events.clone();
+    let mut token2 = inc.next_sync_token.clone();
+    let mut page = inc.next_page_token.clone();
+    while let Some(p) = page {
+        let more = cal.list_events(&q, Some(&token), Some(&p)).await.unwrap();
+        items.extend(more.events);
+        token2 = more.next_sync_token;
+        page = more.next_page_token;
+    }
+    assert!(token2.is_some());
+    assert_eq!(items.len(), 2, "{items:?}");
+    let cancelled = items
+        .iter()
+        .find(|e| e.id.as_deref() == Some("evt00002"))
+        .unwrap();
+    assert_eq!(cancelled.status.as_deref(), Some("cancelled"));
+    let renamed = items
+        .iter()
+        .find(|e| e.id.as_deref() == Some("evt00001"))
+        .unwrap();
+    assert_eq!(renamed.summary.as_deref(), Some("Renamed"));
+
+    // The incremental request kept singleEvents/maxResults and dropped the time window.
+    let lists: Vec<_> = env
+        .emu()
+        .recent_requests()
+        .into_iter()
+        .filter(|r| r.method == "calendar.events.list")
+        .collect();
+    let full = &lists[0].url;
+    assert!(
+        full.contains("timeMin=") && full.contains("timeMax="),
+        "{full}"
+    );
+    for r in lists.iter().filter(|r| r.url.contains("syncToken=")) {
+        assert!(
+            !r.url.contains("timeMin") && !r.url.contains("timeMax"),
+            "{}",
+            r.url
+        );
+        assert!(
+            r.url.contains("singleEvents=true") && r.url.contains("maxResults=2"),
+            "{}",
+            r.url
+        );
+    }
+}
+
+#[tokio::test]
+async fn expired_calendar_sync_token_is_sync_token_expired() {
+    let env = Env::new().await;
+    let account = env.account("bob@example.com").await;
+    let page = account
+        .calendar()
+        .list_events(&query(), None, None)
+        .await
+        .unwrap();
+    let token = page.next_sync_token.unwrap();
+    env.emu()
+        .expire_sync_tokens("bob@example.com", Api::Calendar);
+    let err = account
+        .calendar()
+        .list_events(&query(), Some(&token), None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::SyncTokenExpired, "{err}");
+    assert_eq!(err.status, Some(410));
+    assert_eq!(account.metrics().retries, 0);
+}
+
+#[tokio::test]
+async fn insert_with_client_id_is_idempotent() {
+    let env = Env::new().await;
+    let account = env.account("carol@example.com").await;
+    let cal = account.calendar();
+    let created = cal
+        .insert_event("primary", event("a0b1c2d3e4", 5))
+        .await
+        .unwrap();
+    let InsertOutcome::Created(ev) = created else {
+        panic!("expected Created")
+    };
+    assert_eq!(ev.id.as_deref(), Some("a0b1c2d3e4"));
+    assert!(ev.etag.is_some());
+    let again = cal
+        .insert_event("primary", event("a0b1c2d3e4", 5))
+        .await
+        .unwrap();
+    assert!(matches!(again, InsertOutcome::AlreadyExists { ref id } if id == "a0b1c2d3e4"));
+
+    // Applied, response lost: retried, the retry's 409 means it was applied.
+    env.emu().set_faults(vec![
+        FaultRule::error("calendar.events.insert", 503, 1).applied()
+    ]);
+    let out = cal
+        .insert_event("primary", event("f0f0f0f0f0", 6))
+        .await
+        .unwrap();
+    assert!(
+        matches!(out, InsertOutcome::AlreadyExists { .. }),
+        "{out:?}"
+    );
+    assert_eq!(env.count("calendar.events.insert"), 4);
+    assert!(env
+        .emu()
+        .calendar_event("carol@example.com", "f0f0f0f0f0")
+        .is_some());
+
+    // Invalid ids are refused before sending.
+    let bad = cal
+        .insert_event("primary", event("Not-Base32", 7))
+        .await
+        .unwrap_err();
+    assert_eq!(bad.kind, ErrorKind::BadRequest);
+    assert_eq!(env.count("calendar.events.insert"), 4);
+}
+
+#[tokio::test]
+async fn patch_keeps_unmapped_fields_and_sends_no_updates() {
+    let env = Env::new().await;
+    let account = env.account("dan@example.com").await;
+    let cal = account.calendar();
+    let mut ev = event("p0000001", 9);
+    ev.location = Some("Room 1".into());
+    ev.description = Some("Agenda".into());
+    ev.color_id = Some("5".into());
+    cal.insert_event("primary", ev).await.unwrap();
+    let patched = cal
+        .patch_event(
+            "primary",
+            "p0000001",
+            Event {
+                summary: Some("New title".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(patched.summary.as_deref(), Some("New title"));
+    assert_eq!(patched.location.as_deref(), Some("Room 1"));
+    assert_eq!(patched.description.as_deref(), Some("Agenda"));
+    assert_eq!(patched.color_id.as_deref(), Some("5"));
+    assert_eq!(
+        patched
+            .extended_properties
+            .and_then(|p| p.private)
+            .and_then(|p| p.get("crmActivityId").cloned())
+            .as_deref(),
+        Some("p0000001")
+    );
+    let got = cal.get_event("primary", "p0000001").await.unwrap().unwrap();
+    assert_eq!(got.location.as_deref(), Some("Room 1"));
+    let writes = env.emu().calendar_writes();
+    assert!(!writes.is_empty());
+    assert!(
+        writes
+            .iter()
+            .all(|w| w.send_updates.as_deref() == Some("none")),
+        "{writes:?}"
+    );
+}
+
+#[tokio::test]
+async fn delete_twice_is_ok_and_unknown_is_not_found() {
+    let env = Env::new().await;
+    let account = env.account("erin@example.com").await;
+    let cal = account.calendar();
+    cal.insert_event("primary", event("d0000001", 10))
+        .await
+        .unwrap();
+    cal.delete_event("primary", "d0000001").await.unwrap();
+    cal.delete_event("primary", "d0000001").await.unwrap();
+    assert_eq!(
+        env.emu()
+            .stats()
+            .count_status("calendar.events.delete", 410),
+        1
+    );
+    let got = cal.get_event("primary", "d0000001").await.unwrap().unwrap();
+    assert_eq!(got.status.as_deref(), Some("cancelled"));
+    let err = cal
+        .delete_event("primary", "unknown0001")
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::NotFound);
+    assert!(cal
+        .get_event("primary", "unknown0001")
+        .await
+        .unwrap()
+        .is_none());
+}
