@@ -199,7 +199,10 @@ fn check_fields(d: &ActivityData) -> Check {
     check_time(&d.time)
 }
 
-fn participant_refs(inputs: &[ParticipantInput]) -> Check<Vec<(ParticipantRef, ResponseStatus)>> {
+/// Participant references with their response status, as the store resolves them.
+type ParticipantRefs = Vec<(ParticipantRef, ResponseStatus)>;
+
+fn participant_refs(inputs: &[ParticipantInput]) -> Check<ParticipantRefs> {
     if inputs.len() > 500 {
         return Err(Invalid("an activity has at most 500 participants".into()));
     }
@@ -347,7 +350,7 @@ pub async fn get_one(
 fn merge(
     current: ActivityData,
     p: PatchActivity,
-) -> Check<(ActivityData, Option<Vec<(ParticipantRef, ResponseStatus)>>)> {
+) -> Check<(ActivityData, Option<ParticipantRefs>)> {
     let was_all_day = matches!(current.time, ActivityTime::AllDay { .. });
     let all_day = p.all_day.unwrap_or(was_all_day);
     let time = if all_day != was_all_day {
