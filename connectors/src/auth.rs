@@ -16,10 +16,10 @@ use crate::error::{ErrorBody, ErrorKind, GoogleError};
 use crate::http::{self, ApiClient, Connector};
 use google_apis_common::GetToken;
 use serde_json::Value;
+use std::collections::HashSet;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
@@ -235,7 +235,8 @@ enum ProviderInner {
     ServiceAccount {
         auth: Authenticator<Connector>,
         ctx: AuthContext,
-        force_refresh: AtomicBool,
+        /// Scopes whose cached token was refused (401): the next fetch bypasses the cache.
+        force_refresh: std::sync::Mutex<HashSet<String>>,
     },
     OAuth(Box<RefreshSource>),
     Static {
@@ -287,7 +288,7 @@ impl TokenProvider {
                 ProviderInner::ServiceAccount {
                     auth,
                     ctx,
-                    force_refresh: AtomicBool::new(false),
+                    force_refresh: std::sync::Mutex::new(HashSet::new()),
                 }
             }
             Credentials::OAuthRefresh {
@@ -332,7 +333,17 @@ impl TokenProvider {
                 ctx,
                 force_refresh,
             } => {
-                let result = if force_refresh.swap(false, Ordering::AcqRel) {
+                let forced = {
+                    let mut f = force_refresh.lock().unwrap_or_else(|p| p.into_inner());
+                    let hit = scopes.iter().any(|s| f.contains(*s));
+                    if hit {
+                        for s in scopes {
+                            f.remove(*s);
+                        }
+                    }
+                    hit
+                };
+                let result = if forced {
                     auth.force_refreshed_token(scopes).await
                 } else {
                     auth.token(scopes).await
@@ -354,12 +365,13 @@ impl TokenProvider {
         }
     }
 
-    /// Forgets the cached token after an API answered 401. Returns whether a fresh token can
-    /// be obtained (false for a fixed access token).
-    pub async fn invalidate(&self) -> bool {
+    /// Forgets the cached token for `scopes` after an API answered 401. Returns whether a
+    /// fresh token can be obtained (false for a fixed access token).
+    pub async fn invalidate(&self, scopes: &[&str]) -> bool {
         match &*self.inner {
             ProviderInner::ServiceAccount { force_refresh, .. } => {
-                force_refresh.store(true, Ordering::Release);
+                let mut f = force_refresh.lock().unwrap_or_else(|p| p.into_inner());
+                f.extend(scopes.iter().map(|s| s.to_string()));
                 true
             }
             ProviderInner::OAuth(src) => {

@@ -291,7 +291,7 @@ impl Caller {
                         }
                     },
                     FailureClass::Unauthorized => {
-                        if !refreshed && self.auth.invalidate().await {
+                        if !refreshed && self.auth.invalidate(&[self.scope]).await {
                             refreshed = true;
                             tracing::info!(method, "access token refused (401); fetching a fresh one");
                             self.metrics.retry(Duration::ZERO);

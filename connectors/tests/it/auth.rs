@@ -326,3 +326,54 @@ async fn fixed_token_401_is_auth_without_refresh() {
     assert_eq!(err.status, Some(401));
     assert_eq!(account.metrics().retries, 0);
 }
+
+#[tokio::test]
+async fn service_account_token_refused_with_401_is_fetched_again() {
+    let env = Env::new().await;
+    env.emu().create_user("gus@example.com").unwrap();
+    let (key, client_id) = env.service_account();
+    env.emu()
+        .authorize_delegation(&client_id, &[SCOPE_CONTACTS.into(), SCOPE_CALENDAR.into()]);
+    let account = GoogleAccount::connect(
+        &env.endpoints(),
+        Credentials::ServiceAccount {
+            key,
+            subject: "gus@example.com".into(),
+        },
+        fast(),
+    )
+    .await
+    .unwrap();
+    account
+        .people()
+        .list_connections(None, None, 10)
+        .await
+        .unwrap();
+    account
+        .calendar()
+        .list_events(&EventListQuery::primary(), None, None)
+        .await
+        .unwrap();
+    assert_eq!(env.count("oauth2.token"), 2);
+    // The issued access tokens stop working; delegation still holds.
+    env.emu().revoke("gus@example.com");
+    account
+        .people()
+        .list_connections(None, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(env.count("oauth2.token"), 3);
+    assert_eq!(
+        env.emu()
+            .stats()
+            .count_status("people.people.connections.list", 401),
+        1
+    );
+    // The calendar token is refreshed on its own 401, independently.
+    account
+        .calendar()
+        .list_events(&EventListQuery::primary(), None, None)
+        .await
+        .unwrap();
+    assert_eq!(env.count("oauth2.token"), 4);
+}

@@ -146,6 +146,11 @@ async fn expired_calendar_sync_token_is_sync_token_expired() {
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::SyncTokenExpired, "{err}");
     assert_eq!(err.status, Some(410));
+    assert_eq!(err.reason.as_deref(), Some("fullSyncRequired"));
+    assert_eq!(
+        err.message,
+        "Sync token is no longer valid, a full sync is required."
+    );
     assert_eq!(account.metrics().retries, 0);
 }
 
