@@ -9,6 +9,20 @@
 //! - [`auth`], [`oauth`]: tokens, service accounts, delegation, the token endpoint.
 //! - [`control`]: `/_emulator/…`; [`faults`], [`quotas`], [`stats`], [`clock`],
 //!   [`sync_tokens`], [`discovery`], [`errors`].
+//!
+//! Embedding it in a test (the hubs point at the emulator with `base_url`):
+//!
+//! ```text
+//! let server = EmulatorServer::start_local().await?;
+//! let emu = server.emulator();
+//! emu.create_user("alice@example.com")?;
+//! let token = emu.mint_access_token("alice@example.com", &["calendar".into()])?;
+//! let mut hub = CalendarHub::new(client, token);
+//! hub.base_url(format!("{}/calendar/v3/", server.base_url()));
+//! // … or a service account: emu.create_service_account("example.com", server.base_url())
+//! // gives a key whose token_uri is {base_url}/token; authorize it with
+//! // emu.authorize_delegation(client_id, &scopes) and use yup-oauth2 with .subject(user).
+//! ```
 
 pub mod api;
 pub mod auth;

@@ -886,3 +886,111 @@ async fn calendar_list_watch_and_channels_stop() {
 fn urlencode(v: &str) -> String {
     url::form_urlencoded::byte_serialize(v.as_bytes()).collect()
 }
+
+#[tokio::test]
+async fn updated_min_instances_paging_and_single_events_sync() {
+    let env = Env::new().await;
+    let t = env.user("alice@example.com").await;
+    let cal = env.calendar(&t);
+    let (_, a) = cal
+        .events()
+        .insert(timed("Old", 9), "primary")
+        .doit()
+        .await
+        .unwrap();
+    env.emu().advance_clock(chrono::Duration::minutes(30));
+    let cut = env.emu().now();
+    let (_, b) = cal
+        .events()
+        .insert(timed("New", 10), "primary")
+        .doit()
+        .await
+        .unwrap();
+    cal.events()
+        .delete("primary", a.id.as_ref().unwrap())
+        .doit()
+        .await
+        .unwrap();
+    let (_, l) = cal
+        .events()
+        .list("primary")
+        .updated_min(cut)
+        .doit()
+        .await
+        .unwrap();
+    let items = l.items.unwrap();
+    assert_eq!(items.len(), 2, "updatedMin includes deleted events");
+    assert!(items.iter().any(|e| e.id == b.id));
+    // Paging through instances.
+    let mut ev = timed("Daily", 8);
+    ev.start.as_mut().unwrap().time_zone = Some("UTC".into());
+    ev.recurrence = Some(vec!["RRULE:FREQ=DAILY;COUNT=5".into()]);
+    let (_, m) = cal.events().insert(ev, "primary").doit().await.unwrap();
+    let id = m.id.unwrap();
+    let (_, p1) = cal
+        .events()
+        .instances("primary", &id)
+        .max_results(3)
+        .doit()
+        .await
+        .unwrap();
+    assert_eq!(p1.items.unwrap().len(), 3);
+    let (_, p2) = cal
+        .events()
+        .instances("primary", &id)
+        .max_results(3)
+        .page_token(&p1.next_page_token.unwrap())
+        .doit()
+        .await
+        .unwrap();
+    assert_eq!(p2.items.unwrap().len(), 2);
+    assert!(p2.next_page_token.is_none());
+    // singleEvents full sync paged across a series, then incremental.
+    let mut ids = Vec::new();
+    let mut page: Option<String> = None;
+    let sync = loop {
+        let mut call = cal
+            .events()
+            .list("primary")
+            .single_events(true)
+            .max_results(2);
+        if let Some(p) = &page {
+            call = call.page_token(p);
+        }
+        let (_, l) = call.doit().await.unwrap();
+        ids.extend(
+            l.items
+                .unwrap_or_default()
+                .into_iter()
+                .map(|e| e.id.unwrap()),
+        );
+        match l.next_page_token {
+            Some(p) => page = Some(p),
+            None => break l.next_sync_token.unwrap(),
+        }
+    };
+    assert_eq!(ids.len(), 6, "{ids:?}");
+    cal.events()
+        .patch(
+            Event {
+                summary: Some("Daily!".into()),
+                ..Default::default()
+            },
+            "primary",
+            &id,
+        )
+        .doit()
+        .await
+        .unwrap();
+    let (_, inc) = cal
+        .events()
+        .list("primary")
+        .single_events(true)
+        .max_results(2)
+        .sync_token(&sync)
+        .doit()
+        .await
+        .unwrap();
+    assert_eq!(inc.items.unwrap()[0].summary.as_deref(), Some("Daily!"));
+    env.finish().await;
+}

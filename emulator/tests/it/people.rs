@@ -859,3 +859,107 @@ async fn ten_thousand_contacts_list_quickly() {
     );
     env.finish().await;
 }
+
+#[tokio::test]
+async fn sort_orders_and_group_update_delete() {
+    let env = Env::new().await;
+    let t = env.user("alice@example.com").await;
+    let ppl = env.people(&t);
+    for (g, f) in [("Zoe", "Adams"), ("Amy", "Young"), ("Max", "Miller")] {
+        ppl.people()
+            .create_contact(person(g, f, &format!("{g}@x.com")))
+            .doit()
+            .await
+            .unwrap();
+    }
+    let names = |r: google_people1::api::ListConnectionsResponse| -> Vec<String> {
+        r.connections
+            .unwrap()
+            .into_iter()
+            .map(|p| p.names.unwrap()[0].given_name.clone().unwrap())
+            .collect()
+    };
+    let list = |order: &'static str| {
+        ppl.people()
+            .connections_list("people/me")
+            .person_fields(FieldMask::new(&["names"]))
+            .sort_order(order)
+            .doit()
+    };
+    assert_eq!(
+        names(list("FIRST_NAME_ASCENDING").await.unwrap().1),
+        ["Amy", "Max", "Zoe"]
+    );
+    assert_eq!(
+        names(list("LAST_NAME_ASCENDING").await.unwrap().1),
+        ["Zoe", "Max", "Amy"]
+    );
+    assert_eq!(
+        names(list("LAST_MODIFIED_DESCENDING").await.unwrap().1),
+        ["Max", "Amy", "Zoe"]
+    );
+    assert_eq!(
+        names(list("LAST_MODIFIED_ASCENDING").await.unwrap().1),
+        ["Zoe", "Amy", "Max"]
+    );
+    assert_eq!(people_reason(&list("SIDEWAYS").await.unwrap_err()).0, 400);
+    // Group update (rename, duplicate name) and delete (members stay in myContacts).
+    let mk = |name: &str| CreateContactGroupRequest {
+        contact_group: Some(ContactGroup {
+            name: Some(name.into()),
+            ..Default::default()
+        }),
+        read_group_fields: None,
+    };
+    let (_, a) = ppl.contact_groups().create(mk("A")).doit().await.unwrap();
+    ppl.contact_groups().create(mk("B")).doit().await.unwrap();
+    let (_, first) = ppl.contact_groups().list().doit().await.unwrap();
+    let rn = a.resource_name.clone().unwrap();
+    let upd = |name: &str, etag: Option<String>| google_people1::api::UpdateContactGroupRequest {
+        contact_group: Some(ContactGroup {
+            name: Some(name.into()),
+            etag,
+            ..Default::default()
+        }),
+        update_group_fields: Some(FieldMask::new(&["name"])),
+        read_group_fields: None,
+    };
+    let err = ppl
+        .contact_groups()
+        .update(upd("B", None), &rn)
+        .doit()
+        .await
+        .unwrap_err();
+    assert_eq!(people_reason(&err).0, 409);
+    let (_, renamed) = ppl
+        .contact_groups()
+        .update(upd("A2", a.etag.clone()), &rn)
+        .doit()
+        .await
+        .unwrap();
+    assert_eq!(renamed.name.as_deref(), Some("A2"));
+    let err = ppl
+        .contact_groups()
+        .update(upd("A3", a.etag.clone()), &rn)
+        .doit()
+        .await
+        .unwrap_err();
+    assert_eq!(people_reason(&err).2, "FAILED_PRECONDITION");
+    ppl.contact_groups().delete(&rn).doit().await.unwrap();
+    assert_eq!(
+        people_reason(&ppl.contact_groups().get(&rn).doit().await.unwrap_err()).0,
+        404
+    );
+    // The group sync shows the rename and the deletion.
+    let (_, inc) = ppl
+        .contact_groups()
+        .list()
+        .sync_token(&first.next_sync_token.unwrap())
+        .doit()
+        .await
+        .unwrap();
+    let groups = inc.contact_groups.unwrap();
+    assert_eq!(groups.len(), 1);
+    assert_eq!(groups[0].metadata.as_ref().unwrap().deleted, Some(true));
+    env.finish().await;
+}
