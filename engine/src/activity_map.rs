@@ -66,7 +66,7 @@ pub struct CalendarContext {
 impl CalendarContext {
     fn is_organizer(&self, email: &str) -> bool {
         let e = normalize_email(email);
-        self.organizer_emails.iter().any(|o| *o == e)
+        self.organizer_emails.contains(&e)
     }
 }
 

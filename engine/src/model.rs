@@ -9,7 +9,9 @@ use std::fmt;
 use std::str::FromStr;
 
 /// Kind of an e-mail address.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum EmailKind {
     #[default]
@@ -19,7 +21,9 @@ pub enum EmailKind {
 }
 
 /// Kind of a phone number.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum PhoneKind {
     #[default]
@@ -30,7 +34,9 @@ pub enum PhoneKind {
 }
 
 /// Kind of a postal address.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum AddressKind {
     #[default]
@@ -140,11 +146,19 @@ impl Birthday {
             if m.len() != 2 || d.len() != 2 {
                 return Err(bad());
             }
-            Ok(Birthday { year: None, month, day })
+            Ok(Birthday {
+                year: None,
+                month,
+                day,
+            })
         } else {
             let date = NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| bad())?;
             use chrono::Datelike;
-            Ok(Birthday { year: Some(date.year()), month: date.month(), day: date.day() })
+            Ok(Birthday {
+                year: Some(date.year()),
+                month: date.month(),
+                day: date.day(),
+            })
         }
     }
 }
@@ -255,8 +269,14 @@ pub struct Participant {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ActivityTime {
-    Timed { start: DateTime<Utc>, end: DateTime<Utc> },
-    AllDay { start: NaiveDate, end: NaiveDate },
+    Timed {
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    },
+    AllDay {
+        start: NaiveDate,
+        end: NaiveDate,
+    },
 }
 
 /// The fields of an activity that a user edits and that sync with Google Calendar.

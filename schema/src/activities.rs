@@ -365,6 +365,23 @@ pub fn find_activity(conn: &mut AnyConnection, id: ActivityId) -> StoreResult<Op
     Ok(hydrate(conn, rows)?.pop())
 }
 
+/// Activities by ids (tombstones included); missing ids are skipped.
+pub fn activities_by_ids(
+    conn: &mut AnyConnection,
+    ids: &[ActivityId],
+) -> StoreResult<Vec<Activity>> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        let keys: Vec<String> = chunk.iter().map(|i| i.to_string()).collect();
+        let rows = activities::table
+            .filter(activities::id.eq_any(keys))
+            .select(ActivityRow::as_select())
+            .load(conn)?;
+        out.extend(hydrate(conn, rows)?);
+    }
+    Ok(out)
+}
+
 /// The change feed: activities (tombstones included) with `change_seq > seq`, in order.
 pub fn activities_changed_since(
     conn: &mut AnyConnection,

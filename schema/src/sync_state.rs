@@ -291,15 +291,17 @@ pub struct Cursor {
     pub full_sync_at: Option<DateTime<Utc>>,
 }
 
+type CursorRow = (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    i64,
+    Option<NaiveDateTime>,
+);
+
 /// The cursor of (user, kind); the default (nothing synced yet) when there is none.
 pub fn get_cursor(conn: &mut AnyConnection, user: UserId, kind: SyncKind) -> StoreResult<Cursor> {
-    let row: Option<(
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        i64,
-        Option<NaiveDateTime>,
-    )> = cursors::table
+    let row: Option<CursorRow> = cursors::table
         .find((user.to_string(), kind.as_str()))
         .select((
             cursors::google_sync_token,
@@ -338,7 +340,7 @@ pub fn put_cursor(
         cursors::updated_at.eq(to_db_time(now)),
     );
     let updated = diesel::update(cursors::table.find((user.to_string(), kind.as_str())))
-        .set(values.clone())
+        .set(values)
         .execute(conn)?;
     if updated == 0 {
         diesel::insert_into(cursors::table)
@@ -593,4 +595,87 @@ pub fn last_success(
         .first(conn)
         .optional()?;
     Ok(t.flatten().map(from_db_time))
+}
+
+/// Live contacts carrying `tag` with one of the (normalized) `emails`: the candidates for linking
+/// a new Google contact by e-mail instead of importing a duplicate.
+pub fn tagged_contacts_with_emails(
+    conn: &mut AnyConnection,
+    tag: crmsync_engine::ids::TagId,
+    emails: &[String],
+) -> StoreResult<Vec<crmsync_engine::model::Contact>> {
+    use crate::schema::{contact_emails, contact_tags, contacts};
+    let mut ids: Vec<String> = Vec::new();
+    for chunk in emails.chunks(500) {
+        let found: Vec<String> = contact_emails::table
+            .inner_join(contacts::table)
+            .inner_join(contact_tags::table.on(contact_tags::contact_id.eq(contacts::id)))
+            .filter(contact_emails::address_norm.eq_any(chunk))
+            .filter(contact_tags::tag_id.eq(tag.to_string()))
+            .filter(contacts::deleted_at.is_null())
+            .select(contacts::id)
+            .distinct()
+            .load(conn)?;
+        ids.extend(found);
+    }
+    ids.sort();
+    ids.dedup();
+    let ids: Vec<crmsync_engine::ids::ContactId> = ids
+        .iter()
+        .map(|i| parse_col(i, "contacts.id"))
+        .collect::<StoreResult<_>>()?;
+    crate::contacts::contacts_by_ids(conn, &ids)
+}
+
+/// Live contacts with one of the (normalized) `emails` (for matching calendar attendees).
+pub fn contacts_with_emails(
+    conn: &mut AnyConnection,
+    emails: &[String],
+) -> StoreResult<Vec<(String, crmsync_engine::ids::ContactId)>> {
+    use crate::schema::{contact_emails, contacts};
+    let mut out = Vec::new();
+    for chunk in emails.chunks(500) {
+        let found: Vec<(String, String)> = contact_emails::table
+            .inner_join(contacts::table)
+            .filter(contact_emails::address_norm.eq_any(chunk))
+            .filter(contacts::deleted_at.is_null())
+            .select((contact_emails::address_norm, contacts::id))
+            .order((contact_emails::address_norm, contacts::id))
+            .load(conn)?;
+        for (email, id) in found {
+            out.push((email, parse_col(&id, "contacts.id")?));
+        }
+    }
+    Ok(out)
+}
+
+/// Users whose e-mail or Google alias is one of the (normalized) `emails`: `(address, user id)`.
+pub fn users_with_emails(
+    conn: &mut AnyConnection,
+    emails: &[String],
+) -> StoreResult<Vec<(String, UserId)>> {
+    use crate::schema::users;
+    let mut out = Vec::new();
+    for chunk in emails.chunks(500) {
+        let found: Vec<(String, String, String)> = users::table
+            .filter(
+                users::email
+                    .eq_any(chunk)
+                    .or(users::google_alias.eq_any(chunk)),
+            )
+            .select((users::id, users::email, users::google_alias))
+            .load(conn)?;
+        for (id, email, alias) in found {
+            let id: UserId = parse_col(&id, "users.id")?;
+            for address in [email, alias] {
+                let norm = crmsync_engine::model::normalize_email(&address);
+                if chunk.contains(&norm) {
+                    out.push((norm, id));
+                }
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
 }

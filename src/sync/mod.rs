@@ -15,6 +15,7 @@ pub mod crash;
 pub mod error;
 pub mod google;
 pub mod record;
+mod tally;
 
 use crate::clock::SharedClock;
 use chrono::{DateTime, Utc};

@@ -13,5 +13,6 @@ mod cli;
 mod migrations;
 mod store_feed;
 mod store_misc;
+mod sync_activities;
 mod sync_contacts;
 mod sync_support;

@@ -33,7 +33,8 @@ pub const SCOPES: [&str; 2] = [
 
 /// A CRM + emulated Google world for one test.
 pub struct SyncWorld {
-    pub db: TestDb,
+    /// Keeps the database alive as long as the world.
+    pub _db: TestDb,
     pub store: Store,
     pub emu: EmulatorServer,
     pub engine: SyncEngine,
@@ -85,7 +86,7 @@ impl SyncWorld {
         );
         let engine = SyncEngine::new(store.clone(), accounts, config, Arc::new(SystemClock));
         let mut world = SyncWorld {
-            db,
+            _db: db,
             store,
             emu,
             engine,
@@ -373,5 +374,242 @@ impl SyncWorld {
             "delete failed: {}",
             resp.status()
         );
+    }
+}
+
+/// Activity fixtures.
+impl SyncWorld {
+    pub fn set_activity_settings(
+        &self,
+        user: &User,
+        synchronize_from: Option<chrono::NaiveDate>,
+        trigger_words: &[&str],
+    ) {
+        self.store
+            .write(|c| {
+                settings::put_sync_settings(
+                    c,
+                    &NewSyncSettings {
+                        user_id: user.id,
+                        kind: SyncKind::Activities,
+                        auto_sync: false,
+                        schedule: SyncSchedule::IntervalMinutes(15),
+                        tag_id: None,
+                        synchronize_from,
+                        trigger_words: trigger_words.iter().map(|s| s.to_string()).collect(),
+                    },
+                    now(),
+                )
+            })
+            .expect("activities sync settings");
+    }
+
+    pub async fn sync_activities(&self, user: &User) -> RunReport {
+        let r = self
+            .engine
+            .sync(
+                user.id,
+                SyncKind::Activities,
+                Trigger::Manual,
+                RunOptions::default(),
+            )
+            .await
+            .expect("run completes");
+        assert_ne!(r.state, RunState::Failed, "run failed: {:?}", r);
+        r
+    }
+
+    pub fn crm_activity(
+        &self,
+        data: &crmsync_engine::model::ActivityData,
+    ) -> crmsync_engine::model::Activity {
+        self.store
+            .write(|c| crmsync_schema::activities::create_activity(c, data, now()))
+            .expect("create an activity")
+    }
+
+    pub fn crm_activity_get(
+        &self,
+        id: crmsync_engine::ids::ActivityId,
+    ) -> crmsync_engine::model::Activity {
+        self.store
+            .read(|c| crmsync_schema::activities::get_activity(c, id))
+            .expect("activity exists")
+    }
+
+    pub fn crm_activity_update(
+        &self,
+        id: crmsync_engine::ids::ActivityId,
+        f: impl FnOnce(&mut crmsync_engine::model::ActivityData),
+    ) {
+        let mut data = self.crm_activity_get(id).data;
+        f(&mut data);
+        self.store
+            .write(|c| crmsync_schema::activities::update_activity(c, id, &data, now()))
+            .expect("update activity");
+    }
+
+    pub fn crm_activities(&self) -> Vec<crmsync_engine::model::Activity> {
+        self.store
+            .read(|c| crmsync_schema::activities::list_activities(c, None, 1000))
+            .expect("list activities")
+    }
+
+    /// A user's calendar events (emulator's view, cancelled ones included).
+    pub fn events(&self, email: &str) -> Vec<Value> {
+        self.emu.emulator().calendar_events(email)
+    }
+
+    pub fn live_events(&self, email: &str) -> Vec<Value> {
+        self.events(email)
+            .into_iter()
+            .filter(|e| e["status"] != "cancelled")
+            .collect()
+    }
+
+    /// Calendar write calls so far.
+    pub fn calendar_writes(&self) -> u64 {
+        let s = self.emu.emulator().stats();
+        [
+            "calendar.events.insert",
+            "calendar.events.patch",
+            "calendar.events.update",
+            "calendar.events.delete",
+        ]
+        .iter()
+        .map(|m| s.count(m))
+        .sum()
+    }
+
+    /// A contact (untagged) for matching attendees.
+    pub fn plain_contact(&self, given: &str, email: &str) -> Contact {
+        self.store
+            .write(|c| {
+                contacts::create_contact(c, &contact_data(given, "Contact", email), &[], now())
+            })
+            .expect("create a contact")
+    }
+}
+
+/// A timed activity organized by `organizer`.
+pub fn meeting(
+    title: &str,
+    organizer: &User,
+    start: chrono::DateTime<Utc>,
+    minutes: i64,
+    tz: &str,
+    participants: Vec<crmsync_engine::model::Participant>,
+) -> crmsync_engine::model::ActivityData {
+    crmsync_engine::model::ActivityData {
+        title: title.into(),
+        time: crmsync_engine::model::ActivityTime::Timed {
+            start,
+            end: start + chrono::Duration::minutes(minutes),
+        },
+        time_zone: tz.into(),
+        location: None,
+        notes: None,
+        status: crmsync_engine::model::ActivityStatus::Planned,
+        display_in_calendar: true,
+        organizer_user_id: organizer.id,
+        participants,
+    }
+}
+
+pub fn participant_user(u: &User) -> crmsync_engine::model::Participant {
+    crmsync_engine::model::Participant {
+        user_id: Some(u.id),
+        contact_id: None,
+        email: u.email.clone(),
+        response_status: Default::default(),
+    }
+}
+
+pub fn participant_contact(c: &Contact) -> crmsync_engine::model::Participant {
+    crmsync_engine::model::Participant {
+        user_id: None,
+        contact_id: Some(c.id),
+        email: c.data.emails[0].address.clone(),
+        response_status: Default::default(),
+    }
+}
+
+/// Calendar edits "by the user" over HTTP, with arbitrary JSON (recurrences, conference data...).
+impl SyncWorld {
+    async fn calendar_call(
+        &self,
+        email: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Value {
+        let token = self
+            .emu
+            .emulator()
+            .mint_access_token(email, &SCOPES.map(String::from))
+            .expect("token");
+        let mut req = reqwest::Client::new()
+            .request(
+                method,
+                format!(
+                    "{}/calendar/v3/calendars/primary/{}",
+                    self.emu.base_url(),
+                    path
+                ),
+            )
+            .bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("sent");
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        assert!(
+            status.is_success(),
+            "calendar call {path} failed: {status} {text}"
+        );
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    pub async fn google_insert_event(&self, email: &str, event: Value) -> Value {
+        self.calendar_call(
+            email,
+            reqwest::Method::POST,
+            "events?sendUpdates=none",
+            Some(event),
+        )
+        .await
+    }
+
+    pub async fn google_patch_event(&self, email: &str, id: &str, patch: Value) -> Value {
+        self.calendar_call(
+            email,
+            reqwest::Method::PATCH,
+            &format!("events/{id}"),
+            Some(patch),
+        )
+        .await
+    }
+
+    pub async fn google_delete_event(&self, email: &str, id: &str) {
+        self.calendar_call(
+            email,
+            reqwest::Method::DELETE,
+            &format!("events/{id}"),
+            None,
+        )
+        .await;
+    }
+
+    pub async fn google_instances(&self, email: &str, id: &str) -> Vec<Value> {
+        let v = self
+            .calendar_call(
+                email,
+                reqwest::Method::GET,
+                &format!("events/{id}/instances"),
+                None,
+            )
+            .await;
+        v["items"].as_array().cloned().unwrap_or_default()
     }
 }

@@ -1,0 +1,299 @@
+//! End-to-end activities sync (SPEC section 4), one test per rule, on SQLite and PostgreSQL,
+//! against the emulator through the real Calendar client crate.
+
+use crate::sync_support::*;
+use chrono::{NaiveDate, TimeZone, Timelike, Utc};
+use chrono_tz::Tz;
+use crmsync::sync::RunState;
+use crmsync_engine::activity_map::event_id;
+use crmsync_engine::model::{ActivityTime, ResponseStatus};
+use crmsync_schema::db_test;
+use crmsync_schema::sync_state;
+use serde_json::{json, Value};
+
+fn at(y: i32, m: u32, d: u32, h: u32, min: u32, tz: &str) -> chrono::DateTime<Utc> {
+    let tz: Tz = tz.parse().unwrap();
+    tz.with_ymd_and_hms(y, m, d, h, min, 0)
+        .single()
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+fn next_year() -> i32 {
+    use chrono::Datelike;
+    Utc::now().year() + 1
+}
+
+fn attendee_emails(e: &Value) -> Vec<String> {
+    let mut v: Vec<String> = e["attendees"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|a| a["email"].as_str().map(String::from))
+        .collect();
+    v.sort();
+    v
+}
+
+db_test!(async fn crm_activity_goes_to_the_organizers_calendar_with_participants_and_no_invitations(db) {
+    let w = SyncWorld::new(db).await;
+    let bob = w.user("bob@example.com").await;
+    let carol = w.plain_contact("Carol", "carol@client.test");
+    w.set_activity_settings(&w.alice, None, &[]);
+    let start = at(next_year(), 5, 12, 10, 0, "Europe/Paris");
+    let mut data = meeting("Quarterly review", &w.alice, start, 60, "Europe/Paris", vec![participant_user(&bob), participant_contact(&carol)]);
+    data.location = Some("Room 4".into());
+    data.participants.push(crmsync_engine::model::Participant { user_id: None, contact_id: None, email: "guest@elsewhere.test".into(), response_status: ResponseStatus::Accepted });
+    let a = w.crm_activity(&data);
+    let r = w.sync_activities(&w.alice).await;
+    assert_eq!(r.counts.google.get("created"), Some(&1), "{:?}", r.counts);
+    let e = w.emu.emulator().calendar_event("alice@example.com", &event_id(a.id)).expect("event with the deterministic id");
+    assert_eq!(e["summary"], "Quarterly review");
+    assert_eq!(e["location"], "Room 4");
+    assert_eq!(e["start"]["timeZone"], "Europe/Paris");
+    assert_eq!(e["extendedProperties"]["private"]["crmsyncActivityId"], a.id.to_string());
+    assert_eq!(attendee_emails(&e), vec!["bob@example.com", "carol@client.test", "guest@elsewhere.test"]);
+    // Bob sees the same event in his calendar (emulated domain), as an attendee.
+    let bobs = w.emu.emulator().calendar_event("bob@example.com", &event_id(a.id)).expect("mirrored copy");
+    assert_eq!(bobs["organizer"]["email"], "alice@example.com");
+    // No invitation storm: every sync write asked for sendUpdates=none.
+    let writes = w.emu.emulator().calendar_writes();
+    assert!(!writes.is_empty());
+    assert!(writes.iter().all(|wr| wr.send_updates.as_deref() == Some("none")), "{writes:?}");
+    // N6.
+    let before = w.calendar_writes();
+    let r = w.sync_activities(&w.alice).await;
+    assert_eq!((r.counts.writes(), w.calendar_writes()), (0, before), "{:?}", r.counts);
+});
+
+db_test!(async fn a_collective_meeting_edited_by_the_participant_reaches_the_organizers_event(db) {
+    let w = SyncWorld::new(db).await;
+    let bob = w.user("bob@example.com").await;
+    w.set_activity_settings(&w.alice, None, &[]);
+    w.set_activity_settings(&bob, None, &[]);
+    let start = at(next_year(), 3, 2, 15, 0, "Europe/London");
+    let a = w.crm_activity(&meeting("Kick-off", &w.alice, start, 30, "Europe/London", vec![participant_user(&bob)]));
+    w.sync_activities(&w.alice).await;
+    // Bob's run: he is only an attendee of Alice's event, so nothing is imported.
+    let r = w.sync_activities(&bob).await;
+    assert_eq!(r.counts.writes(), 0, "{:?}", r.counts);
+    assert_eq!(w.crm_activities().len(), 1);
+    // Bob edits the shared activity in the CRM; Alice's run writes it to her event.
+    w.crm_activity_update(a.id, |d| d.title = "Kick-off (moved to room 2)".into());
+    w.sync_activities(&bob).await;
+    let r = w.sync_activities(&w.alice).await;
+    assert_eq!(r.counts.google.get("updated"), Some(&1), "{:?}", r.counts);
+    let e = w.emu.emulator().calendar_event("alice@example.com", &event_id(a.id)).unwrap();
+    assert_eq!(e["summary"], "Kick-off (moved to room 2)");
+    let bobs = w.emu.emulator().calendar_event("bob@example.com", &event_id(a.id)).unwrap();
+    assert_eq!(bobs["summary"], "Kick-off (moved to room 2)");
+    assert_eq!(w.crm_activities().len(), 1, "no duplicate activity from Bob's copy");
+});
+
+db_test!(async fn organizer_without_activity_sync_hands_over_to_the_participant(db) {
+    let w = SyncWorld::new(db).await;
+    let bob = w.user("bob@example.com").await;
+    // Alice (organizer) has no activity sync; Bob, a participant, has.
+    w.set_activity_settings(&bob, None, &[]);
+    let start = at(next_year(), 6, 1, 9, 0, "Europe/London");
+    let a = w.crm_activity(&meeting("Demo", &w.alice, start, 45, "Europe/London", vec![participant_user(&bob)]));
+    let r = w.sync_activities(&bob).await;
+    assert_eq!(r.counts.google.get("created"), Some(&1), "{:?}", r.counts);
+    assert_eq!(w.crm_activity_get(a.id).data.organizer_user_id, bob.id, "Bob became the organizer");
+    let e = w.emu.emulator().calendar_event("bob@example.com", &event_id(a.id)).expect("in Bob's calendar");
+    assert_eq!(e["organizer"]["email"], "bob@example.com");
+    let journal = w.store.read(|c| sync_state::journal_of_record(c, &a.id.to_string())).unwrap();
+    assert!(journal.iter().any(|j| j.entry.action == "organizer_changed" && j.entry.rule == "organizer_fallback"), "{journal:?}");
+});
+
+db_test!(async fn events_the_user_organizes_are_imported_and_unmatched_attendees_kept(db) {
+    let w = SyncWorld::new(db).await;
+    let bob = w.user("bob@example.com").await;
+    let carol = w.plain_contact("Carol", "carol@client.test");
+    w.set_activity_settings(&w.alice, None, &[]);
+    w.set_activity_settings(&bob, None, &[]);
+    let y = next_year();
+    let e = w.google_insert_event("alice@example.com", json!({
+        "summary": "Lunch with Carol",
+        "start": {"dateTime": format!("{y}-04-03T12:30:00+02:00"), "timeZone": "Europe/Berlin"},
+        "end": {"dateTime": format!("{y}-04-03T13:30:00+02:00"), "timeZone": "Europe/Berlin"},
+        "attendees": [{"email": "carol@client.test", "responseStatus": "accepted"}, {"email": "stranger@elsewhere.test"}, {"email": "bob@example.com"}],
+        "conferenceData": {"entryPoints": [{"entryPointType": "video", "uri": "https://meet.example/abc"}], "conferenceId": "abc"}
+    })).await;
+    let r = w.sync_activities(&w.alice).await;
+    assert_eq!(r.counts.crm.get("created"), Some(&1), "{:?}", r.counts);
+    let acts = w.crm_activities();
+    assert_eq!(acts.len(), 1);
+    let a = &acts[0];
+    assert_eq!(a.data.title, "Lunch with Carol");
+    assert_eq!(a.data.organizer_user_id, w.alice.id);
+    assert!(a.data.display_in_calendar);
+    assert_eq!(a.data.time_zone, "Europe/Berlin");
+    let mut emails: Vec<String> = a.data.participants.iter().map(|p| p.email.clone()).collect();
+    emails.sort();
+    assert_eq!(emails, vec!["bob@example.com", "carol@client.test"], "only CRM people become participants");
+    let carol_p = a.data.participants.iter().find(|p| p.email == "carol@client.test").unwrap();
+    assert_eq!(carol_p.contact_id, Some(carol.id));
+    assert_eq!(carol_p.response_status, ResponseStatus::Accepted);
+    // Bob's run: he is only an attendee; nothing imported for him.
+    let r = w.sync_activities(&bob).await;
+    assert_eq!(r.counts.writes(), 0, "{:?}", r.counts);
+    // A CRM edit (title, participants) keeps the stranger and the conference link.
+    w.crm_activity_update(a.id, |d| {
+        d.title = "Lunch with Carol and Dan".into();
+        d.participants.retain(|p| p.email != "bob@example.com");
+    });
+    w.sync_activities(&w.alice).await;
+    let id = e["id"].as_str().unwrap();
+    let after = w.emu.emulator().calendar_event("alice@example.com", id).unwrap();
+    assert_eq!(after["summary"], "Lunch with Carol and Dan");
+    assert_eq!(attendee_emails(&after), vec!["carol@client.test", "stranger@elsewhere.test"]);
+    assert_eq!(after["conferenceData"]["conferenceId"], "abc", "conference data survives");
+    assert_eq!(w.sync_activities(&w.alice).await.counts.writes(), 0);
+});
+
+db_test!(async fn all_day_events_keep_their_dates_in_every_zone(db) {
+    let w = SyncWorld::new(db).await;
+    w.set_activity_settings(&w.alice, None, &[]);
+    let y = next_year();
+    let d = |m, day| NaiveDate::from_ymd_opt(y, m, day).unwrap();
+    // CRM -> Google, an all-day activity in Auckland.
+    let mut data = meeting("Waitangi Day", &w.alice, Utc::now(), 0, "Pacific/Auckland", vec![]);
+    data.time = ActivityTime::AllDay { start: d(2, 6), end: d(2, 7) };
+    let a = w.crm_activity(&data);
+    // Google -> CRM, an all-day event created in Los Angeles.
+    w.google_insert_event("alice@example.com", json!({"summary": "Offsite", "start": {"date": format!("{y}-07-03")}, "end": {"date": format!("{y}-07-05")}})).await;
+    w.sync_activities(&w.alice).await;
+    let e = w.emu.emulator().calendar_event("alice@example.com", &event_id(a.id)).unwrap();
+    assert_eq!(e["start"]["date"], format!("{y}-02-06"));
+    assert_eq!(e["end"]["date"], format!("{y}-02-07"));
+    let offsite = w.crm_activities().into_iter().find(|x| x.data.title == "Offsite").unwrap();
+    assert_eq!(offsite.data.time, ActivityTime::AllDay { start: d(7, 3), end: d(7, 5) });
+    // The user's zone does not shift the dates (Alice in Los Angeles).
+    w.store.write(|c| crmsync_schema::users::update_user(c, w.alice.id, &crmsync_schema::users::UserPatch { time_zone: Some("America/Los_Angeles".into()), ..Default::default() }, now())).unwrap();
+    w.crm_activity_update(a.id, |d| d.title = "Waitangi Day (NZ)".into());
+    w.sync_activities(&w.alice).await;
+    let e = w.emu.emulator().calendar_event("alice@example.com", &event_id(a.id)).unwrap();
+    assert_eq!((e["start"]["date"].clone(), e["end"]["date"].clone()), (json!(format!("{y}-02-06")), json!(format!("{y}-02-07"))));
+    assert_eq!(w.crm_activity_get(a.id).data.time, ActivityTime::AllDay { start: d(2, 6), end: d(2, 7) });
+});
+
+db_test!(async fn a_weekly_meeting_keeps_its_local_time_across_dst_and_exceptions_are_kept(db) {
+    let w = SyncWorld::new(db).await;
+    let y = next_year();
+    w.set_activity_settings(&w.alice, NaiveDate::from_ymd_opt(y, 2, 1), &[]);
+    // Weekly on Mondays 09:00 New York, from February (EST) to April (EDT).
+    let series = w.google_insert_event("alice@example.com", json!({
+        "summary": "Team sync",
+        "start": {"dateTime": format!("{y}-02-02T09:00:00"), "timeZone": "America/New_York"},
+        "end": {"dateTime": format!("{y}-02-02T09:30:00"), "timeZone": "America/New_York"},
+        "recurrence": ["RRULE:FREQ=WEEKLY;BYDAY=MO;COUNT=10"]
+    })).await;
+    let id = series["id"].as_str().unwrap().to_string();
+    let instances = w.google_instances("alice@example.com", &id).await;
+    assert_eq!(instances.len(), 10);
+    // Move the fourth occurrence to 11:00 (an exception).
+    let moved = instances[3]["id"].as_str().unwrap().to_string();
+    let day = instances[3]["start"]["dateTime"].as_str().unwrap()[..10].to_string();
+    w.google_patch_event("alice@example.com", &moved, json!({
+        "start": {"dateTime": format!("{day}T11:00:00"), "timeZone": "America/New_York"},
+        "end": {"dateTime": format!("{day}T11:30:00"), "timeZone": "America/New_York"}
+    })).await;
+    let r = w.sync_activities(&w.alice).await;
+    assert_eq!(r.counts.crm.get("created"), Some(&10), "{:?}", r.counts);
+    let ny: Tz = "America/New_York".parse().unwrap();
+    let mut locals: Vec<(String, u32)> = w
+        .crm_activities()
+        .iter()
+        .map(|a| match a.data.time {
+            ActivityTime::Timed { start, .. } => {
+                let l = start.with_timezone(&ny);
+                (l.format("%Y-%m-%d").to_string(), l.hour())
+            }
+            _ => panic!("timed"),
+        })
+        .collect();
+    locals.sort();
+    let hours: Vec<u32> = locals.iter().map(|(_, h)| *h).collect();
+    let expected: Vec<u32> = (0..10).map(|i| if i == 3 { 11 } else { 9 }).collect();
+    assert_eq!(hours, expected, "{locals:?}");
+    // Both sides of the March DST change are present.
+    assert!(locals.iter().any(|(d, _)| d < &format!("{y}-03-08")) && locals.iter().any(|(d, _)| d > &format!("{y}-03-15")));
+    // Editing one instance in the CRM becomes an exception in Google; the others stay.
+    let one = w.crm_activities().into_iter().find(|a| matches!(a.data.time, ActivityTime::Timed { start, .. } if start.with_timezone(&ny).format("%Y-%m-%d").to_string() == locals[5].0)).unwrap();
+    w.crm_activity_update(one.id, |d| d.title = "Team sync (with guests)".into());
+    w.sync_activities(&w.alice).await;
+    let inst = w.google_instances("alice@example.com", &id).await;
+    assert_eq!(inst.iter().filter(|e| e["summary"] == "Team sync (with guests)").count(), 1);
+    assert_eq!(inst.iter().filter(|e| e["summary"] == "Team sync").count(), 9);
+    assert_eq!(w.sync_activities(&w.alice).await.counts.writes(), 0);
+});
+
+db_test!(async fn deletes_hide_or_cancel_and_never_destroy(db) {
+    let w = SyncWorld::new(db).await;
+    w.set_activity_settings(&w.alice, None, &[]);
+    let start = at(next_year(), 9, 1, 10, 0, "UTC");
+    let a = w.crm_activity(&meeting("Keep me", &w.alice, start, 30, "UTC", vec![]));
+    let b = w.crm_activity(&meeting("Cancel me", &w.alice, start, 30, "UTC", vec![]));
+    w.sync_activities(&w.alice).await;
+    // Google delete: the activity stays, hidden from the calendar.
+    w.google_delete_event("alice@example.com", &event_id(a.id)).await;
+    // CRM delete: the event is cancelled.
+    w.store.write(|c| crmsync_schema::activities::delete_activity(c, b.id, now())).unwrap();
+    let r = w.sync_activities(&w.alice).await;
+    assert_eq!(r.counts.crm.get("hidden_from_calendar"), Some(&1), "{:?}", r.counts);
+    assert_eq!(r.counts.google.get("cancelled"), Some(&1), "{:?}", r.counts);
+    let kept = w.crm_activity_get(a.id);
+    assert!(kept.deleted_at.is_none() && !kept.data.display_in_calendar);
+    assert_eq!(kept.data.title, "Keep me");
+    let ev = w.emu.emulator().calendar_event("alice@example.com", &event_id(b.id)).unwrap();
+    assert_eq!(ev["status"], "cancelled");
+    // Showing it again restores the same event (same id), no duplicate.
+    w.crm_activity_update(a.id, |d| d.display_in_calendar = true);
+    w.sync_activities(&w.alice).await;
+    let ev = w.emu.emulator().calendar_event("alice@example.com", &event_id(a.id)).unwrap();
+    assert_eq!(ev["status"], "confirmed");
+    assert_eq!(w.live_events("alice@example.com").len(), 1);
+    assert_eq!(w.sync_activities(&w.alice).await.counts.writes(), 0);
+});
+
+db_test!(async fn trigger_words_filter_imports(db) {
+    let w = SyncWorld::new(db).await;
+    w.set_activity_settings(&w.alice, None, &["CRM", "sales call"]);
+    let y = next_year();
+    for title in ["Sales call with ACME", "Dentist", "crm review", "CRMs are great"] {
+        w.google_insert_event("alice@example.com", json!({"summary": title, "start": {"date": format!("{y}-05-05")}, "end": {"date": format!("{y}-05-06")}})).await;
+    }
+    w.sync_activities(&w.alice).await;
+    let mut titles: Vec<String> = w.crm_activities().into_iter().map(|a| a.data.title).collect();
+    titles.sort();
+    assert_eq!(titles, vec!["Sales call with ACME", "crm review"]);
+});
+
+db_test!(async fn expired_token_and_lost_insert_answers_cause_no_duplicates(db) {
+    let w = SyncWorld::new(db).await;
+    w.set_activity_settings(&w.alice, None, &[]);
+    let start = at(next_year(), 10, 1, 8, 0, "UTC");
+    for i in 0..3 {
+        w.crm_activity(&meeting(&format!("M{i}"), &w.alice, start, 30, "UTC", vec![]));
+    }
+    w.google_insert_event("alice@example.com", json!({"summary": "From Google", "start": {"date": format!("{}-10-02", next_year())}, "end": {"date": format!("{}-10-03", next_year())}})).await;
+    // The second insert is applied but its answer is lost.
+    use crmsync_emulator::FaultRule;
+    w.emu.emulator().set_faults(vec![FaultRule::error("calendar.events.insert", 0, 1).applied()]);
+    let r = w.sync_activities(&w.alice).await;
+    assert!(r.state == RunState::Succeeded, "{r:?}");
+    w.emu.emulator().clear_faults();
+    w.sync_activities(&w.alice).await;
+    assert_eq!(w.live_events("alice@example.com").len(), 4);
+    assert_eq!(w.crm_activities().len(), 4);
+    // Expired token: a full re-listing reconciled against the links.
+    w.emu.emulator().expire_sync_tokens("alice@example.com", crmsync_emulator::Api::Calendar);
+    let before = w.calendar_writes();
+    let r = w.sync_activities(&w.alice).await;
+    assert_eq!((r.counts.writes(), w.calendar_writes()), (0, before), "{:?}", r.counts);
+    assert!(w.emu.emulator().stats().count_status("calendar.events.list", 410) >= 1);
+    assert_eq!(w.live_events("alice@example.com").len(), 4);
+    assert_eq!(w.crm_activities().len(), 4);
+});
