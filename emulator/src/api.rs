@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use std::sync::Arc;
 
-use crate::auth::scope_allows;
+use crate::auth::{scope_allows, Grant};
 use crate::discovery;
 use crate::errors::{insufficient_scope, unauthenticated, Api, ApiError};
 use crate::faults::FaultRule;
@@ -167,6 +167,8 @@ pub enum Reply {
     Json(Value),
     /// 204 with no body (Calendar deletes, channels.stop).
     Empty,
+    /// 304 for a matching `If-None-Match`.
+    NotModified,
 }
 
 fn pct_decode(s: &str) -> String {
@@ -444,7 +446,28 @@ pub async fn handle(
         .read()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
-    if let Err(e) = user.quota.check(api, &quotas, now) {
+    // Google charges the impersonating service account unless quotaUser names the user.
+    let quota_user = parts
+        .uri
+        .query()
+        .and_then(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == "quotaUser")
+                .map(|(_, v)| v.into_owned())
+        })
+        .or_else(|| {
+            parts
+                .headers
+                .get("x-goog-quota-user")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        });
+    let quota_key = match (&quota_user, &token.grant) {
+        (Some(q), _) => format!("q:{q}"),
+        (None, Grant::Delegation { client_id }) => format!("sa:{client_id}"),
+        (None, _) => format!("u:{}", token.user),
+    };
+    if let Err(e) = emu.quota_bucket(&quota_key).check(api, &quotas, now) {
         let body = e.body(api);
         finish(e.code, Some(&body));
         return json_response(e.code, &body);
@@ -503,6 +526,13 @@ pub async fn handle(
         Ok(Reply::Json(v)) => {
             finish(200, Some(&v));
             json_response(200, &v)
+        }
+        Ok(Reply::NotModified) => {
+            finish(304, None);
+            Response::builder()
+                .status(StatusCode::NOT_MODIFIED)
+                .body(Body::empty())
+                .unwrap_or_else(|_| Response::new(Body::empty()))
         }
         Ok(Reply::Empty) => {
             finish(204, None);

@@ -1,6 +1,9 @@
 //! Per-user per-minute quotas, enforced with Google's own error bodies: Calendar 403 (or 429)
 //! `rateLimitExceeded` in domain `usageLimits`, People 429 `RESOURCE_EXHAUSTED` with ErrorInfo
-//! `RATE_LIMIT_EXCEEDED`. Windows are fixed emulated-clock minutes, counted per (user, API).
+//! `RATE_LIMIT_EXCEEDED`. Windows are fixed emulated-clock minutes, counted per quota key and
+//! API. The key is, as Google accounts it: the `quotaUser` parameter (or `x-goog-quota-user`
+//! header) when given; else, for tokens from domain-wide delegation, the service account (all
+//! impersonated users share it); else the token's user.
 
 use crate::errors::{Api, ApiError};
 use chrono::{DateTime, Utc};

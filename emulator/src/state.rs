@@ -17,6 +17,7 @@ use crate::faults::{FaultRule, Faults};
 use crate::people::store::PeopleStore;
 use crate::quotas::{QuotaCounters, Quotas};
 use crate::stats::{Observability, RecordedResponse, RequestRecord, Stats, WriteRecord};
+use std::sync::Arc as StdArc;
 
 /// One emulated Workspace user.
 #[derive(Debug)]
@@ -24,7 +25,6 @@ pub struct UserState {
     pub email: String,
     pub calendar: Mutex<CalendarStore>,
     pub people: Mutex<PeopleStore>,
-    pub quota: QuotaCounters,
 }
 
 impl UserState {
@@ -33,7 +33,6 @@ impl UserState {
             email: email.to_string(),
             calendar: Mutex::new(CalendarStore::new(email)),
             people: Mutex::new(PeopleStore::new()),
-            quota: QuotaCounters::default(),
         }
     }
 
@@ -53,6 +52,8 @@ pub struct Inner {
     pub auth: AuthState,
     pub faults: Faults,
     pub quotas: RwLock<Quotas>,
+    /// Quota windows per quota key (`u:<user>`, `sa:<client id>`, `q:<quotaUser>`).
+    pub quota_buckets: RwLock<HashMap<String, StdArc<QuotaCounters>>>,
     pub obs: Observability,
     pub users: RwLock<HashMap<String, Arc<UserState>>>,
     /// People propagation delay for sync results, in seconds.
@@ -89,6 +90,10 @@ impl Emulator {
         i.users.write().unwrap_or_else(|p| p.into_inner()).clear();
         i.auth.reset();
         i.faults.clear();
+        i.quota_buckets
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         *i.quotas.write().unwrap_or_else(|p| p.into_inner()) = Quotas::default();
         i.obs.reset();
         i.propagation_delay.store(0, Ordering::Relaxed);
@@ -230,15 +235,11 @@ impl Emulator {
     }
 
     pub fn set_quotas(&self, q: Quotas) {
-        for u in self
-            .inner
-            .users
-            .read()
+        self.inner
+            .quota_buckets
+            .write()
             .unwrap_or_else(|p| p.into_inner())
-            .values()
-        {
-            u.quota.reset();
-        }
+            .clear();
         *self.inner.quotas.write().unwrap_or_else(|p| p.into_inner()) = q;
     }
 
@@ -313,6 +314,26 @@ impl Emulator {
         self.user(email)
             .map(|u| u.people().all_groups())
             .unwrap_or_default()
+    }
+
+    /// The quota window counters of `key`.
+    pub(crate) fn quota_bucket(&self, key: &str) -> StdArc<QuotaCounters> {
+        if let Some(b) = self
+            .inner
+            .quota_buckets
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+        {
+            return b.clone();
+        }
+        self.inner
+            .quota_buckets
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key.to_string())
+            .or_default()
+            .clone()
     }
 
     pub(crate) fn propagation_delay(&self) -> Duration {

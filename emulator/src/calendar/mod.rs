@@ -539,6 +539,15 @@ fn get(req: &Req) -> Result<Reply, ApiError> {
     let store = req.user.calendar();
     let horizon = req.now + Duration::days(EXPANSION_HORIZON_DAYS);
     let (b, _) = current_body(&store, req.param(1), horizon).ok_or_else(ApiError::cal_not_found)?;
+    let etag = b.get("etag").and_then(Value::as_str).unwrap_or("");
+    let not_modified = req
+        .headers
+        .get(axum::http::header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|e| e.trim() == etag || e.trim() == "*"));
+    if not_modified {
+        return Ok(Reply::NotModified);
+    }
     Ok(Reply::Json(Value::Object(b)))
 }
 

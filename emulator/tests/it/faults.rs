@@ -292,3 +292,107 @@ async fn stats_and_request_log() {
     );
     env.finish().await;
 }
+
+#[tokio::test]
+async fn delegated_calls_share_the_service_account_quota_unless_quota_user_is_set() {
+    let env = Env::new().await;
+    for u in ["ann@example.com", "ben@example.com"] {
+        env.post("/users", json!({"email": u})).await;
+    }
+    let (_, key) = env
+        .post("/service-accounts", json!({"domain": "example.com"}))
+        .await;
+    env.post(
+        "/domain-wide-delegation",
+        json!({"client_id": key["client_id"], "scopes": [CAL]}),
+    )
+    .await;
+    let key = yup_oauth2::parse_service_account_key(key.to_string()).unwrap();
+    let mut tokens = Vec::new();
+    for u in ["ann@example.com", "ben@example.com"] {
+        let auth = yup_oauth2::ServiceAccountAuthenticator::builder(key.clone())
+            .subject(u)
+            .build()
+            .await
+            .unwrap();
+        tokens.push(
+            auth.token(&[CAL])
+                .await
+                .unwrap()
+                .token()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    env.put("/quotas", json!({"calendar_per_user_per_minute": 2}))
+        .await;
+    let (ann, ben) = (env.calendar(&tokens[0]), env.calendar(&tokens[1]));
+    ann.events().list("primary").doit().await.unwrap();
+    ben.events().list("primary").doit().await.unwrap();
+    // Both users consumed the service account's window.
+    let err = ann.events().list("primary").doit().await.unwrap_err();
+    assert_eq!(reason(&err), (403, "rateLimitExceeded".into()));
+    // quotaUser gives each impersonated user their own window.
+    ann.events()
+        .list("primary")
+        .param("quotaUser", "ann")
+        .doit()
+        .await
+        .unwrap();
+    ben.events()
+        .list("primary")
+        .param("quotaUser", "ben")
+        .doit()
+        .await
+        .unwrap();
+    ben.events()
+        .list("primary")
+        .param("quotaUser", "ben")
+        .doit()
+        .await
+        .unwrap();
+    let err = ben
+        .events()
+        .list("primary")
+        .param("quotaUser", "ben")
+        .doit()
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&err).1, "rateLimitExceeded");
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn if_none_match_gives_304() {
+    let env = Env::new().await;
+    let t = env.user("alice@example.com").await;
+    let (_, e) = env
+        .calendar(&t)
+        .events()
+        .insert(timed("A", 9), "primary")
+        .doit()
+        .await
+        .unwrap();
+    let path = format!("/calendar/v3/calendars/primary/events/{}", e.id.unwrap());
+    let (s, _) = env
+        .raw(
+            reqwest::Method::GET,
+            &path,
+            &t,
+            None,
+            &[("If-None-Match", e.etag.as_deref().unwrap())],
+        )
+        .await;
+    assert_eq!(s, 304);
+    let (s, _) = env
+        .raw(
+            reqwest::Method::GET,
+            &path,
+            &t,
+            None,
+            &[("If-None-Match", "\"1\"")],
+        )
+        .await;
+    assert_eq!(s, 200);
+    env.finish().await;
+}
