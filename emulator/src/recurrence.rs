@@ -486,13 +486,16 @@ impl SeriesStart {
     }
 }
 
-/// Expands a series: every occurrence starting at or before `limit`, at most `max`, in order.
+/// Expands a series: every occurrence starting at or after `from` and at or before
+/// `limit`, at most `max`, in order. Occurrences before `from` still count towards `COUNT`.
 pub fn expand(
     start: &SeriesStart,
     lines: &[String],
+    from: Option<DateTime<Utc>>,
     limit: DateTime<Utc>,
     max: usize,
 ) -> Result<Vec<Occurrence>, RecurrenceError> {
+    let before = |o: &Occurrence| from.is_some_and(|f| o.utc < f);
     let mut rules = Vec::new();
     let mut exdates = Vec::new();
     let mut rdates = Vec::new();
@@ -509,7 +512,11 @@ pub fn expand(
         }
     }
     let first = start.occurrence(start.date());
-    let mut occ: Vec<Occurrence> = vec![first];
+    let mut occ: Vec<Occurrence> = if before(&first) {
+        Vec::new()
+    } else {
+        vec![first]
+    };
     for rule in &rules {
         let mut emitted: u32 = 1; // DTSTART counts as the first occurrence
         'periods: for k in 0..MAX_PERIODS {
@@ -536,8 +543,11 @@ pub fn expand(
                     beyond = true;
                     break;
                 }
-                occ.push(o);
                 emitted += 1;
+                if before(&o) {
+                    continue;
+                }
+                occ.push(o);
                 if occ.len() > max.saturating_mul(2) + 16 {
                     break 'periods;
                 }
@@ -553,7 +563,7 @@ pub fn expand(
             (None, Some(t)) => start.occurrence_at(t),
             _ => continue,
         };
-        if o.utc <= limit {
+        if o.utc <= limit && !before(&o) {
             occ.push(o);
         }
     }
@@ -582,13 +592,22 @@ mod tests {
         }
     }
 
+    fn ex(
+        s: &SeriesStart,
+        l: &[String],
+        limit: DateTime<Utc>,
+        max: usize,
+    ) -> Result<Vec<Occurrence>, RecurrenceError> {
+        expand(s, l, None, limit, max)
+    }
+
     fn far() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap()
     }
 
     #[test]
     fn weekly_keeps_local_time_across_dst() {
-        let occ = expand(
+        let occ = ex(
             &ny("2026-03-02T09:00:00"),
             &["RRULE:FREQ=WEEKLY;COUNT=3".into()],
             far(),
@@ -614,7 +633,7 @@ mod tests {
             "RRULE:FREQ=WEEKLY;INTERVAL=2;BYDAY=MO,WE;UNTIL=20260131T235959Z".to_string(),
             "EXDATE;TZID=America/New_York:20260114T090000".to_string(),
         ];
-        let occ = expand(&ny("2026-01-05T09:00:00"), &lines, far(), 100).unwrap();
+        let occ = ex(&ny("2026-01-05T09:00:00"), &lines, far(), 100).unwrap();
         let days: Vec<_> = occ.iter().map(|o| o.local.date().to_string()).collect();
         assert_eq!(
             days,
@@ -624,7 +643,7 @@ mod tests {
 
     #[test]
     fn monthly_and_yearly() {
-        let occ = expand(
+        let occ = ex(
             &ny("2026-01-31T10:00:00"),
             &["RRULE:FREQ=MONTHLY;COUNT=3".into()],
             far(),
@@ -633,7 +652,7 @@ mod tests {
         .unwrap();
         let days: Vec<_> = occ.iter().map(|o| o.local.date().to_string()).collect();
         assert_eq!(days, ["2026-01-31", "2026-03-31", "2026-05-31"]);
-        let occ = expand(
+        let occ = ex(
             &ny("2026-01-13T10:00:00"),
             &["RRULE:FREQ=MONTHLY;BYDAY=-1FR;COUNT=3".into()],
             far(),
@@ -643,10 +662,10 @@ mod tests {
         let days: Vec<_> = occ.iter().map(|o| o.local.date().to_string()).collect();
         assert_eq!(days, ["2026-01-13", "2026-01-30", "2026-02-27"]);
         let start = SeriesStart::Date(NaiveDate::from_ymd_opt(2026, 5, 4).unwrap());
-        let occ = expand(&start, &["RRULE:FREQ=YEARLY;COUNT=3".into()], far(), 100).unwrap();
+        let occ = ex(&start, &["RRULE:FREQ=YEARLY;COUNT=3".into()], far(), 100).unwrap();
         assert_eq!(occ.len(), 3);
         assert!(occ[2].all_day);
-        let occ = expand(
+        let occ = ex(
             &start,
             &["RRULE:FREQ=DAILY;INTERVAL=3".into()],
             Utc.with_ymd_and_hms(2026, 5, 11, 0, 0, 0).unwrap(),
@@ -667,7 +686,7 @@ mod tests {
 
     #[test]
     fn rejects_bad_rules() {
-        assert!(expand(
+        assert!(ex(
             &ny("2026-01-05T09:00:00"),
             &["RRULE:FREQ=HOURLY".into()],
             far(),

@@ -243,8 +243,18 @@ fn expand_master(
         return Vec::new();
     };
     let limit = max.map(|m| m.min(horizon)).unwrap_or(horizon);
-    let Ok(occ) = recurrence::expand(&start, &recurrence_lines(&ev.body), limit, MAX_INSTANCES)
-    else {
+    let duration = match (parse_when(&ev.body, "start"), parse_when(&ev.body, "end")) {
+        (Ok(s), Ok(e)) => e.instant() - s.instant(),
+        _ => Duration::zero(),
+    };
+    let from = min.map(|m| m - duration);
+    let Ok(occ) = recurrence::expand(
+        &start,
+        &recurrence_lines(&ev.body),
+        from,
+        limit,
+        MAX_INSTANCES,
+    ) else {
         return Vec::new();
     };
     occ.iter()
@@ -504,11 +514,7 @@ fn list(req: &Req) -> Result<Reply, ApiError> {
 }
 
 /// The current body of an event or of a not-yet-materialized instance.
-fn current_body(
-    store: &CalendarStore,
-    id: &str,
-    horizon: DateTime<Utc>,
-) -> Option<(Map<String, Value>, bool)> {
+fn current_body(store: &CalendarStore, id: &str) -> Option<(Map<String, Value>, bool)> {
     if let Some(ev) = store.get(id) {
         return Some((ev.body.clone(), true));
     }
@@ -518,14 +524,8 @@ fn current_body(
         return None;
     }
     let start = series_start(&master.body).ok()?;
-    let limit = horizon.max(when + Duration::days(1));
-    let occ = recurrence::expand(
-        &start,
-        &recurrence_lines(&master.body),
-        limit,
-        usize::MAX / 4,
-    )
-    .ok()?;
+    let occ =
+        recurrence::expand(&start, &recurrence_lines(&master.body), Some(when), when, 1).ok()?;
     let o = occ.iter().find(|o| o.utc == when)?;
     let mut b = instance_body(&master.body, o);
     if master.is_cancelled() {
@@ -537,8 +537,7 @@ fn current_body(
 fn get(req: &Req) -> Result<Reply, ApiError> {
     check_calendar(req, req.param(0))?;
     let store = req.user.calendar();
-    let horizon = req.now + Duration::days(EXPANSION_HORIZON_DAYS);
-    let (b, _) = current_body(&store, req.param(1), horizon).ok_or_else(ApiError::cal_not_found)?;
+    let (b, _) = current_body(&store, req.param(1)).ok_or_else(ApiError::cal_not_found)?;
     let etag = b.get("etag").and_then(Value::as_str).unwrap_or("");
     let not_modified = req
         .headers
@@ -608,11 +607,9 @@ fn update(req: &Req, patch: bool) -> Result<Reply, ApiError> {
     let id = req.param(1).to_string();
     let owner = req.user.email.clone();
     let input = sanitize(req.json_object()?);
-    let horizon = req.now + Duration::days(EXPANSION_HORIZON_DAYS);
     let (result, is_master) = {
         let mut store = req.user.calendar();
-        let (current, _) =
-            current_body(&store, &id, horizon).ok_or_else(ApiError::cal_not_found)?;
+        let (current, _) = current_body(&store, &id).ok_or_else(ApiError::cal_not_found)?;
         let etag = current
             .get("etag")
             .and_then(Value::as_str)
@@ -673,12 +670,10 @@ fn delete(req: &Req) -> Result<Reply, ApiError> {
     send_updates(req)?;
     let id = req.param(1).to_string();
     let owner = req.user.email.clone();
-    let horizon = req.now + Duration::days(EXPANSION_HORIZON_DAYS);
     let mut touched = vec![id.clone()];
     {
         let mut store = req.user.calendar();
-        let (mut body, stored) =
-            current_body(&store, &id, horizon).ok_or_else(ApiError::cal_not_found)?;
+        let (mut body, stored) = current_body(&store, &id).ok_or_else(ApiError::cal_not_found)?;
         if stored && store.get(&id).is_some_and(StoredEvent::is_cancelled) {
             return Err(ApiError::new(410, "deleted", "Resource has been deleted"));
         }

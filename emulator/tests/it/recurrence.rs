@@ -347,3 +347,53 @@ async fn all_day_series_and_rule_variants() {
     );
     env.finish().await;
 }
+
+#[tokio::test]
+async fn long_running_series_expand_inside_the_window() {
+    let env = Env::new().await;
+    let t = env.user("alice@example.com").await;
+    let cal = env.calendar(&t);
+    // A daily series that started 20 years ago, without an end.
+    let ev = Event {
+        summary: Some("Forever".into()),
+        start: Some(EventDateTime {
+            date_time: Some(Utc.with_ymd_and_hms(2006, 1, 2, 8, 0, 0).unwrap()),
+            time_zone: Some("Europe/London".into()),
+            ..Default::default()
+        }),
+        end: Some(EventDateTime {
+            date_time: Some(Utc.with_ymd_and_hms(2006, 1, 2, 8, 30, 0).unwrap()),
+            time_zone: Some("Europe/London".into()),
+            ..Default::default()
+        }),
+        recurrence: Some(vec!["RRULE:FREQ=DAILY".into()]),
+        ..Default::default()
+    };
+    let (_, m) = cal.events().insert(ev, "primary").doit().await.unwrap();
+    let id = m.id.unwrap();
+    let (_, l) = cal
+        .events()
+        .list("primary")
+        .single_events(true)
+        .order_by("startTime")
+        .time_min(Utc.with_ymd_and_hms(2026, 7, 1, 0, 0, 0).unwrap())
+        .time_max(Utc.with_ymd_and_hms(2026, 7, 8, 0, 0, 0).unwrap())
+        .doit()
+        .await
+        .unwrap();
+    let items = l.items.unwrap();
+    assert_eq!(items.len(), 7);
+    // Summer time in London: 08:00 local is 07:00 UTC.
+    assert_eq!(
+        items[0].id.as_deref(),
+        Some(format!("{id}_20260701T070000Z").as_str())
+    );
+    let (_, g) = cal
+        .events()
+        .get("primary", &format!("{id}_20260701T070000Z"))
+        .doit()
+        .await
+        .unwrap();
+    assert_eq!(g.recurring_event_id.as_deref(), Some(id.as_str()));
+    env.finish().await;
+}
