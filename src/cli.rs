@@ -14,6 +14,11 @@ pub struct Cli {
     #[arg(long, global = true, env = "DATABASE_URL", default_value = crmsync_schema::DEFAULT_DATABASE_URL)]
     pub database_url: String,
 
+    /// Point every Google API and the token endpoint at this base URL (an emulator, e.g.
+    /// http://127.0.0.1:8089); Google itself when absent.
+    #[arg(long, global = true, env = "CRMSYNC_GOOGLE_ENDPOINT")]
+    pub google_endpoint: Option<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -32,6 +37,59 @@ pub enum Command {
     /// Manage the key that encrypts secrets at rest (CRMSYNC_SECRET_KEY).
     #[command(subcommand)]
     SecretKey(SecretKeyCommand),
+    /// Start synchronization now for one user ("Start synchronization") and print what it did.
+    Sync(SyncArgs),
+    /// Run the Google Workspace emulator (Calendar v3, People v1, OAuth) alone.
+    Emulator(EmulatorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// The CRM user's e-mail address.
+    #[arg(long)]
+    pub user: String,
+    /// What to sync.
+    #[arg(long, value_enum, default_value = "all")]
+    pub kind: KindArg,
+    /// The admin confirms a run the mass-untag guard stopped: carry the untags out.
+    #[arg(long, conflicts_with = "restore_untagged")]
+    pub confirm_untag: bool,
+    /// The admin cancels a run the mass-untag guard stopped: put everything back.
+    #[arg(long)]
+    pub restore_untagged: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `--kind` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KindArg {
+    Contacts,
+    Activities,
+    All,
+}
+
+impl KindArg {
+    pub fn kinds(self) -> Vec<crmsync_engine::ids::SyncKind> {
+        use crmsync_engine::ids::SyncKind;
+        match self {
+            KindArg::Contacts => vec![SyncKind::Contacts],
+            KindArg::Activities => vec![SyncKind::Activities],
+            KindArg::All => SyncKind::ALL.to_vec(),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct EmulatorArgs {
+    /// Address to listen on (loopback by default).
+    #[arg(
+        long,
+        env = "CRMSYNC_EMULATOR_LISTEN",
+        default_value = "127.0.0.1:8089"
+    )]
+    pub listen: SocketAddr,
 }
 
 #[derive(Debug, Args)]

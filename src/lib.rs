@@ -3,6 +3,7 @@
 //! (`scheduler/`) live here too once they land.
 
 pub mod api;
+pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod server;

@@ -3,7 +3,10 @@
 use anyhow::Context;
 use clap::Parser;
 use crmsync::api::AppState;
-use crmsync::cli::{redact_url, AdminTokenCommand, Cli, Command, SecretKeyCommand, ServeArgs};
+use crmsync::cli::{
+    redact_url, AdminTokenCommand, Cli, Command, EmulatorArgs, SecretKeyCommand, ServeArgs,
+    SyncArgs,
+};
 use crmsync::clock::{SharedClock, SystemClock};
 use crmsync_schema::{admin_tokens, users, Store};
 use std::sync::Arc;
@@ -83,6 +86,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("revoked admin token {id}");
             Ok(())
         }
+        Command::Sync(ref args) => sync(&cli, args, clock).await,
+        Command::Emulator(args) => emulator(args).await,
         Command::SecretKey(SecretKeyCommand::Generate) => {
             println!("{}", crmsync_schema::secrets::generate_key());
             eprintln!("set it as CRMSYNC_SECRET_KEY; keep it safe: stored secrets cannot be read without it");
@@ -143,5 +148,102 @@ fn status(database_url: &str) -> anyhow::Result<()> {
             u.id, u.display_name, u.email, u.google_alias, u.time_zone
         );
     }
+    Ok(())
+}
+
+fn google_settings(cli: &Cli) -> crmsync::app::GoogleSettings {
+    crmsync::app::GoogleSettings {
+        endpoint: cli.google_endpoint.clone(),
+        send_updates: None,
+    }
+}
+
+/// `crmsync sync`: runs each kind now and prints counts per side and action.
+async fn sync(cli: &Cli, args: &SyncArgs, clock: SharedClock) -> anyhow::Result<()> {
+    use crmsync::sync::{MassUntag, RunOptions, RunState, Trigger};
+    let store = open_store(&cli.database_url)?;
+    store.run_migrations()?;
+    let email = args.user.clone();
+    let user = store
+        .read(|c| users::user_by_email(c, &email))?
+        .with_context(|| {
+            format!(
+                "no CRM user has the e-mail {}; create it first (POST /api/v1/users)",
+                args.user
+            )
+        })?;
+    let engine = crmsync::app::engine(&store, clock, &google_settings(cli), Default::default());
+    let mass_untag = if args.confirm_untag {
+        MassUntag::Confirm
+    } else if args.restore_untagged {
+        MassUntag::Restore
+    } else {
+        MassUntag::Guard
+    };
+    let mut failed = false;
+    for kind in args.kind.kinds() {
+        let report = engine
+            .sync(user.id, kind, Trigger::Manual, RunOptions { mass_untag })
+            .await?;
+        failed |= report.state == RunState::Failed;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            continue;
+        }
+        println!(
+            "{} sync for {}: {} (run {})",
+            kind,
+            user.email,
+            report.state.as_str(),
+            report.run_id
+        );
+        if let Some(m) = &report.message {
+            println!("  {m}");
+        }
+        let side = |name: &str, m: &std::collections::BTreeMap<String, u64>| {
+            let parts: Vec<String> = m.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            println!(
+                "  {name:<7} {}",
+                if parts.is_empty() {
+                    "no changes".to_string()
+                } else {
+                    parts.join(", ")
+                }
+            );
+        };
+        side("crm", &report.counts.crm);
+        side("google", &report.counts.google);
+        let c = &report.counts;
+        println!(
+            "  links   {} made, {} ended; {} conflicts (later writer won, loser kept in the journal); {} unchanged; {} awaiting Google's confirmation",
+            c.linked, c.unlinked, c.conflicts, c.unchanged, c.awaiting_confirmation
+        );
+        println!(
+            "  api     {} calls, {} retries, {} rate-limited",
+            report.api_calls, report.api_retries, report.api_rate_limited
+        );
+        for e in &report.errors {
+            println!(
+                "  error   {} {}: {}",
+                e.crm_id.as_deref().unwrap_or("-"),
+                e.google_id.as_deref().unwrap_or("-"),
+                e.message
+            );
+        }
+    }
+    if failed {
+        anyhow::bail!("synchronization failed; see the messages above");
+    }
+    Ok(())
+}
+
+/// `crmsync emulator`: the Google Workspace emulator alone, until Ctrl-C.
+async fn emulator(args: EmulatorArgs) -> anyhow::Result<()> {
+    let server = crmsync_emulator::EmulatorServer::start(args.listen)
+        .await
+        .with_context(|| format!("cannot start the emulator on {}", args.listen))?;
+    println!("Google Workspace emulator at {} (Calendar {0}/calendar/v3/, People {0}/v1/, OAuth {0}/token, control {0}/_emulator/)", server.base_url());
+    crmsync::server::shutdown_signal().await;
+    server.shutdown().await;
     Ok(())
 }
