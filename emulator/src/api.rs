@@ -419,7 +419,12 @@ pub async fn handle(
         Ok(t) => t,
         Err(why) => {
             tracing::debug!(method = route.method, ?why, "unauthenticated request");
-            let body = unauthenticated(api).body(api);
+            let body = unauthenticated(
+                api,
+                why == crate::auth::TokenCheck::Missing,
+                why == crate::auth::TokenCheck::Expired,
+            )
+            .body(api);
             finish(401, Some(&body));
             return json_response(401, &body);
         }

@@ -245,19 +245,30 @@ impl ApiError {
     }
 }
 
-/// 401 for a missing, unknown, revoked or expired access token.
-pub fn unauthenticated(api: Api) -> ApiError {
+/// 401 for a missing (`missing = true`), unknown, revoked or expired access token.
+/// Calendar: `required` "Login Required." without a token, `authError` "Invalid
+/// Credentials" otherwise. People: UNAUTHENTICATED with ErrorInfo `CREDENTIALS_MISSING`,
+/// `ACCESS_TOKEN_EXPIRED` or `ACCESS_TOKEN_TYPE_UNSUPPORTED`.
+pub fn unauthenticated(api: Api, missing: bool, expired: bool) -> ApiError {
     match api {
+        Api::Calendar if missing => {
+            ApiError::new(401, "required", "Login Required.").location("header", "Authorization")
+        }
         Api::Calendar => ApiError::new(401, "authError", "Invalid Credentials")
             .location("header", "Authorization"),
-        Api::People => ApiError::new(
-            401,
-            "ACCESS_TOKEN_TYPE_UNSUPPORTED",
-            "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.",
-        )
-        .status("UNAUTHENTICATED")
-        .domain("googleapis.com")
-        .metadata(json!({"service": "people.googleapis.com"})),
+        Api::People => {
+            let (reason, message) = if missing {
+                ("CREDENTIALS_MISSING", "Request is missing required authentication credential. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.")
+            } else if expired {
+                ("ACCESS_TOKEN_EXPIRED", "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.")
+            } else {
+                ("ACCESS_TOKEN_TYPE_UNSUPPORTED", "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.")
+            };
+            ApiError::new(401, reason, message)
+                .status("UNAUTHENTICATED")
+                .domain("googleapis.com")
+                .metadata(json!({"service": "people.googleapis.com"}))
+        }
     }
 }
 

@@ -420,7 +420,15 @@ async fn every_call_checks_token_expiry_and_scopes() {
         )
         .await;
     assert_eq!(s, 401);
-    assert_eq!(v["error"]["errors"][0]["reason"], "authError");
+    assert_eq!(v["error"]["errors"][0]["reason"], "required");
+    assert_eq!(v["error"]["message"], "Login Required.");
+    let (s, v) = env
+        .raw(reqwest::Method::GET, "/v1/contactGroups", "", None, &[])
+        .await;
+    assert_eq!(
+        (s, v["error"]["details"][0]["reason"].as_str()),
+        (401, Some("CREDENTIALS_MISSING"))
+    );
     let err = env
         .calendar("bogus")
         .events()
