@@ -210,3 +210,53 @@ impl Faults {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_matches_the_string_form() {
+        let m = FaultMatch::parse("calendar.events.* user=Alice@Example.com http=patch").unwrap();
+        assert!(m.matches("calendar.events.patch", Some("alice@example.com"), "PATCH"));
+        assert!(!m.matches("calendar.events.patch", Some("bob@example.com"), "PATCH"));
+        assert!(!m.matches("calendar.events.patch", Some("alice@example.com"), "GET"));
+        assert!(!m.matches("people.people.get", Some("alice@example.com"), "PATCH"));
+        assert!(FaultMatch::parse("*")
+            .unwrap()
+            .matches("people.people.get", None, "GET"));
+        assert!(FaultMatch::parse("x owner=y").is_err());
+        assert!(FaultMatch::parse("  ").is_err());
+    }
+
+    #[test]
+    fn rules_count_down_and_disappear() {
+        let f = Faults::default();
+        f.set(vec![
+            FaultRule::error("people.*", 500, 2),
+            FaultRule::error("*", 503, 1),
+        ]);
+        assert_eq!(
+            f.take("people.people.get", None, "GET")
+                .and_then(|r| r.status),
+            Some(500)
+        );
+        assert_eq!(
+            f.take("people.people.get", None, "GET")
+                .and_then(|r| r.status),
+            Some(500)
+        );
+        assert_eq!(
+            f.take("people.people.get", None, "GET")
+                .and_then(|r| r.status),
+            Some(503)
+        );
+        assert!(f.take("people.people.get", None, "GET").is_none());
+        let json: FaultRule = serde_json::from_str(
+            r#"{"match": {"method": "calendar.events.list"}, "status": 0, "applied": true}"#,
+        )
+        .unwrap();
+        assert_eq!(json.status, Some(0));
+        assert!(json.applied && json.times.is_none());
+    }
+}

@@ -87,3 +87,31 @@ pub fn rate_limited(api: Api, calendar_status: u16) -> ApiError {
         })),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn fixed_minute_windows_per_api() {
+        let q = Quotas {
+            calendar_per_user_per_minute: Some(2),
+            people_per_user_per_minute: None,
+            calendar_status: Some(429),
+        };
+        let c = QuotaCounters::default();
+        let t = Utc.with_ymd_and_hms(2026, 1, 1, 10, 0, 5).unwrap();
+        assert!(c.check(Api::Calendar, &q, t).is_ok());
+        assert!(c.check(Api::Calendar, &q, t).is_ok());
+        let e = c.check(Api::Calendar, &q, t).unwrap_err();
+        assert_eq!(
+            (e.code, e.detail.reason.as_deref()),
+            (429, Some("rateLimitExceeded"))
+        );
+        assert!(c.check(Api::People, &q, t).is_ok());
+        assert!(c
+            .check(Api::Calendar, &q, t + chrono::Duration::seconds(60))
+            .is_ok());
+    }
+}
