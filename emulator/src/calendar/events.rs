@@ -183,6 +183,25 @@ pub fn recurrence_lines(body: &Map<String, Value>) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Rewrites `start`/`end` `dateTime` values the way Google returns them: RFC 3339 with the offset
+/// of the event's `timeZone` (a local time without offset is resolved in that zone), so clients
+/// that require an offset can always read them back.
+pub fn normalize_times(body: &mut Map<String, Value>) {
+    for which in ["start", "end"] {
+        let Ok(When::DateTime { utc, tz: Some(tz) }) = parse_when(body, which) else {
+            continue;
+        };
+        if let Some(obj) = body.get_mut(which).and_then(Value::as_object_mut) {
+            obj.insert(
+                "dateTime".into(),
+                json!(utc
+                    .with_timezone(&tz)
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, false)),
+            );
+        }
+    }
+}
+
 /// Validates a body about to be stored.
 pub fn validate(body: &Map<String, Value>) -> Result<(), ApiError> {
     let start = parse_when(body, "start")?;

@@ -573,6 +573,7 @@ fn insert(req: &Req) -> Result<Reply, ApiError> {
         None => random_event_id(),
     };
     validate(&body)?;
+    normalize_times(&mut body);
     let result = {
         let mut store = req.user.calendar();
         if store.get(&id).is_some() {
@@ -648,6 +649,7 @@ fn update(req: &Req, patch: bool) -> Result<Reply, ApiError> {
         body.entry("sequence")
             .or_insert(json!(current.get("sequence").cloned().unwrap_or(json!(0))));
         validate(&body)?;
+        normalize_times(&mut body);
         let organizer = organizer_email(&current);
         let organizer = if organizer.is_empty() {
             owner.clone()
