@@ -59,7 +59,8 @@ fn canonical_emails(emails: &[Email]) -> Option<Value> {
     Some(Value::Array(
         list.iter()
             .enumerate()
-            .map(|(i, e)| json!({"address": e.address.trim(), "kind": e.kind.as_str(), "primary": i == primary}))
+            // Addresses compare case-insensitively; the canonical form is lower-case.
+            .map(|(i, e)| json!({"address": e.address.trim().to_lowercase(), "kind": e.kind.as_str(), "primary": i == primary}))
             .collect(),
     ))
 }

@@ -48,6 +48,8 @@ pub enum Origin {
     OnlyChanged(Side),
     /// Both sides changed it differently; this side was the later writer (ties: CRM).
     Conflict(Side),
+    /// Two lists linked for the first time: the union of both (nothing dropped).
+    Union,
 }
 
 /// A field that both sides changed to different values.
@@ -116,11 +118,46 @@ pub fn merge_field(
         Some(b) if b == google => (crm.clone(), Origin::OnlyChanged(Side::Crm)),
         None if crm.is_null() => (google.clone(), Origin::OnlyChanged(Side::Google)),
         None if google.is_null() => (crm.clone(), Origin::OnlyChanged(Side::Crm)),
+        None => match (crm.as_array(), google.as_array()) {
+            (Some(c), Some(g)) => (union(c, g), Origin::Union),
+            _ => match later {
+                Side::Crm => (crm.clone(), Origin::Conflict(Side::Crm)),
+                Side::Google => (google.clone(), Origin::Conflict(Side::Google)),
+            },
+        },
         _ => match later {
             Side::Crm => (crm.clone(), Origin::Conflict(Side::Crm)),
             Side::Google => (google.clone(), Origin::Conflict(Side::Google)),
         },
     }
+}
+
+/// The identity of a list element for a union: its e-mail address or number (case-insensitive)
+/// when it has one, else the whole element.
+fn element_key(v: &Value) -> String {
+    ["address", "number", "email"]
+        .iter()
+        .find_map(|k| v.get(*k).and_then(Value::as_str))
+        .map(str::to_lowercase)
+        .unwrap_or_else(|| v.to_string())
+}
+
+/// The CRM's elements, then Google's that the CRM does not have (never marked primary).
+fn union(crm: &[Value], google: &[Value]) -> Value {
+    let mut out: Vec<Value> = crm.to_vec();
+    let mut keys: Vec<String> = crm.iter().map(element_key).collect();
+    for g in google {
+        let k = element_key(g);
+        if !keys.contains(&k) {
+            let mut g = g.clone();
+            if let Some(p) = g.get_mut("primary") {
+                *p = Value::Bool(false);
+            }
+            out.push(g);
+            keys.push(k);
+        }
+    }
+    Value::Array(out)
 }
 
 /// Merges two versions of a record against an optional base, field by field.
@@ -251,6 +288,31 @@ mod tests {
             f(&[("a", json!(1)), ("b", json!(2)), ("c", json!("x"))])
         );
         assert_eq!(m.conflicts.len(), 1);
+    }
+
+    #[test]
+    fn first_link_unions_lists() {
+        let crm = f(&[("emails", json!([{"address": "a@x.org", "primary": true}]))]);
+        let google = f(&[(
+            "emails",
+            json!([{"address": "A@x.org", "primary": true}, {"address": "b@y.org", "primary": true}]),
+        )]);
+        let m = merge3(
+            None,
+            Version {
+                fields: &crm,
+                modified_at: t(0),
+            },
+            Version {
+                fields: &google,
+                modified_at: t(9),
+            },
+        );
+        assert_eq!(
+            m.fields["emails"],
+            json!([{"address": "a@x.org", "primary": true}, {"address": "b@y.org", "primary": false}])
+        );
+        assert!(m.conflicts.is_empty());
     }
 
     #[test]
