@@ -41,6 +41,24 @@ pub enum Command {
     Sync(SyncArgs),
     /// Run the Google Workspace emulator (Calendar v3, People v1, OAuth) alone.
     Emulator(EmulatorArgs),
+    /// The whole product on this machine: built-in emulator, demo data, a real sync, the API.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Keep the demo database in this folder (default: a temporary folder, removed on exit).
+    #[arg(long)]
+    pub data_dir: Option<std::path::PathBuf>,
+    /// Where the API and admin page listen.
+    #[arg(long, env = "CRMSYNC_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Where the built-in Google emulator listens.
+    #[arg(long, default_value = "127.0.0.1:8089")]
+    pub emulator_listen: SocketAddr,
+    /// Seed, sync and print, then exit instead of serving.
+    #[arg(long)]
+    pub no_serve: bool,
 }
 
 #[derive(Debug, Args)]

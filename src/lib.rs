@@ -6,5 +6,6 @@ pub mod api;
 pub mod app;
 pub mod cli;
 pub mod clock;
+pub mod demo;
 pub mod server;
 pub mod sync;

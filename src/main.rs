@@ -4,8 +4,8 @@ use anyhow::Context;
 use clap::Parser;
 use crmsync::api::AppState;
 use crmsync::cli::{
-    redact_url, AdminTokenCommand, Cli, Command, EmulatorArgs, SecretKeyCommand, ServeArgs,
-    SyncArgs,
+    redact_url, AdminTokenCommand, Cli, Command, DemoArgs, EmulatorArgs, SecretKeyCommand,
+    ServeArgs, SyncArgs,
 };
 use crmsync::clock::{SharedClock, SystemClock};
 use crmsync_schema::{admin_tokens, users, Store};
@@ -88,6 +88,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Sync(ref args) => sync(&cli, args, clock).await,
         Command::Emulator(args) => emulator(args).await,
+        Command::Demo(args) => demo(args, clock).await,
         Command::SecretKey(SecretKeyCommand::Generate) => {
             println!("{}", crmsync_schema::secrets::generate_key());
             eprintln!("set it as CRMSYNC_SECRET_KEY; keep it safe: stored secrets cannot be read without it");
@@ -245,5 +246,42 @@ async fn emulator(args: EmulatorArgs) -> anyhow::Result<()> {
     println!("Google Workspace emulator at {} (Calendar {0}/calendar/v3/, People {0}/v1/, OAuth {0}/token, control {0}/_emulator/)", server.base_url());
     crmsync::server::shutdown_signal().await;
     server.shutdown().await;
+    Ok(())
+}
+
+/// `crmsync demo`: seeds, syncs, prints, then serves the API until Ctrl-C.
+async fn demo(args: DemoArgs, clock: SharedClock) -> anyhow::Result<()> {
+    let options = crmsync::demo::DemoOptions {
+        data_dir: args.data_dir.clone(),
+        listen: args.listen,
+        emulator_listen: args.emulator_listen,
+    };
+    let demo = crmsync::demo::prepare(&options, clock.clone()).await?;
+    crmsync::demo::print_summary(&demo)?;
+    if args.no_serve {
+        demo.emulator.shutdown().await;
+        return Ok(());
+    }
+    let listener = crmsync::server::bind(args.listen).await?;
+    println!("\n== serving ==");
+    println!(
+        "  API:        http://{}/api/v1   (admin token: {})",
+        args.listen, demo.token
+    );
+    println!(
+        "  try:        curl -H 'Authorization: Bearer {}' http://{}/api/v1/contacts",
+        demo.token, args.listen
+    );
+    println!(
+        "  emulator:   {}   (Google for this demo; GET {}/_emulator/stats)",
+        demo.emulator.base_url(),
+        demo.emulator.base_url()
+    );
+    println!("  stop with Ctrl-C");
+    let state = AppState::new(demo.store.clone(), clock);
+    crmsync::server::serve(state, listener, crmsync::server::shutdown_signal())
+        .await
+        .context("the server failed")?;
+    demo.emulator.shutdown().await;
     Ok(())
 }
