@@ -549,7 +549,7 @@ pub fn print_summary(demo: &Demo) -> anyhow::Result<()> {
             .calendar_events(user)
             .iter()
             .filter(|e| e["status"] != "cancelled")
-            .map(|e| describe_event(e))
+            .map(describe_event)
             .collect();
         print_side(&format!("Google Calendar of {user}"), events);
     }
