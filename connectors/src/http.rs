@@ -248,8 +248,17 @@ impl Caller {
             user = %self.user,
             attempt = tracing::field::Empty
         );
+        /// Leaves the busy interval however the call ends (even if the future is dropped).
+        struct InFlight<'a>(&'a MetricsRecorder);
+        impl Drop for InFlight<'_> {
+            fn drop(&mut self) {
+                self.0.leave();
+            }
+        }
         async {
             self.metrics.call();
+            self.metrics.enter();
+            let _in_flight = InFlight(&self.metrics);
             let mut tries: u32 = 0;
             let mut refreshed = false;
             loop {

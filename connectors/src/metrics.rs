@@ -22,6 +22,17 @@ pub struct CallMetrics {
     pub backoff: Duration,
     /// Total time waited for the client-side rate limiter.
     pub throttled: Duration,
+    /// Wall time during which at least one call of this account was in flight (the union of
+    /// call durations; concurrent calls count once). Run time minus this is the caller's own time.
+    pub busy: Duration,
+}
+
+/// Tracks the union of in-flight call intervals.
+#[derive(Debug, Default)]
+struct Busy {
+    in_flight: u32,
+    since: Option<std::time::Instant>,
+    total: Duration,
 }
 
 #[derive(Debug, Default)]
@@ -33,6 +44,7 @@ pub(crate) struct MetricsRecorder {
     failures: AtomicU64,
     backoff_us: AtomicU64,
     throttled_us: AtomicU64,
+    busy: std::sync::Mutex<Busy>,
 }
 
 fn micros(d: Duration) -> u64 {
@@ -64,8 +76,34 @@ impl MetricsRecorder {
         }
     }
 
+    /// A call starts (see [`CallMetrics::busy`]).
+    pub fn enter(&self) {
+        let mut b = self.busy.lock().unwrap_or_else(|p| p.into_inner());
+        if b.in_flight == 0 {
+            b.since = Some(std::time::Instant::now());
+        }
+        b.in_flight += 1;
+    }
+
+    /// A call ends.
+    pub fn leave(&self) {
+        let mut b = self.busy.lock().unwrap_or_else(|p| p.into_inner());
+        b.in_flight = b.in_flight.saturating_sub(1);
+        if b.in_flight == 0 {
+            if let Some(since) = b.since.take() {
+                b.total += since.elapsed();
+            }
+        }
+    }
+
+    fn busy_total(&self) -> Duration {
+        let b = self.busy.lock().unwrap_or_else(|p| p.into_inner());
+        b.total + b.since.map(|s| s.elapsed()).unwrap_or_default()
+    }
+
     pub fn snapshot(&self) -> CallMetrics {
         CallMetrics {
+            busy: self.busy_total(),
             calls: self.calls.load(Ordering::Relaxed),
             attempts: self.attempts.load(Ordering::Relaxed),
             retries: self.retries.load(Ordering::Relaxed),
@@ -88,6 +126,7 @@ impl CallMetrics {
             failures: self.failures.saturating_sub(earlier.failures),
             backoff: self.backoff.saturating_sub(earlier.backoff),
             throttled: self.throttled.saturating_sub(earlier.throttled),
+            busy: self.busy.saturating_sub(earlier.busy),
         }
     }
 }

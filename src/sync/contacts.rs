@@ -79,7 +79,9 @@ struct ContactRun<'a> {
     ctx: &'a RunCtx,
     people: PeopleClient,
     tag: TagId,
-    group: String,
+    /// The sync group, resolved on first need (a run with nothing to do never asks for it).
+    group: Option<String>,
+    cursor_group: Option<String>,
     body: RunBody,
     /// CRM ids already handled in this run.
     handled: HashSet<String>,
@@ -141,12 +143,12 @@ pub(crate) async fn run(ctx: &RunCtx) -> Result<RunBody, SyncError> {
 
     let people = ctx.account.people().clone();
     let g = |e| SyncError::from_google(&user.google_alias, e);
-    let group_rn = ensure_group(ctx, &people, &cursor).await?;
     let mut run = ContactRun {
         ctx,
         people,
         tag: tag_id,
-        group: group_rn.clone(),
+        group: None,
+        cursor_group: cursor.google_container.clone(),
         body: RunBody::default(),
         handled: HashSet::new(),
         listed: HashSet::new(),
@@ -156,10 +158,7 @@ pub(crate) async fn run(ctx: &RunCtx) -> Result<RunBody, SyncError> {
     };
 
     // 1. Google pass.
-    let mut token = cursor
-        .google_sync_token
-        .clone()
-        .filter(|_| cursor.google_container.as_deref() == Some(&group_rn));
+    let mut token = cursor.google_sync_token.clone();
     let mut full = token.is_none();
     let mut page_token: Option<String> = None;
     let new_token = loop {
@@ -258,7 +257,7 @@ pub(crate) async fn run(ctx: &RunCtx) -> Result<RunBody, SyncError> {
             new_token
         },
         google_token_params: None,
-        google_container: Some(group_rn),
+        google_container: run.group.clone().or(cursor.google_container.clone()),
         crm_seq: match run.crm_failed_seq {
             Some(seq) => (seq - 1).max(cursor.crm_seq),
             None => crm_high.max(cursor.crm_seq),
@@ -442,6 +441,23 @@ impl ContactRun<'_> {
         self.ctx.user.id
     }
 
+    /// Resolves the sync group (once per run).
+    async fn resolve_group(&mut self) -> Result<(), SyncError> {
+        if self.group.is_none() {
+            let cursor = Cursor {
+                google_container: self.cursor_group.clone(),
+                ..Cursor::default()
+            };
+            self.group = Some(ensure_group(self.ctx, &self.people, &cursor).await?);
+        }
+        Ok(())
+    }
+
+    /// The sync group's resource name (after [`Self::resolve_group`]).
+    fn group(&self) -> &str {
+        self.group.as_deref().unwrap_or_default()
+    }
+
     fn item_error(&mut self, p: &mut Prepared, message: String, google_side: bool) {
         tracing::warn!(crm = ?p.crm_id(), google = ?p.google_id(), %message, "item failed");
         p.failed = true;
@@ -464,7 +480,42 @@ impl ContactRun<'_> {
 
     /// Plans and carries out one page of the Google listing.
     async fn google_batch(&mut self, people: Vec<Person>) -> Result<(), SyncError> {
-        let group = self.group.clone();
+        if people.is_empty() {
+            return Ok(());
+        }
+        // Echoes of the engine's own writes (same etag as recorded on the link) need no work.
+        let names: Vec<String> = people
+            .iter()
+            .filter_map(|p| p.resource_name.clone())
+            .collect();
+        for n in &names {
+            self.listed.insert(n.clone());
+        }
+        let uid = self.uid();
+        let known: HashMap<String, Option<String>> = self
+            .ctx
+            .store
+            .run(move |s| s.read(|c| sync_state::links_by_google_ids(c, uid, KIND, &names)))
+            .await?
+            .into_iter()
+            .filter(|l| l.state == LinkState::Active)
+            .filter_map(|l| l.google_id.map(|g| (g, l.etag)))
+            .collect();
+        let mut people = people;
+        people.retain(|p| {
+            let echo = !contact_map::person_is_deleted(p)
+                && p.etag.is_some()
+                && p.resource_name.as_ref().and_then(|n| known.get(n)) == Some(&p.etag);
+            if echo {
+                self.body.counts.unchanged += 1;
+            }
+            !echo
+        });
+        if people.is_empty() {
+            return Ok(());
+        }
+        self.resolve_group().await?;
+        let group = self.group().to_string();
         let mut states: Vec<(Person, GoogleState)> = Vec::new();
         for p in people {
             if let Some(s) = google_state(&p, &group) {
@@ -713,6 +764,10 @@ impl ContactRun<'_> {
             self.handled.insert(c.id.to_string());
             work.push((c, link));
         }
+        if work.is_empty() {
+            return Ok(());
+        }
+        self.resolve_group().await?;
         // A contact that comes back (re-tagged) needs its Google contact's current state.
         let reread: Vec<String> = work
             .iter()
@@ -735,7 +790,7 @@ impl ContactRun<'_> {
                         && c.deleted_at.is_none() =>
                 {
                     match l.google_id.as_ref().and_then(|g| fetched.get(g)) {
-                        Some(p) => google_state(p, &self.group)
+                        Some(p) => google_state(p, self.group())
                             .map(GoogleObs::Seen)
                             .unwrap_or(GoogleObs::Missing),
                         None => GoogleObs::Missing,
@@ -780,6 +835,7 @@ impl ContactRun<'_> {
             .filter(|l| !self.handled.contains(&l.crm_id))
             .collect();
         for chunk in pending.chunks(BATCH) {
+            self.resolve_group().await?;
             let ids: Vec<ContactId> = chunk.iter().filter_map(|l| l.crm_id.parse().ok()).collect();
             let crm: HashMap<String, Contact> = self
                 .ctx
@@ -816,6 +872,7 @@ impl ContactRun<'_> {
     /// After a full listing: active links whose Google contact was not listed are read back;
     /// only a contact Google confirms missing counts as deleted.
     async fn reconcile_unlisted(&mut self) -> Result<(), SyncError> {
+        self.resolve_group().await?;
         let uid = self.uid();
         let mut after = None;
         loop {
@@ -858,7 +915,7 @@ impl ContactRun<'_> {
                 for l in chunk {
                     let person = l.google_id.as_ref().and_then(|g| fetched.get(g)).cloned();
                     let google = match &person {
-                        Some(p) => google_state(p, &self.group)
+                        Some(p) => google_state(p, self.group())
                             .map(GoogleObs::Seen)
                             .unwrap_or(GoogleObs::Missing),
                         None => GoogleObs::Missing,
@@ -985,7 +1042,7 @@ impl ContactRun<'_> {
                 contact_map::person_for_create(
                     &p.plan.google.target,
                     &p.crm_id().unwrap_or_default(),
-                    &self.group,
+                    self.group(),
                 )
             })
             .collect();
@@ -1063,7 +1120,7 @@ impl ContactRun<'_> {
                         Some(p) => {
                             // Changed since we planned (or a retry after a stale etag): re-plan.
                             let changed = attempt > 0
-                                || google_state(&p, &self.group)
+                                || google_state(&p, self.group())
                                     .and_then(|s| s.fields)
                                     .map(|f| {
                                         !fields::same(
@@ -1188,7 +1245,7 @@ impl ContactRun<'_> {
     /// Re-plans an item against the Google contact read just now.
     fn replan(&mut self, p: &mut Prepared) {
         let Some(person) = &p.person else { return };
-        let google = match google_state(person, &self.group) {
+        let google = match google_state(person, self.group()) {
             Some(s) => GoogleObs::Seen(s),
             None => GoogleObs::Missing,
         };
@@ -1240,7 +1297,7 @@ impl ContactRun<'_> {
         let g = |e| SyncError::from_google(&self.ctx.user.google_alias, e);
         let outcome = self
             .people
-            .modify_members(&self.group, &add, &remove)
+            .modify_members(self.group(), &add, &remove)
             .await
             .map_err(g)?;
         if !outcome.cannot_remove_last.is_empty() {
@@ -1250,7 +1307,7 @@ impl ContactRun<'_> {
                 .await
                 .map_err(g)?;
             self.people
-                .modify_members(&self.group, &[], &outcome.cannot_remove_last)
+                .modify_members(self.group(), &[], &outcome.cannot_remove_last)
                 .await
                 .map_err(g)?;
         }

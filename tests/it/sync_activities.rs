@@ -65,6 +65,9 @@ db_test!(async fn crm_activity_goes_to_the_organizers_calendar_with_participants
     let before = w.calendar_writes();
     let r = w.sync_activities(&w.alice).await;
     assert_eq!((r.counts.writes(), w.calendar_writes()), (0, before), "{:?}", r.counts);
+    // Nothing changed: one list call.
+    let r = w.sync_activities(&w.alice).await;
+    assert_eq!(r.api_calls, 1, "{r:?}");
 });
 
 db_test!(async fn a_collective_meeting_edited_by_the_participant_reaches_the_organizers_event(db) {

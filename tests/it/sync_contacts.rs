@@ -60,6 +60,9 @@ db_test!(async fn first_run_links_by_email_and_syncs_both_ways(db) {
     assert_eq!(w.people_writes(), writes, "second run wrote to Google: {:?}", r2.counts);
     assert_eq!(r2.counts.writes(), 0, "{:?}", r2.counts);
     assert!(w.emu.emulator().stats().count("people.people.connections.list") >= 2);
+    // A run with nothing changed: one list call, nothing else (SPEC 3, "Incremental").
+    let r3 = w.sync_contacts().await;
+    assert_eq!(r3.api_calls, 1, "{r3:?}");
 });
 
 db_test!(async fn incremental_changes_flow_each_way(db) {
