@@ -14,6 +14,7 @@ pub mod connections;
 pub mod contacts;
 pub mod db;
 pub mod error;
+pub mod jobs;
 pub mod runs;
 pub mod schema;
 pub mod secrets;

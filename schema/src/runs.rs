@@ -1,5 +1,5 @@
-//! Reading sync runs (the executor, in `sync_state.rs`, writes them): one run's record, and the
-//! recent runs of a (user, kind).
+//! Reading sync runs (the executor, in `sync_state.rs`, writes them): one run's record, the
+//! recent runs of a (user, kind), and the history the API lists.
 
 use crate::db::AnyConnection;
 use crate::error::{StoreError, StoreResult};
@@ -102,5 +102,64 @@ pub fn recent_runs(
         .load(conn)?
         .into_iter()
         .map(RunRow::into_run)
+        .collect()
+}
+
+/// Run history, newest first: every run, or a user's, or a user's of one kind; after the run
+/// `before` (keyset pagination: the last run of the previous page).
+pub fn list_runs(
+    conn: &mut AnyConnection,
+    user: Option<UserId>,
+    kind: Option<SyncKind>,
+    before: Option<RunId>,
+    limit: usize,
+) -> StoreResult<Vec<SyncRun>> {
+    let mut q = sync_runs::table
+        .order((sync_runs::requested_at.desc(), sync_runs::id.desc()))
+        .limit(limit.clamp(1, 1000) as i64)
+        .select(RunRow::as_select())
+        .into_boxed();
+    if let Some(u) = user {
+        q = q.filter(sync_runs::user_id.eq(u.to_string()));
+    }
+    if let Some(k) = kind {
+        q = q.filter(sync_runs::kind.eq(k.as_str()));
+    }
+    if let Some(b) = before {
+        let at: NaiveDateTime = sync_runs::table
+            .find(b.to_string())
+            .select(sync_runs::requested_at)
+            .first(conn)
+            .optional()?
+            .ok_or_else(|| StoreError::Invalid(format!("cursor: run {b} does not exist")))?;
+        q = q.filter(
+            sync_runs::requested_at.lt(at).or(sync_runs::requested_at
+                .eq(at)
+                .and(sync_runs::id.lt(b.to_string()))),
+        );
+    }
+    q.load(conn)?.into_iter().map(RunRow::into_run).collect()
+}
+
+/// How many runs each (user, kind) has, by state (for tests and benchmarks).
+pub fn count_runs(conn: &mut AnyConnection) -> StoreResult<Vec<(UserId, SyncKind, String, i64)>> {
+    let rows: Vec<(String, String, String, i64)> = sync_runs::table
+        .group_by((sync_runs::user_id, sync_runs::kind, sync_runs::state))
+        .select((
+            sync_runs::user_id,
+            sync_runs::kind,
+            sync_runs::state,
+            diesel::dsl::count_star(),
+        ))
+        .load(conn)?;
+    rows.into_iter()
+        .map(|(u, k, s, n)| {
+            Ok((
+                parse_col(&u, "sync_runs.user_id")?,
+                parse_col(&k, "sync_runs.kind")?,
+                s,
+                n,
+            ))
+        })
         .collect()
 }

@@ -267,6 +267,10 @@ diesel::table! {
         last_success_at -> Nullable<Timestamp>,
         last_error -> Nullable<Text>,
         updated_at -> Timestamp,
+        settings_version -> Nullable<Timestamp>,
+        last_run_at -> Nullable<Timestamp>,
+        last_run_id -> Nullable<Text>,
+        claimed_at -> Nullable<Timestamp>,
     }
 }
 
