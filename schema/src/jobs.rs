@@ -108,13 +108,13 @@ impl JobRow {
     }
 }
 
-fn key(
-    user: UserId,
-    kind: SyncKind,
-) -> diesel::dsl::Filter<
+/// The query selecting one job row.
+type JobKey = diesel::dsl::Filter<
     diesel::dsl::Filter<sync_jobs::table, diesel::dsl::Eq<sync_jobs::user_id, String>>,
     diesel::dsl::Eq<sync_jobs::kind, &'static str>,
-> {
+>;
+
+fn key(user: UserId, kind: SyncKind) -> JobKey {
     sync_jobs::table
         .filter(sync_jobs::user_id.eq(user.to_string()))
         .filter(sync_jobs::kind.eq(kind.as_str()))
