@@ -1,7 +1,7 @@
-//! The command line (clap derive): global `--database-url`/`DATABASE_URL`, and the commands
-//! `serve`, `migrate`, `status`, `admin-token create`, `secret-key generate`. New commands
-//! (`demo`, `worker`, `emulator`, `sync`) are added as variants of [`Command`] and dispatched in
-//! `main.rs`.
+//! The command line (clap derive): global `--database-url`/`DATABASE_URL` and
+//! `--google-endpoint`, and the commands (`serve`, `worker`, `migrate`, `status`, `admin-token`,
+//! `secret-key`, `sync`, `emulator`, `demo`, ...), each a variant of [`Command`] dispatched in
+//! `main.rs`. [`SchedulerArgs`] are the scheduler flags shared by `serve` and `worker`.
 
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
@@ -25,12 +25,15 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve the REST API (applies pending migrations first).
+    /// Serve the REST API and run the scheduler (applies pending migrations first).
     Serve(ServeArgs),
+    /// Run the scheduler alone (no API): scale-out worker; many share one PostgreSQL.
+    Worker(WorkerArgs),
     /// Apply pending database migrations.
     Migrate,
-    /// Show the database, its migrations, record counts and users.
-    Status,
+    /// Show the database, its migrations, record counts, and per user and kind the sync state,
+    /// last successful sync, next due time and last error.
+    Status(StatusArgs),
     /// Manage admin API tokens.
     #[command(subcommand)]
     AdminToken(AdminTokenCommand),
@@ -43,6 +46,31 @@ pub enum Command {
     Emulator(EmulatorArgs),
     /// The whole product on this machine: built-in emulator, demo data, a real sync, the API.
     Demo(DemoArgs),
+    /// Measure the sync engine against SPEC section 8 and print the figures.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Initial sync of N tagged contacts, then runs with nothing changed.
+    Contacts {
+        #[arg(long, default_value_t = 10_000)]
+        contacts: usize,
+        /// A database to use instead of a temporary SQLite file (e.g. postgres://...).
+        #[arg(long)]
+        database: Option<String>,
+    },
+    /// Pushing N new activities at the per-user Calendar quota.
+    Activities {
+        #[arg(long, default_value_t = 5_000)]
+        activities: usize,
+        /// Calendar requests per minute per user the emulator enforces.
+        #[arg(long, default_value_t = 600)]
+        quota: u64,
+        #[arg(long)]
+        database: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -115,6 +143,81 @@ pub struct ServeArgs {
     /// Address to listen on (loopback by default).
     #[arg(long, env = "CRMSYNC_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Serve the API only; runs are carried out by `crmsync worker` processes.
+    #[arg(long, env = "CRMSYNC_NO_SCHEDULER")]
+    pub no_scheduler: bool,
+    #[command(flatten)]
+    pub scheduler: SchedulerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub scheduler: SchedulerArgs,
+}
+
+/// How the scheduler of `serve` and `worker` runs.
+#[derive(Debug, Clone, Args)]
+pub struct SchedulerArgs {
+    /// How many (user, kind) runs this process carries out at the same time.
+    #[arg(long, env = "CRMSYNC_CONCURRENCY", default_value_t = 4)]
+    pub concurrency: usize,
+    /// This worker's name in leases and runs (default: HOSTNAME-PID).
+    #[arg(long, env = "CRMSYNC_WORKER_ID")]
+    pub worker_id: Option<String>,
+    /// Seconds a claimed run stays this worker's without renewal; the runs of a worker that
+    /// died are taken over after this.
+    #[arg(long, env = "CRMSYNC_LEASE_SECS", default_value_t = 60.0)]
+    pub lease_secs: f64,
+    /// Milliseconds between looks for due runs (manual starts in this process wake it at once).
+    #[arg(long, env = "CRMSYNC_TICK_MS", default_value_t = 1000)]
+    pub tick_ms: u64,
+    /// Jitter of scheduled runs as a share of the interval (0.1 = up to 10%).
+    #[arg(long, env = "CRMSYNC_JITTER_FRACTION", default_value_t = 0.1)]
+    pub jitter_fraction: f64,
+    /// Upper bound of the jitter, in seconds.
+    #[arg(long, env = "CRMSYNC_MAX_JITTER_SECS", default_value_t = 300)]
+    pub max_jitter_secs: u64,
+    /// On shutdown, seconds runs in progress may take to finish before they are stopped
+    /// between steps (their leases then expire at once for another worker).
+    #[arg(long, env = "CRMSYNC_SHUTDOWN_GRACE_SECS", default_value_t = 120)]
+    pub shutdown_grace_secs: u64,
+}
+
+impl SchedulerArgs {
+    /// The scheduler configuration these flags describe.
+    pub fn config(&self) -> crate::scheduler::SchedulerConfig {
+        let lease_ms = if self.lease_secs.is_finite() {
+            (self.lease_secs * 1000.0).clamp(300.0, 86_400_000.0) as i64
+        } else {
+            60_000
+        };
+        crate::scheduler::SchedulerConfig {
+            worker_id: self
+                .worker_id
+                .clone()
+                .filter(|w| !w.trim().is_empty())
+                .unwrap_or_else(crate::scheduler::default_worker_id),
+            concurrency: self.concurrency.max(1),
+            tick: std::time::Duration::from_millis(self.tick_ms.max(10)),
+            lease: chrono::Duration::milliseconds(lease_ms),
+            jitter: crate::scheduler::schedule::JitterPolicy {
+                fraction: self.jitter_fraction,
+                max: chrono::Duration::seconds(self.max_jitter_secs.min(86_400) as i64),
+            },
+            shutdown_grace: std::time::Duration::from_secs(self.shutdown_grace_secs),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Only this CRM user (e-mail address).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Print the sync status as JSON (the API's `GET /users/{id}/sync-status` for each user).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

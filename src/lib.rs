@@ -1,11 +1,13 @@
 //! The `crmsync` binary's library: the REST API ([`api`]), the command line ([`cli`]), the HTTP
-//! server ([`server`]) and the [`clock`]. The sync executor (`sync/`) and the scheduler
-//! (`scheduler/`) live here too once they land.
+//! server ([`server`]), the [`clock`], the sync executor ([`sync`]) and the [`scheduler`] that
+//! runs it on its own (intervals, cron, manual starts, leases for scale-out workers).
 
 pub mod api;
 pub mod app;
+pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod demo;
+pub mod scheduler;
 pub mod server;
 pub mod sync;

@@ -31,7 +31,8 @@ fn open_store(url: &str) -> anyhow::Result<Store> {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let clock: SharedClock = Arc::new(SystemClock);
     match cli.command {
-        Command::Serve(args) => serve(&cli.database_url, args, clock).await,
+        Command::Serve(ref args) => serve(&cli, args, clock).await,
+        Command::Worker(ref args) => worker(&cli, args, clock).await,
         Command::Migrate => {
             let store = open_store(&cli.database_url)?;
             let applied = store.run_migrations()?;
@@ -46,7 +47,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Status => status(&cli.database_url),
+        Command::Status(ref args) => status(&cli.database_url, args, clock.now()),
         Command::AdminToken(AdminTokenCommand::Create { label }) => {
             let store = open_store(&cli.database_url)?;
             store.run_migrations()?;
@@ -89,6 +90,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sync(ref args) => sync(&cli, args, clock).await,
         Command::Emulator(args) => emulator(args).await,
         Command::Demo(args) => demo(args, clock).await,
+        Command::Bench(crmsync::cli::BenchCommand::Contacts { contacts, database }) => {
+            crmsync::bench::contacts(contacts, database.as_deref()).await
+        }
+        Command::Bench(crmsync::cli::BenchCommand::Activities {
+            activities,
+            quota,
+            database,
+        }) => crmsync::bench::activities(activities, quota, database.as_deref()).await,
         Command::SecretKey(SecretKeyCommand::Generate) => {
             println!("{}", crmsync_schema::secrets::generate_key());
             eprintln!("set it as CRMSYNC_SECRET_KEY; keep it safe: stored secrets cannot be read without it");
@@ -97,7 +106,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn serve(database_url: &str, args: ServeArgs, clock: SharedClock) -> anyhow::Result<()> {
+async fn serve(cli: &Cli, args: &ServeArgs, clock: SharedClock) -> anyhow::Result<()> {
+    let database_url = &cli.database_url;
     let store = open_store(database_url)?;
     store.run_migrations()?;
     let tokens = store.read(admin_tokens::list_admin_tokens)?;
@@ -111,14 +121,65 @@ async fn serve(database_url: &str, args: ServeArgs, clock: SharedClock) -> anyho
         "serving the API at http://{}/api/v1",
         args.listen
     );
-    let state = AppState::new(store, clock);
-    crmsync::server::serve(state, listener, crmsync::server::shutdown_signal())
-        .await
-        .context("the server failed")?;
+    let google = google_settings(cli);
+    let mut state = AppState::new(store.clone(), clock.clone()).with_google(google.endpoints());
+    let scheduler = if args.no_scheduler {
+        tracing::info!(
+            "no scheduler in this process (--no-scheduler): run `crmsync worker` to carry runs out"
+        );
+        None
+    } else {
+        let engine = crmsync::app::engine(&store, clock, &google, Default::default());
+        let scheduler = crmsync::scheduler::Scheduler::new(engine, args.scheduler.config());
+        state = state.with_scheduler(scheduler.handle());
+        Some((scheduler.handle(), tokio::spawn(scheduler.run())))
+    };
+    let handle = scheduler.as_ref().map(|(h, _)| h.clone());
+    let shutdown = async move {
+        crmsync::server::shutdown_signal().await;
+        if let Some(h) = handle {
+            h.shutdown();
+        }
+    };
+    let served = crmsync::server::serve(state, listener, shutdown).await;
+    if let Some((handle, task)) = scheduler {
+        handle.shutdown();
+        task.await.context("the scheduler task failed")??;
+    }
+    served.context("the server failed")?;
     Ok(())
 }
 
-fn status(database_url: &str) -> anyhow::Result<()> {
+/// `crmsync worker`: the scheduler alone, until Ctrl-C or SIGTERM.
+async fn worker(
+    cli: &Cli,
+    args: &crmsync::cli::WorkerArgs,
+    clock: SharedClock,
+) -> anyhow::Result<()> {
+    let store = open_store(&cli.database_url)?;
+    store.run_migrations()?;
+    if store.kind() == crmsync_schema::DbKind::Sqlite {
+        tracing::info!(
+            "SQLite: one process does all the work; use PostgreSQL to run several workers"
+        );
+    }
+    let engine = crmsync::app::engine(&store, clock, &google_settings(cli), Default::default());
+    let scheduler = crmsync::scheduler::Scheduler::new(engine, args.scheduler.config());
+    let handle = scheduler.handle();
+    tokio::spawn(async move {
+        crmsync::server::shutdown_signal().await;
+        handle.shutdown();
+    });
+    scheduler.run().await?;
+    Ok(())
+}
+
+fn status(
+    database_url: &str,
+    args: &crmsync::cli::StatusArgs,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<()> {
+    use crmsync::scheduler::status;
     let store = open_store(database_url)?;
     println!(
         "database:   {} ({})",
@@ -142,12 +203,47 @@ fn status(database_url: &str) -> anyhow::Result<()> {
         "records:    {} users, {} tags, {} contacts, {} activities (change sequence {})",
         counts.users, counts.tags, counts.contacts, counts.activities, counts.change_seq
     );
-    let list = store.read(|c| users::list_users(c, None, 1000))?;
-    for u in &list {
+    let statuses = match &args.user {
+        Some(email) => {
+            let user = store
+                .read(|c| users::user_by_email(c, email))?
+                .with_context(|| {
+                    format!("no CRM user has the e-mail {email}; list them with `crmsync status`")
+                })?;
+            vec![store.read(|c| status::user_status(c, &user, now))?]
+        }
+        None => store.read(|c| status::all_status(c, now))?,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&statuses)?);
+        return Ok(());
+    }
+    let when = |t: Option<chrono::DateTime<chrono::Utc>>| {
+        t.map_or("-".to_string(), |t| {
+            t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+        })
+    };
+    for u in &statuses {
         println!(
-            "  user {}  {}  <{}>  google: {}  tz: {}",
-            u.id, u.display_name, u.email, u.google_alias, u.time_zone
+            "user {}  <{}>  google: {}  connection: {} ({})",
+            u.user_id, u.email, u.google_alias, u.connection.state, u.connection.method
         );
+        for k in u.kinds.values() {
+            println!(
+                "  {:<10} {:<14} last success: {:<23}  next due: {:<23}  {}",
+                k.kind.as_str(),
+                k.state.as_str(),
+                when(k.last_success_at),
+                when(k.next_due_at),
+                k.schedule.as_deref().unwrap_or("no settings"),
+            );
+            if let Some(e) = &k.last_error {
+                println!("             last error: {e}");
+            }
+            if let Some(m) = &k.message {
+                println!("             {m}");
+            }
+        }
     }
     Ok(())
 }
@@ -161,7 +257,7 @@ fn google_settings(cli: &Cli) -> crmsync::app::GoogleSettings {
 
 /// `crmsync sync`: runs each kind now and prints counts per side and action.
 async fn sync(cli: &Cli, args: &SyncArgs, clock: SharedClock) -> anyhow::Result<()> {
-    use crmsync::sync::{MassUntag, RunOptions, RunState, Trigger};
+    use crmsync::sync::{MassUntag, RunOptions, RunState};
     let store = open_store(&cli.database_url)?;
     store.run_migrations()?;
     let email = args.user.clone();
@@ -174,6 +270,14 @@ async fn sync(cli: &Cli, args: &SyncArgs, clock: SharedClock) -> anyhow::Result<
             )
         })?;
     let engine = crmsync::app::engine(&store, clock, &google_settings(cli), Default::default());
+    // Through the job table: never overlaps a scheduled run or another worker's run.
+    let scheduler = crmsync::scheduler::Scheduler::new(
+        engine,
+        crmsync::scheduler::SchedulerConfig {
+            tick: std::time::Duration::from_millis(250),
+            ..Default::default()
+        },
+    );
     let mass_untag = if args.confirm_untag {
         MassUntag::Confirm
     } else if args.restore_untagged {
@@ -183,8 +287,26 @@ async fn sync(cli: &Cli, args: &SyncArgs, clock: SharedClock) -> anyhow::Result<
     };
     let mut failed = false;
     for kind in args.kind.kinds() {
-        let report = engine
-            .sync(user.id, kind, Trigger::Manual, RunOptions { mass_untag })
+        let uid = user.id;
+        if store
+            .read(|c| crmsync_schema::settings::get_sync_settings(c, uid, kind))?
+            .is_none()
+        {
+            if args.kind == crmsync::cli::KindArg::All {
+                println!(
+                    "{kind} sync for {}: skipped (no {kind} sync settings)",
+                    user.email
+                );
+                continue;
+            }
+            anyhow::bail!(
+                "{} has no {kind} sync settings; set them first (PUT /api/v1/users/{}/sync-settings/{kind})",
+                user.email,
+                user.id
+            );
+        }
+        let report = scheduler
+            .run_now(user.id, kind, RunOptions { mass_untag })
             .await?;
         failed |= report.state == RunState::Failed;
         if args.json {

@@ -218,6 +218,52 @@ pub fn insert_link(
     Ok(id)
 }
 
+/// Inserts new links in multi-row inserts; returns their ids in order.
+pub fn insert_links(
+    conn: &mut AnyConnection,
+    user: UserId,
+    kind: SyncKind,
+    writes: &[LinkWrite],
+    now: DateTime<Utc>,
+) -> StoreResult<Vec<LinkId>> {
+    let ts = to_db_time(now);
+    let ids: Vec<LinkId> = writes.iter().map(|_| LinkId::new_random()).collect();
+    let rows: Vec<_> = writes
+        .iter()
+        .zip(&ids)
+        .map(|(w, id)| {
+            (
+                links::id.eq(id.to_string()),
+                links::user_id.eq(user.to_string()),
+                links::kind.eq(kind.as_str()),
+                links::crm_id.eq(w.crm_id.clone()),
+                links::google_id.eq(w.google_id.clone()),
+                links::state.eq(w.state.as_str()),
+                links::snapshot.eq(fields::to_json(&w.snapshot)),
+                links::snapshot_hash.eq(fields::hash(&w.snapshot)),
+                links::etag.eq(w.etag.clone()),
+                links::google_updated.eq(w.google_updated.map(to_db_time)),
+                links::crm_change_seq.eq(w.crm_change_seq),
+                links::pending_since.eq(w.pending_since.map(to_db_time)),
+                links::end_reason.eq(w.end_reason.clone()),
+                links::created_at.eq(ts),
+                links::updated_at.eq(ts),
+            )
+        })
+        .collect();
+    for chunk in rows.chunks(500) {
+        match conn {
+            AnyConnection::Sqlite(c) => {
+                diesel::insert_into(links::table).values(chunk).execute(c)?
+            }
+            AnyConnection::Postgresql(c) => {
+                diesel::insert_into(links::table).values(chunk).execute(c)?
+            }
+        };
+    }
+    Ok(ids)
+}
+
 /// Rewrites a link row.
 pub fn update_link(
     conn: &mut AnyConnection,
@@ -382,32 +428,45 @@ pub struct StoredJournalEntry {
     pub created_at: DateTime<Utc>,
 }
 
-/// Appends entries to the journal.
+/// Appends entries to the journal (multi-row inserts).
 pub fn append_journal(
     conn: &mut AnyConnection,
     entries: &[JournalEntry],
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
     let ts = to_db_time(now);
-    for e in entries {
-        diesel::insert_into(journal::table)
-            .values((
+    let rows: Vec<_> = entries
+        .iter()
+        .map(|e| {
+            (
                 journal::run_id.eq(e.run_id.to_string()),
                 journal::user_id.eq(e.user_id.to_string()),
                 journal::kind.eq(e.kind.as_str()),
                 journal::link_id.eq(e.link_id.map(|l| l.to_string())),
-                journal::crm_id.eq(&e.crm_id),
-                journal::google_id.eq(&e.google_id),
-                journal::side.eq(&e.side),
-                journal::action.eq(&e.action),
-                journal::rule.eq(&e.rule),
-                journal::field.eq(&e.field),
-                journal::winner.eq(&e.winner),
+                journal::crm_id.eq(e.crm_id.clone()),
+                journal::google_id.eq(e.google_id.clone()),
+                journal::side.eq(e.side.clone()),
+                journal::action.eq(e.action.clone()),
+                journal::rule.eq(e.rule.clone()),
+                journal::field.eq(e.field.clone()),
+                journal::winner.eq(e.winner.clone()),
                 journal::before_value.eq(e.before.as_ref().map(|v| v.to_string())),
                 journal::after_value.eq(e.after.as_ref().map(|v| v.to_string())),
                 journal::created_at.eq(ts),
-            ))
-            .execute(conn)?;
+            )
+        })
+        .collect();
+    // SQLite allows at most 32766 bound parameters per statement: 14 columns x 500 rows is safe.
+    // (Multi-row inserts go to the concrete connection: `MultiConnection` has no batch insert.)
+    for chunk in rows.chunks(500) {
+        match conn {
+            AnyConnection::Sqlite(c) => diesel::insert_into(journal::table)
+                .values(chunk)
+                .execute(c)?,
+            AnyConnection::Postgresql(c) => diesel::insert_into(journal::table)
+                .values(chunk)
+                .execute(c)?,
+        };
     }
     Ok(())
 }

@@ -15,7 +15,7 @@
 //!   the same parameters (minus the window) with the sync token; 410 `fullSyncRequired` leads to a
 //!   full listing reconciled against the links.
 
-use crate::sync::commit::{commit_link, LinkCommit};
+use crate::sync::commit::{commit_items, commit_link, write_intents, LinkCommit};
 use crate::sync::crash::CrashPoint;
 use crate::sync::error::SyncError;
 use crate::sync::tally::{guard_decision, GuardDecision, Tally};
@@ -897,21 +897,7 @@ impl ActivityRun<'_> {
                 )
             })
             .collect();
-        let ids = self
-            .ctx
-            .store
-            .run(move |s| {
-                s.write(|c| {
-                    intents
-                        .iter()
-                        .map(|(id, w)| match id {
-                            Some(id) => sync_state::update_link(c, *id, w, now).map(|_| *id),
-                            None => sync_state::insert_link(c, uid, KIND, w, now),
-                        })
-                        .collect::<StoreResult<Vec<LinkId>>>()
-                })
-            })
-            .await?;
+        let ids = write_intents(&self.ctx.store, uid, KIND, intents, now).await?;
         for (k, &i) in idx.iter().enumerate() {
             work[i].link_id = Some(ids[k]);
         }
@@ -1169,45 +1155,20 @@ impl ActivityRun<'_> {
 
     async fn commit(&mut self, chunk: &mut [Prepared]) -> Result<(), SyncError> {
         let todo: Vec<Prepared> = chunk.iter().filter(|p| !p.failed).cloned().collect();
-        if todo.is_empty() {
-            return Ok(());
-        }
-        let (uid, jctx, now) = (self.uid(), self.ctx.journal, self.ctx.now());
-        let cal = self.cal.clone();
-        let all = todo.clone();
-        let c2 = cal.clone();
-        let batch = self
-            .ctx
-            .store
-            .run(move |s| {
-                s.write(|c| {
-                    all.iter()
-                        .try_for_each(|p| commit_item(c, uid, &jctx, &c2, p, now))
-                })
-            })
-            .await;
-        match batch {
-            Ok(()) => {
-                for p in &todo {
-                    self.tally.body.counts.add_plan(&p.plan, jctx.labels);
-                }
-            }
-            Err(_) => {
-                for p in todo {
-                    let (one, c2) = (p.clone(), cal.clone());
-                    match self
-                        .ctx
-                        .store
-                        .run(move |s| s.write(|c| commit_item(c, uid, &jctx, &c2, &one, now)))
-                        .await
-                    {
-                        Ok(()) => self.tally.body.counts.add_plan(&p.plan, jctx.labels),
-                        Err(e) => {
-                            let mut p = p;
-                            self.fail(&mut p, format!("saving in the CRM failed: {e}"), true);
-                        }
-                    }
-                }
+        let (uid, jctx, now, cal) = (
+            self.uid(),
+            self.ctx.journal,
+            self.ctx.now(),
+            self.cal.clone(),
+        );
+        let results = commit_items(&self.ctx.store, todo, now, move |c, p| {
+            commit_item(c, uid, &jctx, &cal, p, now)
+        })
+        .await?;
+        for (mut p, r) in results {
+            match r {
+                Ok(()) => self.tally.body.counts.add_plan(&p.plan, jctx.labels),
+                Err(e) => self.fail(&mut p, format!("saving in the CRM failed: {e}"), true),
             }
         }
         Ok(())
@@ -1239,7 +1200,7 @@ fn commit_item(
     cal: &CalendarContext,
     p: &Prepared,
     now: DateTime<Utc>,
-) -> StoreResult<()> {
+) -> StoreResult<Vec<crmsync_schema::sync_state::JournalEntry>> {
     let plan = &p.plan;
     let mut activity = p.crm.clone();
     if plan.crm.create {

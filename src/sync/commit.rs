@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use crmsync_engine::fields::Fields;
 use crmsync_engine::ids::{LinkId, UserId};
 use crmsync_engine::planner::{ItemPlan, LinkAction, LinkState};
-use crmsync_schema::sync_state::{self, Link, LinkWrite};
+use crmsync_schema::sync_state::{self, JournalEntry, Link, LinkWrite};
 use crmsync_schema::{AnyConnection, StoreResult};
 
 /// What the link row should record about a carried-out plan.
@@ -30,12 +30,13 @@ pub(crate) struct LinkCommit<'a> {
     pub google_written: bool,
 }
 
-/// Writes the link row and the journal for a carried-out plan.
+/// Writes the link row for a carried-out plan; returns its journal entries (the caller appends
+/// them, in one multi-row insert per transaction).
 pub(crate) fn commit_link(
     c: &mut AnyConnection,
     lc: LinkCommit<'_>,
     now: DateTime<Utc>,
-) -> StoreResult<()> {
+) -> StoreResult<Vec<JournalEntry>> {
     let kind = lc.journal.kind;
     let write = |state: LinkState, snapshot: &Fields, reason: Option<String>| LinkWrite {
         crm_id: lc.crm_id.clone().unwrap_or_default(),
@@ -110,5 +111,86 @@ pub(crate) fn commit_link(
         lc.crm_id.as_deref(),
         lc.google_id.as_deref(),
     );
-    sync_state::append_journal(c, &entries, now)
+    Ok(entries)
+}
+
+/// Commits carried-out items: one transaction for all of them (journal appended in one go); if
+/// that fails, one transaction per item, so one bad item does not block the others. Returns
+/// each item with its outcome.
+pub(crate) async fn commit_items<P, F>(
+    store: &crmsync_schema::Store,
+    items: Vec<P>,
+    now: DateTime<Utc>,
+    write: F,
+) -> Result<Vec<(P, Result<(), crmsync_schema::StoreError>)>, crmsync_schema::StoreError>
+where
+    P: Clone + Send + Sync + 'static,
+    F: Fn(&mut AnyConnection, &P) -> StoreResult<Vec<JournalEntry>> + Clone + Send + Sync + 'static,
+{
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (all, w) = (items.clone(), write.clone());
+    let batch = store
+        .run(move |s| {
+            s.write(|c| {
+                let mut journal = Vec::new();
+                for p in &all {
+                    journal.extend(w(c, p)?);
+                }
+                sync_state::append_journal(c, &journal, now)
+            })
+        })
+        .await;
+    if batch.is_ok() {
+        return Ok(items.into_iter().map(|p| (p, Ok(()))).collect());
+    }
+    let mut out = Vec::with_capacity(items.len());
+    for p in items {
+        let (one, w) = (p.clone(), write.clone());
+        let r = store
+            .run(move |s| {
+                s.write(|c| {
+                    let journal = w(c, &one)?;
+                    sync_state::append_journal(c, &journal, now)
+                })
+            })
+            .await;
+        out.push((p, r));
+    }
+    Ok(out)
+}
+
+/// Commits the intents of Google creates: a `pending` link per item (updating the item's link
+/// when it has one, inserting the others in multi-row inserts). Returns the link ids in order.
+pub(crate) async fn write_intents(
+    store: &crmsync_schema::Store,
+    user: UserId,
+    kind: crmsync_engine::ids::SyncKind,
+    intents: Vec<(Option<LinkId>, LinkWrite)>,
+    now: DateTime<Utc>,
+) -> Result<Vec<LinkId>, crmsync_schema::StoreError> {
+    store
+        .run(move |s| {
+            s.write(|c| {
+                let new: Vec<LinkWrite> = intents
+                    .iter()
+                    .filter(|(id, _)| id.is_none())
+                    .map(|(_, w)| w.clone())
+                    .collect();
+                let mut inserted = sync_state::insert_links(c, user, kind, &new, now)?.into_iter();
+                let mut ids = Vec::with_capacity(intents.len());
+                for (id, w) in &intents {
+                    match id {
+                        Some(id) => {
+                            sync_state::update_link(c, *id, w, now)?;
+                            ids.push(*id);
+                        }
+                        None => ids.extend(inserted.next()),
+                    }
+                }
+                Ok(ids)
+            })
+        })
+        .await
 }

@@ -17,7 +17,7 @@
 //! id also travels in `clientData`), Google writes go in batches of 200 (members in batches of
 //! 1000), then one local transaction per batch writes the CRM side, the links and the journal.
 
-use crate::sync::commit::{commit_link, LinkCommit};
+use crate::sync::commit::{commit_items, commit_link, write_intents, LinkCommit};
 use crate::sync::crash::CrashPoint;
 use crate::sync::error::SyncError;
 use crate::sync::record::ItemError;
@@ -1016,21 +1016,7 @@ impl ContactRun<'_> {
                 (p.link_id, w)
             })
             .collect();
-        let ids = self
-            .ctx
-            .store
-            .run(move |s| {
-                s.write(|c| {
-                    intents
-                        .iter()
-                        .map(|(id, w)| match id {
-                            Some(id) => sync_state::update_link(c, *id, w, now).map(|_| *id),
-                            None => sync_state::insert_link(c, uid, KIND, w, now),
-                        })
-                        .collect::<StoreResult<Vec<LinkId>>>()
-                })
-            })
-            .await?;
+        let ids = write_intents(&self.ctx.store, uid, KIND, intents, now).await?;
         for (k, &i) in idx.iter().enumerate() {
             chunk[i].link_id = Some(ids[k]);
         }
@@ -1335,48 +1321,19 @@ impl ContactRun<'_> {
     /// per item if the batch fails, so one bad item does not block the others).
     async fn commit(&mut self, chunk: &mut [Prepared]) -> Result<(), SyncError> {
         let todo: Vec<Prepared> = chunk.iter().filter(|p| !p.failed).cloned().collect();
-        if todo.is_empty() {
-            return Ok(());
-        }
-        let (uid, tag, jctx) = (self.uid(), self.tag, self.ctx.journal);
-        let now = self.ctx.now();
-        let all = todo.clone();
-        let batch = self
-            .ctx
-            .store
-            .run(move |s| {
-                s.write(|c| {
-                    all.iter()
-                        .try_for_each(|p| commit_item(c, uid, tag, &jctx, p, now))
-                })
-            })
-            .await;
-        match batch {
-            Ok(()) => {
-                for p in &todo {
-                    self.body.counts.add_plan(&p.plan, jctx.labels);
-                }
-            }
-            Err(_) => {
-                for p in todo {
-                    let one = p.clone();
-                    let r = self
-                        .ctx
-                        .store
-                        .run(move |s| s.write(|c| commit_item(c, uid, tag, &jctx, &one, now)))
-                        .await;
-                    match r {
-                        Ok(()) => self.body.counts.add_plan(&p.plan, jctx.labels),
-                        Err(e) => {
-                            let mut p = p;
-                            self.item_error(
-                                &mut p,
-                                format!("saving in the CRM failed: {}", store_err(e)),
-                                true,
-                            );
-                        }
-                    }
-                }
+        let (uid, tag, jctx, now) = (self.uid(), self.tag, self.ctx.journal, self.ctx.now());
+        let results = commit_items(&self.ctx.store, todo, now, move |c, p| {
+            commit_item(c, uid, tag, &jctx, p, now)
+        })
+        .await?;
+        for (mut p, r) in results {
+            match r {
+                Ok(()) => self.body.counts.add_plan(&p.plan, jctx.labels),
+                Err(e) => self.item_error(
+                    &mut p,
+                    format!("saving in the CRM failed: {}", store_err(e)),
+                    true,
+                ),
             }
         }
         Ok(())
@@ -1391,7 +1348,7 @@ fn commit_item(
     jctx: &crate::sync::record::JournalCtx,
     p: &Prepared,
     now: DateTime<Utc>,
-) -> StoreResult<()> {
+) -> StoreResult<Vec<crmsync_schema::sync_state::JournalEntry>> {
     let plan = &p.plan;
     // CRM side.
     let mut contact = p.crm.clone();

@@ -145,6 +145,9 @@ pub struct RunReport {
     pub api_calls: u64,
     pub api_retries: u64,
     pub api_rate_limited: u64,
+    /// Milliseconds during which at least one Google call was in flight (run time minus this
+    /// is the engine's own time).
+    pub api_time_ms: u64,
 }
 
 /// What a kind's run returns to the common run life cycle.
@@ -312,6 +315,7 @@ impl SyncEngine {
                 api_calls: metrics.calls,
                 api_retries: metrics.retries,
                 api_rate_limited: metrics.rate_limited,
+                api_time_ms: u64::try_from(metrics.busy.as_millis()).unwrap_or(u64::MAX),
             };
             let outcome = RunOutcome {
                 state: state.as_str().to_string(),

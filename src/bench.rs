@@ -1,0 +1,468 @@
+//! `crmsync bench`: measures the sync engine against SPEC section 8 and prints API calls, wall
+//! time, engine time (wall time minus the time a Google call was in flight) and peak memory.
+//! The emulator runs as a separate `crmsync emulator` process so its memory and CPU are not
+//! counted as the engine's; the database is a temporary SQLite file unless `--database-url` is
+//! given. Benchmarks print figures; they never assert a time.
+//!
+//! - `bench contacts --contacts N`: an initial sync of N tagged contacts, then a run with nothing
+//!   changed, against the minimum number of People calls (batches of 200, members by 1000, list
+//!   pages of 1000).
+//! - `bench activities --activities N --quota Q`: pushing N new activities while the emulator
+//!   enforces Q Calendar requests per minute per user, against the quota-bound time, with the
+//!   number of rate-limit answers seen.
+
+use crate::app::{self, GoogleSettings};
+use crate::clock::{SharedClock, SystemClock};
+use crate::sync::{RunOptions, RunReport, SyncConfig, Trigger};
+use anyhow::Context;
+use chrono::{Duration, Utc};
+use crmsync_engine::ids::SyncKind;
+use crmsync_engine::model::{
+    ActivityData, ActivityStatus, ActivityTime, ContactData, Email, EmailKind, SyncSchedule,
+    TagVisibility, User,
+};
+use crmsync_schema::db::{SecretKeySource, StoreOptions};
+use crmsync_schema::secrets::{generate_key, SecretBox};
+use crmsync_schema::settings::NewSyncSettings;
+use crmsync_schema::tags::NewTag;
+use crmsync_schema::users::NewUser;
+use crmsync_schema::{activities, connections, contacts, settings, tags, users, Store};
+use serde_json::{json, Value};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The emulator in its own process, killed on drop.
+struct EmulatorProcess {
+    child: Child,
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Drop for EmulatorProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl EmulatorProcess {
+    async fn start() -> anyhow::Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let exe = std::env::current_exe().context("find the crmsync executable")?;
+        let child = Command::new(exe)
+            .args(["emulator", "--listen", &format!("127.0.0.1:{port}")])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("start `crmsync emulator`")?;
+        let me = EmulatorProcess {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+        };
+        for _ in 0..200 {
+            if me
+                .http
+                .get(format!("{}/_emulator/stats", me.base))
+                .send()
+                .await
+                .is_ok()
+            {
+                return Ok(me);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        anyhow::bail!("the emulator did not start on {}", me.base)
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Value,
+    ) -> anyhow::Result<Value> {
+        let resp = self
+            .http
+            .request(method, format!("{}/_emulator{}", self.base, path))
+            .json(&body)
+            .send()
+            .await?;
+        let status = resp.status();
+        let v: Value = resp.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            anyhow::bail!("emulator control {path}: {status} {v}");
+        }
+        Ok(v)
+    }
+
+    async fn stats(&self) -> anyhow::Result<Value> {
+        Ok(self
+            .http
+            .get(format!("{}/_emulator/stats", self.base))
+            .send()
+            .await?
+            .json()
+            .await?)
+    }
+}
+
+/// Calls per method between two stats snapshots.
+fn calls_between(before: &Value, after: &Value) -> Vec<(String, u64, u64)> {
+    let mut out = Vec::new();
+    let count = |v: &Value, m: &str, errors_only: bool| -> u64 {
+        v["methods"][m]
+            .as_object()
+            .map(|by_status| {
+                by_status
+                    .iter()
+                    .filter(|(s, _)| !errors_only || !s.starts_with('2'))
+                    .filter_map(|(_, n)| n.as_u64())
+                    .sum()
+            })
+            .unwrap_or(0)
+    };
+    let methods = after["methods"].as_object();
+    for m in methods
+        .map(|o| o.keys().cloned().collect::<Vec<_>>())
+        .unwrap_or_default()
+    {
+        if m.starts_with("oauth2") {
+            continue;
+        }
+        let n = count(after, &m, false).saturating_sub(count(before, &m, false));
+        let e = count(after, &m, true).saturating_sub(count(before, &m, true));
+        if n > 0 {
+            out.push((m, n, e));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Peak resident memory of this process (VmHWM), in MiB.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+struct World {
+    store: Store,
+    emulator: EmulatorProcess,
+    alice: User,
+    _dir: Option<tempfile::TempDir>,
+    clock: SharedClock,
+}
+
+async fn world(database_url: Option<&str>) -> anyhow::Result<World> {
+    let (url, dir) = match database_url {
+        Some(u) => (u.to_string(), None),
+        None => {
+            let d = tempfile::tempdir()?;
+            (
+                format!("sqlite://{}", d.path().join("bench.db").display()),
+                Some(d),
+            )
+        }
+    };
+    let key = SecretBox::from_base64(&generate_key())?;
+    let store = Store::open_with(
+        &url,
+        StoreOptions {
+            max_connections: None,
+            secret_key: SecretKeySource::Key(key),
+        },
+    )?;
+    store.run_migrations()?;
+    let emulator = EmulatorProcess::start().await?;
+    emulator
+        .call(
+            reqwest::Method::POST,
+            "/users",
+            json!({"email": "alice@example.com"}),
+        )
+        .await?;
+    let sa = emulator
+        .call(
+            reqwest::Method::POST,
+            "/service-accounts",
+            json!({"domain": "example.com"}),
+        )
+        .await?;
+    let client_id = sa["client_id"].as_str().unwrap_or_default().to_string();
+    emulator
+        .call(
+            reqwest::Method::POST,
+            "/domain-wide-delegation",
+            json!({"client_id": client_id, "scopes": crmsync_connectors::ALL_SCOPES}),
+        )
+        .await?;
+    let clock: SharedClock = Arc::new(SystemClock);
+    let now = clock.now();
+    let sa_json = sa.to_string();
+    let s2 = store.clone();
+    store.write(|c| {
+        connections::put_service_account(&s2, c, "example.com", &sa_json, now).map(|_| ())
+    })?;
+    let alice = store.write(|c| {
+        users::create_user(
+            c,
+            &NewUser {
+                email: "alice@example.com".into(),
+                display_name: "Alice".into(),
+                google_alias: None,
+                time_zone: Some("Europe/London".into()),
+            },
+            now,
+        )
+    })?;
+    Ok(World {
+        store,
+        emulator,
+        alice,
+        _dir: dir,
+        clock,
+    })
+}
+
+fn engine(w: &World) -> crate::sync::SyncEngine {
+    app::engine(
+        &w.store,
+        w.clock.clone(),
+        &GoogleSettings {
+            endpoint: Some(w.emulator.base.clone()),
+            send_updates: None,
+        },
+        SyncConfig::default(),
+    )
+}
+
+fn print_run(label: &str, r: &RunReport, wall: std::time::Duration, calls: &[(String, u64, u64)]) {
+    let total: u64 = calls.iter().map(|(_, n, _)| n).sum();
+    let engine_ms = wall.as_secs_f64() * 1000.0 - r.api_time_ms as f64;
+    println!(
+        "{label}: {} in {:.2} s wall, {:.1} ms engine time (wall minus Google calls in flight)",
+        r.state.as_str(),
+        wall.as_secs_f64(),
+        engine_ms.max(0.0)
+    );
+    println!("  API calls: {total}");
+    for (m, n, e) in calls {
+        println!(
+            "    {m:<45} {n:>6}{}",
+            if *e > 0 {
+                format!("  ({e} errors)")
+            } else {
+                String::new()
+            }
+        );
+    }
+}
+
+/// `crmsync bench contacts`.
+pub async fn contacts(count: usize, database_url: Option<&str>) -> anyhow::Result<()> {
+    let w = world(database_url).await?;
+    let now = w.clock.now();
+    let alice = w.alice.clone();
+    let tag = w.store.write(|c| {
+        tags::create_tag(
+            c,
+            &NewTag {
+                name: "Clients".into(),
+                visibility: TagVisibility::Private,
+                owner_user_id: Some(alice.id),
+            },
+            now,
+        )
+    })?;
+    w.store.write(|c| {
+        settings::put_sync_settings(
+            c,
+            &NewSyncSettings {
+                user_id: alice.id,
+                kind: SyncKind::Contacts,
+                auto_sync: false,
+                schedule: SyncSchedule::IntervalMinutes(15),
+                tag_id: Some(tag.id),
+                synchronize_from: None,
+                trigger_words: vec![],
+            },
+            now,
+        )
+    })?;
+    let seed = Instant::now();
+    for chunk in (0..count).collect::<Vec<_>>().chunks(1000) {
+        w.store.write(|c| {
+            for i in chunk {
+                let data = ContactData {
+                    given_name: format!("Given{i}"),
+                    family_name: format!("Family{i}"),
+                    emails: vec![Email {
+                        address: format!("person{i}@example.org"),
+                        kind: EmailKind::Work,
+                        primary: true,
+                    }],
+                    organization: Some(format!("Org {}", i % 97)),
+                    job_title: Some("Buyer".into()),
+                    ..Default::default()
+                };
+                contacts::create_contact(c, &data, &[tag.id], now)?;
+            }
+            Ok(())
+        })?;
+    }
+    println!(
+        "seeded {count} tagged CRM contacts in {:.1} s ({} database)",
+        seed.elapsed().as_secs_f64(),
+        w.store.kind().as_str()
+    );
+    let engine = engine(&w);
+    let before = w.emulator.stats().await?;
+    let t = Instant::now();
+    let r = engine
+        .sync(
+            alice.id,
+            SyncKind::Contacts,
+            Trigger::Manual,
+            RunOptions::default(),
+        )
+        .await?;
+    let wall = t.elapsed();
+    let after = w.emulator.stats().await?;
+    let calls = calls_between(&before, &after);
+    print_run(
+        &format!("initial sync of {count} contacts"),
+        &r,
+        wall,
+        &calls,
+    );
+    let total: u64 = calls.iter().map(|(_, n, _)| n).sum();
+    let minimum = count.div_ceil(200) + count.div_ceil(1000) + 1;
+    println!(
+        "  minimum (SPEC 8: creates by 200, members by 1000, one list page): {minimum}; ratio {:.2} (target <= 1.05)",
+        total as f64 / minimum as f64
+    );
+    println!(
+        "  created in Google: {}",
+        r.counts.google.get("created").copied().unwrap_or(0)
+    );
+    if let Some(m) = peak_rss_mib() {
+        println!("  peak memory (this process, without the emulator): {m:.0} MiB (target < 200 MiB at 100,000)");
+    }
+    // Nothing changed.
+    for round in 1..=2 {
+        let before = w.emulator.stats().await?;
+        let t = Instant::now();
+        let r = engine
+            .sync(
+                alice.id,
+                SyncKind::Contacts,
+                Trigger::Manual,
+                RunOptions::default(),
+            )
+            .await?;
+        let wall = t.elapsed();
+        let calls = calls_between(&before, &w.emulator.stats().await?);
+        print_run(
+            &format!("run {round} with nothing changed at {count} links"),
+            &r,
+            wall,
+            &calls,
+        );
+    }
+    println!("  target: one list call, engine time independent of the number of links (<= 10 ms at 100,000)");
+    Ok(())
+}
+
+/// `crmsync bench activities`.
+pub async fn activities(
+    count: usize,
+    quota: u64,
+    database_url: Option<&str>,
+) -> anyhow::Result<()> {
+    let w = world(database_url).await?;
+    w.emulator
+        .call(
+            reqwest::Method::PUT,
+            "/quotas",
+            json!({"calendar_per_user_per_minute": quota}),
+        )
+        .await?;
+    let now = w.clock.now();
+    let alice = w.alice.clone();
+    w.store.write(|c| {
+        settings::put_sync_settings(
+            c,
+            &NewSyncSettings {
+                user_id: alice.id,
+                kind: SyncKind::Activities,
+                auto_sync: false,
+                schedule: SyncSchedule::IntervalMinutes(15),
+                tag_id: None,
+                synchronize_from: None,
+                trigger_words: vec![],
+            },
+            now,
+        )
+    })?;
+    let start = Utc::now() + Duration::days(2);
+    for chunk in (0..count).collect::<Vec<_>>().chunks(1000) {
+        w.store.write(|c| {
+            for i in chunk {
+                let s = start + Duration::minutes(30 * *i as i64);
+                let data = ActivityData {
+                    title: format!("Meeting {i}"),
+                    time: ActivityTime::Timed {
+                        start: s,
+                        end: s + Duration::minutes(30),
+                    },
+                    time_zone: "Europe/London".into(),
+                    location: None,
+                    notes: None,
+                    status: ActivityStatus::Planned,
+                    display_in_calendar: true,
+                    organizer_user_id: alice.id,
+                    participants: vec![],
+                };
+                activities::create_activity(c, &data, now)?;
+            }
+            Ok(())
+        })?;
+    }
+    let engine = engine(&w);
+    let before = w.emulator.stats().await?;
+    let t = Instant::now();
+    let r = engine
+        .sync(
+            alice.id,
+            SyncKind::Activities,
+            Trigger::Manual,
+            RunOptions::default(),
+        )
+        .await?;
+    let wall = t.elapsed();
+    let calls = calls_between(&before, &w.emulator.stats().await?);
+    print_run(
+        &format!("pushing {count} new activities at {quota} requests/min/user"),
+        &r,
+        wall,
+        &calls,
+    );
+    let total: u64 = calls.iter().map(|(_, n, _)| n).sum();
+    let bound = total as f64 / quota as f64 * 60.0;
+    println!(
+        "  quota-bound time for {total} requests: {bound:.1} s; ratio {:.2} (target <= 1.2); rate-limit answers seen: {} (emulator errors: {})",
+        wall.as_secs_f64() / bound,
+        r.api_rate_limited,
+        calls.iter().map(|(_, _, e)| e).sum::<u64>()
+    );
+    if let Some(m) = peak_rss_mib() {
+        println!("  peak memory: {m:.0} MiB");
+    }
+    Ok(())
+}
