@@ -181,27 +181,42 @@ fn status(
 ) -> anyhow::Result<()> {
     use crmsync::scheduler::status;
     let store = open_store(database_url)?;
-    println!(
+    // With --json, stdout carries only the JSON; the database summary goes to stderr.
+    macro_rules! say {
+        ($($t:tt)*) => {
+            if args.json {
+                eprintln!($($t)*)
+            } else {
+                println!($($t)*)
+            }
+        };
+    }
+    say!(
         "database:   {} ({})",
         redact_url(database_url),
         store.kind().as_str()
     );
     let migrations = store.migration_status()?;
-    println!(
+    say!(
         "migrations: {} applied, {} pending",
         migrations.applied.len(),
         migrations.pending.len()
     );
     for name in &migrations.pending {
-        println!("  pending: {name} (run `crmsync migrate`)");
+        say!("  pending: {name} (run `crmsync migrate`)");
     }
-    if !migrations.pending.is_empty() && migrations.applied.is_empty() {
+    if !migrations.pending.is_empty() {
+        say!("the sync status needs every migration applied: run `crmsync migrate`");
         return Ok(());
     }
     let counts = store.read(crmsync_schema::counts)?;
-    println!(
+    say!(
         "records:    {} users, {} tags, {} contacts, {} activities (change sequence {})",
-        counts.users, counts.tags, counts.contacts, counts.activities, counts.change_seq
+        counts.users,
+        counts.tags,
+        counts.contacts,
+        counts.activities,
+        counts.change_seq
     );
     let statuses = match &args.user {
         Some(email) => {

@@ -1,13 +1,16 @@
 //! The REST API (SPEC 6.2) under `/api/v1`: one router for `serve` and for the tests, built by
-//! [`router`] from an [`AppState`] (the store and the clock). Every route needs an admin bearer
-//! token; every error is JSON `{"error": {"code", "message"}}`. Handlers are thin: validate,
-//! then one store call on the blocking pool.
+//! [`router`] from an [`AppState`] (the store, the clock, where Google is, and the in-process
+//! scheduler to wake). Every route needs an admin bearer token, except `/oauth/callback` (the
+//! browser's return from Google's consent screen, checked by its one-time `state`); every error
+//! is JSON `{"error": {"code", "message"}}`. Handlers are thin: validate, then one store call on
+//! the blocking pool.
 
 pub mod activities;
 pub mod auth;
 pub mod contacts;
 pub mod error;
 pub mod extract;
+pub mod google;
 pub mod page;
 pub mod sync;
 pub mod sync_settings;
@@ -16,12 +19,14 @@ pub mod users;
 pub mod validate;
 
 use crate::clock::SharedClock;
+use crate::scheduler::SchedulerHandle;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::Router;
 use chrono::{DateTime, Utc};
+use crmsync_connectors::GoogleEndpoints;
 use crmsync_schema::{Store, StoreResult};
 use error::ApiError;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -35,11 +40,43 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 pub struct AppState {
     pub store: Store,
     pub clock: SharedClock,
+    /// Where Google is (for the OAuth consent URL and the code exchange).
+    pub google: GoogleEndpoints,
+    /// The scheduler of this process, woken by manual starts (`None`: workers elsewhere pick
+    /// the runs up at their next tick).
+    pub scheduler: Option<SchedulerHandle>,
+    /// How long `POST /users/{id}/sync/{kind}?wait=true` waits for the run at most.
+    pub wait_limit: std::time::Duration,
 }
 
 impl AppState {
+    /// A state talking to Google itself, with no scheduler in the process.
     pub fn new(store: Store, clock: SharedClock) -> Self {
-        Self { store, clock }
+        Self {
+            store,
+            clock,
+            google: GoogleEndpoints::google(),
+            scheduler: None,
+            wait_limit: std::time::Duration::from_secs(600),
+        }
+    }
+
+    /// The same state with Google at `endpoints` (an emulator).
+    pub fn with_google(mut self, endpoints: GoogleEndpoints) -> Self {
+        self.google = endpoints;
+        self
+    }
+
+    /// The same state with the in-process scheduler to wake on manual starts.
+    pub fn with_scheduler(mut self, handle: SchedulerHandle) -> Self {
+        self.scheduler = Some(handle);
+        self
+    }
+
+    /// The same state with another limit for `?wait=true`.
+    pub fn with_wait_limit(mut self, limit: std::time::Duration) -> Self {
+        self.wait_limit = limit;
+        self
     }
 
     /// The current time from the state's clock.
@@ -69,7 +106,11 @@ pub fn api_routes(state: AppState) -> Router<AppState> {
         )
         .route("/users/{id}/sync/{kind}", post(sync::start))
         .route("/users/{id}/sync-status", get(sync::status))
+        .route("/users/{id}/google/oauth/start", post(google::oauth_start))
+        .route("/sync-runs", get(sync::history))
         .route("/sync-runs/{id}", get(sync::run_detail))
+        .route("/google/service-account", put(google::put_service_account))
+        .route("/google/oauth-client", put(google::put_oauth_client))
         .route("/tags", get(tags::list).post(tags::create))
         .route("/tags/{id}", get(tags::get_one).delete(tags::delete))
         .route("/contacts", get(contacts::list).post(contacts::create))
@@ -105,6 +146,8 @@ pub fn api_routes(state: AppState) -> Router<AppState> {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/api/v1", api_routes(state.clone()))
+        // The browser comes back here from Google's consent screen: no bearer token.
+        .route("/oauth/callback", get(google::oauth_callback))
         .fallback(not_found)
         .with_state(state)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

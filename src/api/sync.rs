@@ -1,26 +1,173 @@
-//! Sync routes that answer 501 until the sync executor lands: start a run, run detail, and the
-//! per-user sync status.
+//! Sync routes: "Start synchronization" (`POST /users/{id}/sync/{kind}`, queued for the
+//! scheduler; `?wait=true` answers with the finished run), run detail and history
+//! (`/sync-runs`), and the per-kind status of a user (`/users/{id}/sync-status`).
 
 use super::error::{ApiError, ApiResult};
-use super::extract::ApiPath;
-use axum::response::Response;
-use crmsync_engine::ids::{RunId, UserId};
+use super::extract::{ApiPath, ApiQuery};
+use super::page::{self, Page};
+use super::AppState;
+use crate::scheduler::status::{self, UserSyncStatus};
+use crate::scheduler::{self, parse_mass_untag};
+use crate::sync::{MassUntag, RunOptions};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use crmsync_engine::ids::{RunId, SyncKind, UserId};
+use crmsync_engine::model::ConnectionState;
+use crmsync_schema::runs::{self, SyncRun};
+use crmsync_schema::{connections, users};
+use serde::Deserialize;
+use serde_json::json;
 
-fn pending() -> ApiError {
-    ApiError::not_implemented("synchronization is not available in this build yet")
+fn parse_kind(kind: &str) -> ApiResult<SyncKind> {
+    kind.parse().map_err(|e: crmsync_engine::ids::UnknownKind| {
+        ApiError::bad_request(format!("{e} (start each kind with its own request)"))
+    })
 }
 
-/// `POST /users/{id}/sync/{kind}`.
-pub async fn start(ApiPath((_user, _kind)): ApiPath<(UserId, String)>) -> ApiResult<Response> {
-    Err(pending())
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartQuery {
+    /// Block until the run has finished and answer with it.
+    #[serde(default)]
+    wait: bool,
+    /// For a run the mass-untag guard stopped: `confirm` carries the untags out, `restore`
+    /// puts everything back.
+    #[serde(default)]
+    mass_untag: Option<String>,
+}
+
+/// `POST /users/{id}/sync/{kind}`: 202 `{run_id, state: "queued", coalesced, after_run_id}`; with
+/// `?wait=true` 200 and the finished run (202 with the run if it is still going on when the
+/// server's wait limit is reached).
+pub async fn start(
+    State(st): State<AppState>,
+    ApiPath((user, kind)): ApiPath<(UserId, String)>,
+    ApiQuery(q): ApiQuery<StartQuery>,
+) -> ApiResult<Response> {
+    let kind = parse_kind(&kind)?;
+    let mass_untag = match q.mass_untag.as_deref() {
+        None => MassUntag::Guard,
+        Some(v) => parse_mass_untag(v).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "mass_untag must be confirm (carry the untags out) or restore (put everything back), not {v:?}"
+            ))
+        })?,
+    };
+    let connection = st
+        .run(move |s| {
+            s.read(|c| {
+                users::get_user(c, user)?;
+                connections::get_connection(c, user)
+            })
+        })
+        .await?;
+    if connection.is_some_and(|c| c.state == ConnectionState::Disabled) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "connection_disabled",
+            format!("the Google connection of user {user} is disabled; it is not synchronized"),
+        ));
+    }
+    let req =
+        scheduler::request_run(&st.store, st.now(), user, kind, RunOptions { mass_untag }).await?;
+    if let Some(s) = &st.scheduler {
+        s.wake();
+    }
+    if !q.wait {
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({
+                "run_id": req.run_id,
+                "state": "queued",
+                "coalesced": req.coalesced,
+                "after_run_id": req.running_run_id,
+            })),
+        )
+            .into_response());
+    }
+    let run = scheduler::wait_for_run(&st.store, req.run_id, st.wait_limit, st.scheduler.as_ref())
+        .await?;
+    match run {
+        Some(r) if r.finished_at.is_some() => Ok((StatusCode::OK, Json(r)).into_response()),
+        Some(r) => Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({
+                "run_id": r.id,
+                "state": r.state,
+                "coalesced": req.coalesced,
+                "message": format!(
+                    "the run has not finished yet (waited at most {} seconds); follow it with GET /api/v1/sync-runs/{}",
+                    st.wait_limit.as_secs(),
+                    r.id
+                ),
+            })),
+        )
+            .into_response()),
+        None => Err(ApiError::not_found(format!("sync run {} was not found", req.run_id))),
+    }
 }
 
 /// `GET /users/{id}/sync-status`.
-pub async fn status(ApiPath(_user): ApiPath<UserId>) -> ApiResult<Response> {
-    Err(pending())
+pub async fn status(
+    State(st): State<AppState>,
+    ApiPath(user): ApiPath<UserId>,
+) -> ApiResult<Json<UserSyncStatus>> {
+    let now = st.now();
+    Ok(Json(
+        st.run(move |s| {
+            s.read(|c| {
+                let u = users::get_user(c, user)?;
+                status::user_status(c, &u, now)
+            })
+        })
+        .await?,
+    ))
 }
 
 /// `GET /sync-runs/{id}`.
-pub async fn run_detail(ApiPath(_run): ApiPath<RunId>) -> ApiResult<Response> {
-    Err(pending())
+pub async fn run_detail(
+    State(st): State<AppState>,
+    ApiPath(run): ApiPath<RunId>,
+) -> ApiResult<Json<SyncRun>> {
+    st.run(move |s| s.read(|c| runs::get_run(c, run)))
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("sync run {run} was not found")))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryQuery {
+    #[serde(default)]
+    user_id: Option<UserId>,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    limit: Option<usize>,
+    #[serde(default)]
+    cursor: Option<String>,
+}
+
+/// `GET /sync-runs?user_id=&kind=&limit=&cursor=`: runs, newest first.
+pub async fn history(
+    State(st): State<AppState>,
+    ApiQuery(q): ApiQuery<HistoryQuery>,
+) -> ApiResult<Json<Page<SyncRun>>> {
+    let kind = q.kind.as_deref().map(parse_kind).transpose()?;
+    let limit = page::limit(q.limit)?;
+    let before = page::cursor::<RunId>(q.cursor.as_deref())?;
+    let user = q.user_id;
+    let items = st
+        .run(move |s| {
+            s.read(|c| {
+                if let Some(u) = user {
+                    users::get_user(c, u)?;
+                }
+                runs::list_runs(c, user, kind, before, limit)
+            })
+        })
+        .await?;
+    Ok(Json(Page::new(items, limit, |r| r.id.to_string())))
 }

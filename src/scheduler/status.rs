@@ -1,0 +1,261 @@
+//! Where each user's sync stands, per kind: the state (`idle`, `queued`, `running`,
+//! `auth_error`, `disabled`, `not_configured`), the last successful sync, the next due time, the
+//! last error with what to do about it, and the last run. The API's
+//! `GET /users/{id}/sync-status` and `crmsync status` show exactly this.
+
+use chrono::{DateTime, Utc};
+use crmsync_engine::ids::{RunId, SyncKind, UserId};
+use crmsync_engine::model::{ConnectionMethod, ConnectionState, User};
+use crmsync_schema::runs::{self, SyncRun};
+use crmsync_schema::{connections, jobs, settings, sync_state, users, AnyConnection, StoreResult};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// The state of one (user, kind).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncState {
+    /// Waiting for its next scheduled time (or a manual start, with auto-sync off).
+    Idle,
+    /// A manual start is waiting for a worker (or a dead worker's run waits to be taken over).
+    Queued,
+    Running,
+    /// Google refused the user's credentials: no scheduled runs until fixed and started.
+    AuthError,
+    /// The user's connection is disabled: no scheduled runs.
+    Disabled,
+    /// No sync settings for this kind, or no way to reach the user's Google account.
+    NotConfigured,
+}
+
+impl SyncState {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            SyncState::Idle => "idle",
+            SyncState::Queued => "queued",
+            SyncState::Running => "running",
+            SyncState::AuthError => "auth_error",
+            SyncState::Disabled => "disabled",
+            SyncState::NotConfigured => "not_configured",
+        }
+    }
+}
+
+/// How crmsync reaches the user's Google account.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ConnectionStatus {
+    /// `service_account` | `oauth` | `none`.
+    pub method: String,
+    /// `active` | `auth_error` | `disabled` | `not_configured`.
+    pub state: String,
+    /// Google's message for an `auth_error`.
+    pub last_error: Option<String>,
+}
+
+/// One (user, kind).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct KindStatus {
+    pub kind: SyncKind,
+    pub state: SyncState,
+    pub auto_sync: bool,
+    /// "every 15 minutes", "cron 0 0 8 * * *", ...
+    pub schedule: Option<String>,
+    pub last_success_at: Option<DateTime<Utc>>,
+    /// The next scheduled run (`null` with auto-sync off or while the user is skipped).
+    pub next_due_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    /// What the state means and what to do, when there is something to say.
+    pub message: Option<String>,
+    pub running_run_id: Option<RunId>,
+    pub queued_run_id: Option<RunId>,
+    /// Who holds the lease (a running run's worker).
+    pub worker: Option<String>,
+    pub last_run: Option<SyncRun>,
+}
+
+/// Every kind of one user.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct UserSyncStatus {
+    pub user_id: UserId,
+    pub email: String,
+    pub google_alias: String,
+    pub connection: ConnectionStatus,
+    /// Keyed by kind (`contacts`, `activities`).
+    pub kinds: BTreeMap<String, KindStatus>,
+}
+
+fn connection_status(
+    c: &mut AnyConnection,
+    user: &User,
+) -> StoreResult<(ConnectionStatus, Option<String>)> {
+    let domain = crate::sync::google::domain_of(&user.google_alias).to_string();
+    let row = connections::get_connection(c, user.id)?;
+    let sa = connections::get_service_account(c, &domain)?;
+    let connect_hint = format!(
+        "upload the service-account key of {domain} (PUT /api/v1/google/service-account) or connect \
+         the user with OAuth (POST /api/v1/users/{}/google/oauth/start)",
+        user.id
+    );
+    Ok(match row {
+        Some(r) if r.method == ConnectionMethod::Oauth && !r.has_refresh_token => (
+            ConnectionStatus {
+                method: r.method.as_str().into(),
+                state: "not_configured".into(),
+                last_error: r.last_error,
+            },
+            Some(format!(
+                "{} started connecting with OAuth but never finished: open the authorization URL \
+                 again (POST /api/v1/users/{}/google/oauth/start)",
+                user.email, user.id
+            )),
+        ),
+        Some(r) if r.method == ConnectionMethod::ServiceAccount && sa.is_none() => (
+            ConnectionStatus {
+                method: r.method.as_str().into(),
+                state: "not_configured".into(),
+                last_error: r.last_error,
+            },
+            Some(connect_hint),
+        ),
+        Some(r) => (
+            ConnectionStatus {
+                method: r.method.as_str().into(),
+                state: r.state.as_str().into(),
+                last_error: r.last_error,
+            },
+            None,
+        ),
+        None if sa.is_some() => (
+            ConnectionStatus {
+                method: ConnectionMethod::ServiceAccount.as_str().into(),
+                state: ConnectionState::Active.as_str().into(),
+                last_error: None,
+            },
+            None,
+        ),
+        None => (
+            ConnectionStatus {
+                method: "none".into(),
+                state: "not_configured".into(),
+                last_error: None,
+            },
+            Some(connect_hint),
+        ),
+    })
+}
+
+/// The status of `user`, every kind, read in one transaction at `now`.
+pub fn user_status(
+    c: &mut AnyConnection,
+    user: &User,
+    now: DateTime<Utc>,
+) -> StoreResult<UserSyncStatus> {
+    let (connection, not_connected) = connection_status(c, user)?;
+    let mut kinds = BTreeMap::new();
+    for kind in SyncKind::ALL {
+        let st = settings::get_sync_settings(c, user.id, kind)?;
+        let job = jobs::get_job(c, user.id, kind)?;
+        let last_run = runs::recent_runs(c, user.id, kind, 1)?.into_iter().next();
+        let last_success_at = sync_state::last_success(c, user.id, kind)?;
+        let leased = job.as_ref().is_some_and(|j| j.is_leased(now));
+        let running = job
+            .as_ref()
+            .and_then(|j| j.running_run_id)
+            .filter(|_| leased);
+        let orphaned = job
+            .as_ref()
+            .and_then(|j| j.running_run_id)
+            .filter(|_| !leased);
+        let queued = job.as_ref().and_then(|j| j.requested_run_id);
+        let mut message = None;
+        let mut last_error = job.as_ref().and_then(|j| j.last_error.clone()).or_else(|| {
+            last_run
+                .as_ref()
+                .filter(|r| matches!(r.state.as_str(), "failed" | "blocked"))
+                .and_then(|r| r.message.clone())
+        });
+        let state = if running.is_some() {
+            SyncState::Running
+        } else if queued.is_some() || orphaned.is_some() {
+            if orphaned.is_some() {
+                message = Some("the worker running this sync stopped; another worker takes the run over when its lease expires".to_string());
+            }
+            SyncState::Queued
+        } else if st.is_none() {
+            message = Some(format!(
+                "no {kind} sync settings: set them with PUT /api/v1/users/{}/sync-settings/{kind}",
+                user.id
+            ));
+            SyncState::NotConfigured
+        } else if let Some(hint) = &not_connected {
+            message = Some(hint.clone());
+            SyncState::NotConfigured
+        } else if connection.state == ConnectionState::AuthError.as_str() {
+            last_error = connection.last_error.clone().or(last_error);
+            message = Some(format!(
+                "Google refused access: scheduled syncs of {} are skipped until the cause is fixed; \
+                 then start a sync (POST /api/v1/users/{}/sync/{kind} or crmsync sync --user {}) to resume",
+                user.email, user.id, user.email
+            ));
+            SyncState::AuthError
+        } else if connection.state == ConnectionState::Disabled.as_str() {
+            message = Some(format!(
+                "the Google connection of {} is disabled",
+                user.email
+            ));
+            SyncState::Disabled
+        } else {
+            SyncState::Idle
+        };
+        let auto_sync = st.as_ref().is_some_and(|s| s.auto_sync);
+        let next_due_at = match state {
+            SyncState::AuthError | SyncState::Disabled | SyncState::NotConfigured => None,
+            _ if !auto_sync => None,
+            _ => job.as_ref().and_then(|j| j.next_due_at),
+        };
+        kinds.insert(
+            kind.as_str().to_string(),
+            KindStatus {
+                kind,
+                state,
+                auto_sync,
+                schedule: st.as_ref().map(super::schedule::describe),
+                last_success_at,
+                next_due_at,
+                last_error,
+                message,
+                running_run_id: running,
+                queued_run_id: queued,
+                worker: job
+                    .as_ref()
+                    .filter(|_| leased)
+                    .and_then(|j| j.lease_owner.clone()),
+                last_run,
+            },
+        );
+    }
+    Ok(UserSyncStatus {
+        user_id: user.id,
+        email: user.email.clone(),
+        google_alias: user.google_alias.clone(),
+        connection,
+        kinds,
+    })
+}
+
+/// The status of every user (ordered by id), in pages of 500.
+pub fn all_status(c: &mut AnyConnection, now: DateTime<Utc>) -> StoreResult<Vec<UserSyncStatus>> {
+    let mut out = Vec::new();
+    let mut after = None;
+    loop {
+        let page = users::list_users(c, after, 500)?;
+        let Some(last) = page.last().map(|u| u.id) else {
+            break;
+        };
+        for u in &page {
+            out.push(user_status(c, u, now)?);
+        }
+        after = Some(last);
+    }
+    Ok(out)
+}
