@@ -66,15 +66,15 @@ db_test!(async fn requests_without_a_valid_token_get_401(db) {
     assert_eq!(status, StatusCode::OK);
 });
 
-db_test!(async fn sync_routes_answer_501_for_now(db) {
+db_test!(async fn sync_routes_answer_without_a_scheduler_in_the_process(db) {
+    // The sync routes are served (tests/it/sched_api.rs covers them with a scheduler running).
     let app = TestApp::start(&db).await;
     let user = app.user("s@example.com").await;
-    for (method, path) in [
-        (Method::POST, format!("/users/{user}/sync/contacts")),
-        (Method::GET, format!("/users/{user}/sync-status")),
-        (Method::GET, "/sync-runs/00000000-0000-0000-0000-000000000001".to_string()),
-    ] {
-        let (status, body) = app.call(method, &path, None).await;
-        assert_eq!(assert_error(status, &body, StatusCode::NOT_IMPLEMENTED, &path), "not_implemented");
-    }
+    let (status, body) = app.call(Method::POST, &format!("/users/{user}/sync/contacts"), None).await;
+    assert_eq!(assert_error(status, &body, StatusCode::CONFLICT, "no settings"), "conflict");
+    let (status, body) = app.get(&format!("/users/{user}/sync-status")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["kinds"]["contacts"]["state"], "not_configured");
+    let (status, body) = app.get("/sync-runs/00000000-0000-0000-0000-000000000001").await;
+    assert_eq!(assert_error(status, &body, StatusCode::NOT_FOUND, "unknown run"), "not_found");
 });
