@@ -476,15 +476,20 @@ fn compute_next(
 }
 
 /// Keeps the lease of `claim` alive; returns when it is lost (another worker holds it now, or
-/// it could not be renewed before it expired).
+/// it could not be renewed before it expired). It also returns, before the run can take another
+/// step, when this process was paused (or starved) for longer than the lease since the last
+/// renewal: another worker may have taken the run over meanwhile.
 async fn keep_lease(engine: SyncEngine, cfg: Arc<SchedulerConfig>, claim: Claim) {
-    let every = (cfg.lease / 3)
-        .to_std()
-        .unwrap_or(Duration::from_secs(1))
-        .max(Duration::from_millis(50));
+    let lease = cfg.lease.to_std().unwrap_or(Duration::from_secs(60));
+    let every = (lease / 3).max(Duration::from_millis(50));
     let mut expires = claim.lease_expires_at;
+    let mut renewed_at = Instant::now();
     loop {
         tokio::time::sleep(every).await;
+        if renewed_at.elapsed() >= lease {
+            tracing::warn!("no lease renewal for longer than the lease (was this process paused?)");
+            return;
+        }
         let now = engine.clock().now();
         let new_expiry = now + cfg.lease;
         let (worker, c) = (cfg.worker_id.clone(), claim.clone());
@@ -497,7 +502,10 @@ async fn keep_lease(engine: SyncEngine, cfg: Arc<SchedulerConfig>, claim: Claim)
             })
             .await;
         match renewed {
-            Ok(true) => expires = new_expiry,
+            Ok(true) => {
+                expires = new_expiry;
+                renewed_at = Instant::now();
+            }
             Ok(false) => return,
             Err(e) => {
                 tracing::warn!(error = %e, "could not renew the lease");
@@ -534,10 +542,11 @@ async fn carry_out(engine: SyncEngine, cfg: Arc<SchedulerConfig>, claim: Claim) 
             Some(cfg.worker_id.clone()),
         );
         let lease = keep_lease(engine.clone(), cfg.clone(), claim.clone());
+        // The lease keeper is polled first: after a pause it stops the run before its next step.
         let result = tokio::select! {
             biased;
-            r = exec => Some(r),
             () = lease => None,
+            r = exec => Some(r),
         };
         let outcome = match result {
             None => {

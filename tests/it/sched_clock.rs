@@ -252,3 +252,52 @@ db_test!(async fn the_running_scheduler_picks_a_start_up_at_once_and_coalesces_s
     assert!(r2.started_at >= r1.finished_at, "the follow-up overlapped the first run");
     assert_eq!(world.google_contacts().len(), 3);
 });
+
+db_test!(async fn a_run_whose_lease_is_taken_over_stops_between_steps(db) {
+    let world = SyncWorld::new(db).await;
+    for i in 0..3 {
+        world.crm_contact("Client", &format!("N{i}"), &format!("c{i}@clients.test"));
+    }
+    world.emu.emulator().set_faults(vec![FaultRule {
+        status: None,
+        times: None,
+        ..FaultRule::error("people.*", 500, 0)
+            .for_user("alice@example.com")
+            .delay_ms(300)
+    }]);
+    let mut cfg = config("slow-worker", JitterPolicy::none());
+    cfg.lease = Duration::milliseconds(600); // renewed every 200 ms
+    let sched = Scheduler::new(engine_with_clock(&world, Arc::new(SystemClock)), cfg);
+    let req = sched
+        .request(world.alice.id, Contacts, RunOptions::default())
+        .await
+        .unwrap();
+    let claim = sched.claim(1).await.unwrap().pop().expect("claimed");
+    assert_eq!(claim.run_id, req.run_id);
+    let store = world.store.clone();
+    let alice = world.alice.id;
+    let running = tokio::spawn(async move { sched.carry_out(claim).await });
+    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    // Another worker holds the lease now (as after an expiry and a takeover).
+    store
+        .write(|c| {
+            use crmsync_schema::diesel::prelude::*;
+            use crmsync_schema::schema::sync_jobs;
+            crmsync_schema::diesel::update(
+                sync_jobs::table
+                    .filter(sync_jobs::user_id.eq(alice.to_string()))
+                    .filter(sync_jobs::kind.eq("contacts")),
+            )
+            .set(sync_jobs::lease_owner.eq("thief"))
+            .execute(c)?;
+            Ok(())
+        })
+        .unwrap();
+    let done = running.await.unwrap();
+    assert!(matches!(done.outcome, Outcome::LeaseLost), "{:?}", done.outcome);
+    world.emu.emulator().clear_faults();
+    // The stopped worker did not give the job back: it is the thief's.
+    let j = job(&store, alice, Contacts);
+    assert_eq!(j.lease_owner.as_deref(), Some("thief"));
+    assert_eq!(j.running_run_id, Some(req.run_id));
+});
