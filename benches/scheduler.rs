@@ -152,13 +152,13 @@ async fn run_rounds(db_url: &str, users_n: usize, worker_counts: &[usize]) -> Be
     println!("scheduled runs per minute, {users_n} users x 2 kinds = {runs_per_round} runs per round, small changes");
     println!("(each worker: a separate `crmsync worker` process, concurrency {CONCURRENCY}; one PostgreSQL; emulator in the bench process)");
     println!(
-        "{:>8} {:>8} {:>10} {:>10} {:>9}",
-        "workers", "runs", "seconds", "runs/min", "speed-up"
+        "{:>8} {:>8} {:>10} {:>10} {:>9} {:>12} {:>10}",
+        "workers", "runs", "seconds", "runs/min", "speed-up", "ms per run", "in flight"
     );
     let mut results: Vec<(usize, f64)> = Vec::new();
     for (r, &w) in worker_counts.iter().enumerate() {
         change_a_little(&store, &seeded, r)?;
-        let secs = round(
+        let m = round(
             &store,
             db_url,
             &key,
@@ -169,11 +169,14 @@ async fn run_rounds(db_url: &str, users_n: usize, worker_counts: &[usize]) -> Be
             &format!("w{w}"),
         )
         .await?;
-        let per_min = runs_per_round as f64 / secs * 60.0;
+        let per_min = runs_per_round as f64 / m.secs * 60.0;
         let base = results.first().map(|(_, b)| *b).unwrap_or(per_min);
         println!(
-            "{w:>8} {runs_per_round:>8} {secs:>10.2} {per_min:>10.0} {:>8.2}x",
-            per_min / base
+            "{w:>8} {runs_per_round:>8} {:>10.2} {per_min:>10.0} {:>8.2}x {:>12.0} {:>10.1}",
+            m.secs,
+            per_min / base,
+            m.avg_run_ms,
+            m.in_flight
         );
         results.push((w, per_min));
     }
@@ -336,7 +339,7 @@ async fn round(
     workers: usize,
     expected: usize,
     label: &str,
-) -> BenchResult<f64> {
+) -> BenchResult<Round> {
     // Nothing is due while the workers start: every job (created now if new) waits far ahead,
     // scheduled from its current settings so the workers' reconciliation leaves it alone.
     park_all_jobs(store)?;
@@ -399,6 +402,20 @@ async fn round(
     }
     let secs = t0.elapsed().as_secs_f64();
     drop(procs);
+    let durations: Vec<f64> = store.read(|c| {
+        use crmsync_schema::schema::sync_runs;
+        let rows: Vec<(Option<chrono::NaiveDateTime>, Option<chrono::NaiveDateTime>)> =
+            sync_runs::table
+                .filter(sync_runs::started_at.ge(since))
+                .select((sync_runs::started_at, sync_runs::finished_at))
+                .load(c)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(a, b)| Some((b? - a?).num_microseconds()? as f64 / 1000.0))
+            .collect())
+    })?;
+    let avg_run_ms = durations.iter().sum::<f64>() / durations.len().max(1) as f64;
+    let in_flight = durations.iter().sum::<f64>() / 1000.0 / secs;
     let failed = store.read(|c| {
         Ok(jobs::all_jobs(c)?
             .iter()
@@ -408,5 +425,18 @@ async fn round(
     if failed > 0 {
         eprintln!("warning: {failed} jobs report an error after round {label}");
     }
-    Ok(secs)
+    Ok(Round {
+        secs,
+        avg_run_ms,
+        in_flight,
+    })
+}
+
+/// What one round measured.
+struct Round {
+    secs: f64,
+    /// Mean duration of one run (start to finish).
+    avg_run_ms: f64,
+    /// Runs in progress on average (total run time / elapsed).
+    in_flight: f64,
 }
