@@ -127,7 +127,8 @@ impl ManageConnection for AnyConnectionManager {
                     .map_err(diesel::r2d2::Error::ConnectionError)?;
                 conn.batch_execute(&format!(
                     "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA journal_mode = WAL; \
-                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
+                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
+                     PRAGMA cache_size = -16384; PRAGMA temp_store = MEMORY;"
                 ))
                 .map_err(diesel::r2d2::Error::QueryError)?;
                 Ok(AnyConnection::Sqlite(conn))
