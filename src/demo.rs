@@ -47,6 +47,8 @@ pub struct Demo {
     pub store: Store,
     pub emulator: EmulatorServer,
     pub token: String,
+    /// Alice, the demo's main user.
+    pub alice: crmsync_engine::ids::UserId,
     pub reports: Vec<(String, RunReport)>,
     _temp: Option<tempfile::TempDir>,
 }
@@ -354,6 +356,7 @@ pub async fn prepare(options: &DemoOptions, clock: SharedClock) -> anyhow::Resul
         store,
         emulator,
         token,
+        alice: alice.id,
         reports,
         _temp: temp,
     })

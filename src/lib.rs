@@ -11,3 +11,4 @@ pub mod demo;
 pub mod scheduler;
 pub mod server;
 pub mod sync;
+pub mod web;

@@ -401,24 +401,42 @@ async fn demo(args: DemoArgs, clock: SharedClock) -> anyhow::Result<()> {
     }
     let listener = crmsync::server::bind(args.listen).await?;
     println!("\n== serving ==");
+    println!("  admin page: http://{}/#token={}", args.listen, demo.token);
     println!(
         "  API:        http://{}/api/v1   (admin token: {})",
         args.listen, demo.token
     );
     println!(
-        "  try:        curl -H 'Authorization: Bearer {}' http://{}/api/v1/contacts",
-        demo.token, args.listen
+        "  try:        curl -H 'Authorization: Bearer {}' http://{}/api/v1/users/{}/sync-status",
+        demo.token, args.listen, demo.alice
     );
     println!(
         "  emulator:   {}   (Google for this demo; GET {}/_emulator/stats)",
         demo.emulator.base_url(),
         demo.emulator.base_url()
     );
+    println!("  the scheduler runs here too: syncs every 15 minutes, or at once from the page");
     println!("  stop with Ctrl-C");
-    let state = AppState::new(demo.store.clone(), clock);
-    crmsync::server::serve(state, listener, crmsync::server::shutdown_signal())
-        .await
-        .context("the server failed")?;
+    let google = crmsync::app::GoogleSettings {
+        endpoint: Some(demo.emulator.base_url().to_string()),
+        send_updates: None,
+    };
+    let engine = crmsync::app::engine(&demo.store, clock.clone(), &google, Default::default());
+    let scheduler = crmsync::scheduler::Scheduler::new(engine, Default::default());
+    let handle = scheduler.handle();
+    let task = tokio::spawn(scheduler.run());
+    let state = AppState::new(demo.store.clone(), clock)
+        .with_google(google.endpoints())
+        .with_scheduler(handle.clone());
+    let h2 = handle.clone();
+    let shutdown = async move {
+        crmsync::server::shutdown_signal().await;
+        h2.shutdown();
+    };
+    let served = crmsync::server::serve(state, listener, shutdown).await;
+    handle.shutdown();
+    task.await.context("the scheduler task failed")??;
+    served.context("the server failed")?;
     demo.emulator.shutdown().await;
     Ok(())
 }

@@ -148,6 +148,8 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", api_routes(state.clone()))
         // The browser comes back here from Google's consent screen: no bearer token.
         .route("/oauth/callback", get(google::oauth_callback))
+        // The admin page (static; it calls the API with the admin's token).
+        .route("/", get(crate::web::index))
         .fallback(not_found)
         .with_state(state)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
