@@ -24,3 +24,4 @@ mod sync_activities;
 mod sync_contacts;
 mod sync_simulation;
 mod sync_support;
+mod web;
