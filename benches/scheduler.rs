@@ -8,7 +8,9 @@
 //!
 //! Run: `bash scripts/bench-scheduler` (starts a throwaway PostgreSQL), or with a server of your
 //! own: `CRMSYNC_BENCH_POSTGRES_URL=postgres://... cargo bench -p crmsync --bench scheduler`.
-//! `CRMSYNC_BENCH_USERS` and `CRMSYNC_BENCH_WORKERS` (e.g. `1,2,4`) change the shape.
+//! `CRMSYNC_BENCH_USERS` and `CRMSYNC_BENCH_WORKERS` (e.g. `1,2,4`) change the shape;
+//! `CRMSYNC_BENCH_CHANGES=none` measures runs with nothing to do. It also prints the CPU each
+//! component (workers, PostgreSQL, emulator) spends per run, to show what limits scaling.
 
 use chrono::{Duration, Utc};
 use crmsync_emulator::EmulatorServer;
@@ -149,15 +151,31 @@ async fn run_rounds(db_url: &str, users_n: usize, worker_counts: &[usize]) -> Be
     .await?;
 
     println!();
-    println!("scheduled runs per minute, {users_n} users x 2 kinds = {runs_per_round} runs per round, small changes");
+    // CRMSYNC_BENCH_CHANGES=none: runs with nothing to do (the scheduler's and an idle run's cost).
+    let changes = std::env::var("CRMSYNC_BENCH_CHANGES").unwrap_or_default() != "none";
+    println!(
+        "scheduled runs per minute, {users_n} users x 2 kinds = {runs_per_round} runs per round, {}",
+        if changes {
+            "small changes (one contact and one activity per user)"
+        } else {
+            "nothing changed"
+        }
+    );
     println!("(each worker: a separate `crmsync worker` process, concurrency {CONCURRENCY}; one PostgreSQL; emulator in the bench process)");
     println!(
         "{:>8} {:>8} {:>10} {:>10} {:>9} {:>12} {:>10}",
         "workers", "runs", "seconds", "runs/min", "speed-up", "ms per run", "in flight"
     );
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let mut cpu_lines = Vec::new();
+    let mut cpu_rounds: Vec<(f64, f64)> = Vec::new();
     let mut results: Vec<(usize, f64)> = Vec::new();
     for (r, &w) in worker_counts.iter().enumerate() {
-        change_a_little(&store, &seeded, r)?;
+        if changes {
+            change_a_little(&store, &seeded, r)?;
+        }
         let m = round(
             &store,
             db_url,
@@ -178,11 +196,30 @@ async fn run_rounds(db_url: &str, users_n: usize, worker_counts: &[usize]) -> Be
             m.avg_run_ms,
             m.in_flight
         );
+        let per_run = |x: f64| x * 1000.0 / runs_per_round as f64;
+        let ours = m.cpu.workers + m.cpu.postgres + m.cpu.emulator;
+        cpu_lines.push(format!(
+            "{w:>8} {:>12.1} {:>12.1} {:>12.1} {:>12.1} {:>11.0}% {:>11.0}%",
+            per_run(m.cpu.workers),
+            per_run(m.cpu.postgres),
+            per_run(m.cpu.emulator),
+            per_run(ours),
+            100.0 * m.cpu.machine / m.secs / cores as f64,
+            100.0 * (m.cpu.machine - ours).max(0.0) / m.secs / cores as f64,
+        ));
         results.push((w, per_min));
+        cpu_rounds.push((per_run(ours), m.cpu.machine / m.secs / cores as f64));
     }
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    println!();
+    println!("CPU milliseconds per run by component, and how busy the machine's {cores} cores were during the");
+    println!("round (\"others\": processes outside this benchmark, e.g. a compiler, skewing the figures):");
+    println!(
+        "{:>8} {:>12} {:>12} {:>12} {:>12} {:>12} {:>12}",
+        "workers", "workers", "postgres", "emulator", "total", "machine", "others"
+    );
+    for l in &cpu_lines {
+        println!("{l}");
+    }
     let mut stop = None;
     for pair in results.windows(2) {
         let (w0, r0) = pair[0];
@@ -199,6 +236,17 @@ async fn run_rounds(db_url: &str, users_n: usize, worker_counts: &[usize]) -> Be
             w1 as f64 / w0 as f64
         ),
         None => println!("scaling held up to {} workers on this machine ({cores} CPU cores)", worker_counts.last().copied().unwrap_or(1)),
+    }
+    if let (Some((cpu_ms, _)), Some((_, busy))) = (cpu_rounds.first(), cpu_rounds.last()) {
+        if *cpu_ms > 0.0 {
+            println!(
+                "a run costs about {cpu_ms:.0} CPU-ms in total (worker + PostgreSQL + emulator), so {cores} cores allow \
+                 at most ~{:.0} runs/min here; the machine was {:.0}% busy in the last round{}",
+                cores as f64 * 60_000.0 / cpu_ms,
+                busy * 100.0,
+                if *busy > 0.85 { ": the CPU is the bottleneck, not the database's locking" } else { "" }
+            );
+        }
     }
     emu.shutdown().await;
     Ok(())
@@ -380,6 +428,7 @@ async fn round(
         Ok(())
     })?;
     let t0 = Instant::now();
+    let cpu0 = CpuSample::take(&procs);
     let since = crmsync_schema::util::to_db_time(start_at);
     loop {
         let done = store.read(|c| {
@@ -401,6 +450,7 @@ async fn round(
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     let secs = t0.elapsed().as_secs_f64();
+    let cpu = CpuSample::take(&procs).since(&cpu0);
     drop(procs);
     let durations: Vec<f64> = store.read(|c| {
         use crmsync_schema::schema::sync_runs;
@@ -429,6 +479,7 @@ async fn round(
         secs,
         avg_run_ms,
         in_flight,
+        cpu,
     })
 }
 
@@ -439,4 +490,106 @@ struct Round {
     avg_run_ms: f64,
     /// Runs in progress on average (total run time / elapsed).
     in_flight: f64,
+    /// CPU seconds used during the round.
+    cpu: Cpu,
+}
+
+/// CPU seconds by component (from /proc; Linux only, zeros elsewhere).
+#[derive(Clone, Copy, Debug, Default)]
+struct Cpu {
+    workers: f64,
+    postgres: f64,
+    /// This process: the emulator (and the bench's own polling).
+    emulator: f64,
+    /// The whole machine (every process), busy CPU seconds.
+    machine: f64,
+}
+
+struct CpuSample {
+    workers: f64,
+    postgres: std::collections::HashMap<u32, f64>,
+    this: f64,
+    machine: f64,
+}
+
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// User + system CPU seconds of a process, and its command name.
+fn proc_cpu(pid: &str) -> Option<(String, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let comm = stat[open + 1..close].to_string();
+    let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((comm, (utime + stime) / clock_ticks()))
+}
+
+fn machine_busy() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(cpu) = stat.lines().next() else {
+        return 0.0;
+    };
+    let v: Vec<f64> = cpu
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...: busy = all but idle and iowait.
+    let busy: f64 = v
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4 && *i < 8)
+        .map(|(_, x)| x)
+        .sum();
+    busy / clock_ticks()
+}
+
+impl CpuSample {
+    fn take(workers: &[Worker]) -> CpuSample {
+        let workers_cpu = workers
+            .iter()
+            .filter_map(|w| proc_cpu(&w.0.id().to_string()).map(|(_, c)| c))
+            .sum();
+        let mut postgres = std::collections::HashMap::new();
+        if let Ok(dir) = std::fs::read_dir("/proc") {
+            for e in dir.flatten() {
+                let name = e.file_name().to_string_lossy().to_string();
+                if let (Ok(pid), Some((comm, c))) = (name.parse::<u32>(), proc_cpu(&name)) {
+                    if comm.starts_with("postgres") {
+                        postgres.insert(pid, c);
+                    }
+                }
+            }
+        }
+        CpuSample {
+            workers: workers_cpu,
+            postgres,
+            this: proc_cpu("self").map(|(_, c)| c).unwrap_or(0.0),
+            machine: machine_busy(),
+        }
+    }
+
+    fn since(&self, start: &CpuSample) -> Cpu {
+        let postgres = self
+            .postgres
+            .iter()
+            .map(|(pid, c)| c - start.postgres.get(pid).copied().unwrap_or(0.0))
+            .sum();
+        Cpu {
+            workers: self.workers - start.workers,
+            postgres,
+            emulator: self.this - start.this,
+            machine: self.machine - start.machine,
+        }
+    }
 }

@@ -319,58 +319,76 @@ fn claim(
     }
     let ts = to_db_time(now);
     let limit = limit.min(10_000) as i64;
-    macro_rules! due_rows {
-        ($($only:tt)*) => {
-            sync_jobs::table
-                $($only)*
-                .filter(
-                    sync_jobs::requested_at
-                        .is_not_null()
-                        .or(sync_jobs::running_run_id.is_not_null())
-                        .or(sync_jobs::next_due_at.le(ts)),
-                )
-                .filter(
-                    sync_jobs::lease_owner
-                        .is_null()
-                        .or(sync_jobs::lease_expires_at.lt(ts)),
-                )
-                .filter(
-                    sync_jobs::requested_at
-                        .is_not_null()
-                        .or(sync_jobs::running_run_id.is_not_null())
-                        .or(diesel::dsl::not(
-                            sync_jobs::user_id.eq_any(
-                                google_connections::table
-                                    .filter(google_connections::state.ne("active"))
-                                    .select(google_connections::user_id),
-                            ),
-                        )),
-                )
-                .order((
-                    sync_jobs::running_run_id.is_null(),
-                    sync_jobs::requested_at.is_null(),
-                    sync_jobs::requested_at,
-                    sync_jobs::next_due_at,
-                ))
-                .limit(limit)
-                .select(JobRow::as_select())
+    // Loads rows locked for this transaction: `FOR UPDATE SKIP LOCKED` on PostgreSQL (rows
+    // another claimer holds are skipped, not waited for); SQLite's write transaction is
+    // exclusive already.
+    macro_rules! locked_load {
+        ($q:expr) => {
+            match &mut *conn {
+                AnyConnection::Postgresql(pg) => {
+                    $q.for_update().skip_locked().load::<JobRow>(pg)?
+                }
+                AnyConnection::Sqlite(lite) => $q.load::<JobRow>(lite)?,
+            }
         };
     }
-    let rows: Vec<JobRow> = match (&mut *conn, only) {
-        (AnyConnection::Postgresql(pg), None) => due_rows!().for_update().skip_locked().load(pg)?,
-        (AnyConnection::Sqlite(lite), None) => due_rows!().load(lite)?,
-        (AnyConnection::Postgresql(pg), Some((u, k))) => due_rows!(
+    let lease_free = || {
+        sync_jobs::lease_owner
+            .is_null()
+            .or(sync_jobs::lease_expires_at.lt(ts))
+    };
+    let not_connected = || {
+        google_connections::table
+            .filter(google_connections::state.ne("active"))
+            .select(google_connections::user_id)
+    };
+    let rows: Vec<JobRow> = match only {
+        Some((u, k)) => locked_load!(sync_jobs::table
             .filter(sync_jobs::user_id.eq(u.to_string()))
             .filter(sync_jobs::kind.eq(k.as_str()))
-        )
-        .for_update()
-        .skip_locked()
-        .load(pg)?,
-        (AnyConnection::Sqlite(lite), Some((u, k))) => due_rows!(
-            .filter(sync_jobs::user_id.eq(u.to_string()))
-            .filter(sync_jobs::kind.eq(k.as_str()))
-        )
-        .load(lite)?,
+            .filter(lease_free())
+            .filter(
+                sync_jobs::requested_at
+                    .is_not_null()
+                    .or(sync_jobs::running_run_id.is_not_null())
+                    .or(sync_jobs::next_due_at
+                        .le(ts)
+                        .and(diesel::dsl::not(sync_jobs::user_id.eq_any(not_connected())))),
+            )
+            .select(JobRow::as_select())),
+        None => {
+            // Three disjoint index range scans, each stopping at its limit (no sort of every
+            // due row): runs left by dead workers, manual requests (oldest first), then
+            // scheduled runs (most overdue first).
+            let mut rows = locked_load!(sync_jobs::table
+                .filter(sync_jobs::running_run_id.is_not_null())
+                .filter(lease_free())
+                .limit(limit)
+                .select(JobRow::as_select()));
+            let left = limit - rows.len() as i64;
+            if left > 0 {
+                rows.extend(locked_load!(sync_jobs::table
+                    .filter(sync_jobs::requested_at.is_not_null())
+                    .filter(sync_jobs::running_run_id.is_null())
+                    .filter(lease_free())
+                    .order(sync_jobs::requested_at)
+                    .limit(left)
+                    .select(JobRow::as_select())));
+            }
+            let left = limit - rows.len() as i64;
+            if left > 0 {
+                rows.extend(locked_load!(sync_jobs::table
+                    .filter(sync_jobs::next_due_at.le(ts))
+                    .filter(sync_jobs::requested_at.is_null())
+                    .filter(sync_jobs::running_run_id.is_null())
+                    .filter(lease_free())
+                    .filter(diesel::dsl::not(sync_jobs::user_id.eq_any(not_connected())))
+                    .order(sync_jobs::next_due_at)
+                    .limit(left)
+                    .select(JobRow::as_select())));
+            }
+            rows
+        }
     };
     let expires = now + lease;
     let mut claims = Vec::with_capacity(rows.len());
@@ -600,6 +618,18 @@ pub struct Unscheduled {
     pub settings: crmsync_engine::model::SyncSettings,
     /// When the last run started (the anchor), as read.
     pub last_run_at: Option<DateTime<Utc>>,
+}
+
+/// A cheap fingerprint of all sync settings (newest `updated_at`, count): when it has not changed,
+/// no settings were added or changed, and [`unscheduled`] need not run.
+pub fn settings_watermark(conn: &mut AnyConnection) -> StoreResult<(Option<DateTime<Utc>>, i64)> {
+    let (newest, count): (Option<NaiveDateTime>, i64) = sync_settings::table
+        .select((
+            diesel::dsl::max(sync_settings::updated_at),
+            diesel::dsl::count_star(),
+        ))
+        .first(conn)?;
+    Ok((newest.map(from_db_time), count))
 }
 
 /// Up to `limit` settings whose job is missing or was scheduled from other settings.

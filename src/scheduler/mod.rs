@@ -42,6 +42,12 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
+/// Settings scheduled per reconciliation transaction.
+const RECONCILE_BATCH: usize = 1000;
+/// The running scheduler looks for changed settings at every tick through a cheap fingerprint
+/// ([`jobs::settings_watermark`]) and reconciles in full at least this often.
+const FULL_RECONCILE_EVERY: Duration = Duration::from_secs(30);
+
 /// How a scheduler (in `serve` or `worker`) behaves.
 #[derive(Clone, Debug)]
 pub struct SchedulerConfig {
@@ -206,17 +212,31 @@ impl Scheduler {
     /// Computes the due time of every (user, kind) whose settings are new or changed since it
     /// was last scheduled. Returns how many were (re)scheduled.
     pub async fn reconcile(&self) -> Result<usize, SchedulerError> {
+        let mut total = 0;
+        // Batches of RECONCILE_BATCH; a large domain set up at once takes several.
+        for _ in 0..100 {
+            let (found, scheduled) = self.reconcile_batch().await?;
+            total += scheduled;
+            if found < RECONCILE_BATCH {
+                break;
+            }
+        }
+        Ok(total)
+    }
+
+    async fn reconcile_batch(&self) -> Result<(usize, usize), SchedulerError> {
         let store = self.engine.store().clone();
         let any = store.run(|s| s.read(|c| jobs::unscheduled(c, 1))).await?;
         if any.is_empty() {
-            return Ok(0);
+            return Ok((0, 0));
         }
         let (now, jitter) = (self.now(), self.config.jitter);
-        let n = store
+        let done = store
             .run(move |s| {
                 s.write(|c| {
+                    let pending = jobs::unscheduled(c, RECONCILE_BATCH)?;
                     let mut n = 0;
-                    for u in jobs::unscheduled(c, 1000)? {
+                    for u in &pending {
                         let next = compute_next(c, &u.settings, u.last_run_at, now, &jitter)?;
                         let (user, kind) = (u.settings.user_id, u.settings.kind);
                         if jobs::set_schedule(
@@ -232,11 +252,11 @@ impl Scheduler {
                             n += 1;
                         }
                     }
-                    Ok(n)
+                    Ok((pending.len(), n))
                 })
             })
             .await?;
-        Ok(n)
+        Ok(done)
     }
 
     /// Claims up to `limit` due runs for this worker.
@@ -337,16 +357,36 @@ impl Scheduler {
         let mut stop = self.stop.subscribe();
         let mut tasks: JoinSet<Finished> = JoinSet::new();
         let mut running: HashMap<tokio::task::Id, Claim> = HashMap::new();
-        let mut last_reconcile: Option<Instant> = None;
+        let mut last_look: Option<Instant> = None;
+        let mut last_full: Option<Instant> = None;
+        let mut watermark = None;
         loop {
             if *stop.borrow_and_update() {
                 break;
             }
-            if last_reconcile.is_none_or(|t| t.elapsed() >= cfg.tick) {
-                if let Err(e) = self.reconcile().await {
-                    tracing::warn!(error = %e, "could not compute due times; retrying at the next tick");
+            if last_look.is_none_or(|t| t.elapsed() >= cfg.tick) {
+                last_look = Some(Instant::now());
+                let mark = self
+                    .engine
+                    .store()
+                    .run(|s| s.read(jobs::settings_watermark))
+                    .await;
+                let full_due = last_full.is_none_or(|t| t.elapsed() >= FULL_RECONCILE_EVERY);
+                match mark {
+                    Ok(m) if !full_due && watermark == Some(m) => {}
+                    Ok(m) => match self.reconcile().await {
+                        Ok(_) => {
+                            watermark = Some(m);
+                            last_full = Some(Instant::now());
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not compute due times; retrying at the next tick")
+                        }
+                    },
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not read the sync settings; retrying at the next tick")
+                    }
                 }
-                last_reconcile = Some(Instant::now());
             }
             let free = cfg.concurrency.saturating_sub(tasks.len());
             if free > 0 {
