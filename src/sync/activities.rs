@@ -17,11 +17,14 @@
 
 use crate::sync::commit::{commit_items, commit_link, write_intents, LinkCommit};
 use crate::sync::crash::CrashPoint;
+use crate::sync::driver::{drive, KindRun, ListedPage};
 use crate::sync::error::SyncError;
-use crate::sync::tally::{guard_decision, GuardDecision, Tally};
+use crate::sync::tally::Tally;
 use crate::sync::{RunBody, RunCtx};
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
-use crmsync_connectors::{CalendarClient, ErrorKind, Event, EventListQuery, InsertOutcome};
+use crmsync_connectors::{
+    CalendarClient, ErrorKind, Event, EventListQuery, GoogleError, InsertOutcome,
+};
 use crmsync_engine::activity_map::{self as map, CalendarContext, Directory, PersonRef};
 use crmsync_engine::fields::{self, Fields};
 use crmsync_engine::ids::{ActivityId, GoogleId, LinkId, SyncKind, UserId};
@@ -90,6 +93,10 @@ struct ActivityRun<'a> {
     has_sync: HashMap<UserId, bool>,
     /// Full-listing window, to tell "not listed" from "outside the window".
     window: (DateTime<Utc>, DateTime<Utc>),
+    /// The listing parameters (the window applies to full listings only).
+    query: EventListQuery,
+    /// The parameters a sync token belongs to (stored with it).
+    params: String,
 }
 
 /// The listing parameters a sync token belongs to; a change forces a full listing.
@@ -159,117 +166,80 @@ pub(crate) async fn run(ctx: &RunCtx) -> Result<RunBody, SyncError> {
         ends: Vec::new(),
         has_sync: HashMap::from([(uid, true)]),
         window: (from, until),
+        query: EventListQuery {
+            time_min: Some(from),
+            time_max: Some(until),
+            ..EventListQuery::primary()
+        },
+        params: params.clone(),
     };
 
-    // 1. Google pass.
-    let query = EventListQuery {
-        time_min: Some(from),
-        time_max: Some(until),
-        ..EventListQuery::primary()
-    };
+    // A token obtained with other listing parameters is not reused.
     let same_params = cursor.google_token_params.as_deref() == Some(params.as_str());
-    let mut token = cursor.google_sync_token.clone().filter(|_| same_params);
-    let mut full = token.is_none();
-    let mut page_token: Option<String> = None;
-    let g = |e| SyncError::from_google(&user.google_alias, e);
-    let new_token = loop {
-        let page = match run
+    let token = cursor.google_sync_token.clone().filter(|_| same_params);
+    drive(&mut run, cursor, token, crm_high).await
+}
+
+impl KindRun for ActivityRun<'_> {
+    type Listed = Event;
+    type Record = Activity;
+    type Prepared = Prepared;
+    const KIND: SyncKind = KIND;
+
+    fn ctx(&self) -> &RunCtx {
+        self.ctx
+    }
+    fn tally(&mut self) -> &mut Tally {
+        &mut self.tally
+    }
+    async fn list(
+        &mut self,
+        sync_token: Option<&str>,
+        page_token: Option<&str>,
+    ) -> Result<ListedPage<Event>, GoogleError> {
+        let page = self
             .calendar
-            .list_events(&query, token.as_deref(), page_token.as_deref())
-            .await
-        {
-            Ok(p) => p,
-            Err(e) if e.kind == ErrorKind::SyncTokenExpired && token.is_some() => {
-                tracing::info!("calendar sync token no longer valid: full re-listing, reconciled against links");
-                token = None;
-                full = true;
-                page_token = None;
-                continue;
-            }
-            Err(e) => return Err(g(e)),
-        };
+            .list_events(&self.query, sync_token, page_token)
+            .await?;
         if let Some(tz) = page.time_zone.clone().filter(|z| !z.is_empty()) {
-            run.cal.default_time_zone = tz;
+            self.cal.default_time_zone = tz;
         }
-        run.google_batch(page.events).await?;
-        match page.next_page_token {
-            Some(t) => {
-                ctx.crash_point(CrashPoint::MidPagination)?;
-                page_token = Some(t);
-            }
-            None => break page.next_sync_token,
-        }
-    };
-
-    // 2. CRM pass.
-    let mut after = cursor.crm_seq;
-    loop {
-        let since = after;
-        let chunk = ctx
-            .store
-            .run(move |s| s.read(|c| activity_store::activities_changed_since(c, since, BATCH)))
-            .await?;
-        let chunk: Vec<Activity> = chunk
-            .into_iter()
-            .filter(|a| a.change_seq <= crm_high)
-            .collect();
-        let Some(last) = chunk.last() else { break };
-        after = last.change_seq;
-        run.crm_batch(chunk).await?;
-        if after >= crm_high {
-            break;
-        }
+        Ok(ListedPage {
+            items: page.events,
+            next_page_token: page.next_page_token,
+            next_sync_token: page.next_sync_token,
+        })
     }
-
-    // 3. Pending inserts, and links not listed by a full listing.
-    run.pending_pass().await?;
-    if full {
-        ctx.crash_point(CrashPoint::DuringFullResync)?;
-        run.reconcile_unlisted().await?;
+    async fn google_batch(&mut self, items: Vec<Event>) -> Result<(), SyncError> {
+        ActivityRun::google_batch(self, items).await
     }
-
-    // 4. Link ends through the guard.
-    let ends = std::mem::take(&mut run.ends);
-    if !ends.is_empty() {
-        let linked = ctx
-            .store
-            .run(move |s| s.read(|c| sync_state::count_links(c, uid, KIND, LinkState::Active)))
-            .await?;
-        match guard_decision(ctx, linked, ends.len()) {
-            GuardDecision::Block(message) => {
-                run.tally.body.blocked = Some(message);
-                return Ok(run.tally.body);
-            }
-            GuardDecision::Restore => {
-                let restored = ends.into_iter().map(restore).collect();
-                run.execute(restored, true).await?;
-            }
-            GuardDecision::Proceed => run.execute(ends, true).await?,
-        }
+    fn changed_since(c: &mut AnyConnection, seq: i64, limit: usize) -> StoreResult<Vec<Activity>> {
+        activity_store::activities_changed_since(c, seq, limit)
     }
-
-    // 5. Cursors last.
-    ctx.crash_point(CrashPoint::AfterLocalCommitBeforeTokenStore)?;
-    let new_cursor = Cursor {
-        google_sync_token: if run.tally.google_incomplete {
-            cursor.google_sync_token.clone().filter(|_| !full)
-        } else {
-            new_token
-        },
-        google_token_params: Some(params),
-        google_container: Some(CALENDAR.to_string()),
-        crm_seq: run.tally.crm_cursor(cursor.crm_seq, crm_high),
-        full_sync_at: if full {
-            Some(ctx.now())
-        } else {
-            cursor.full_sync_at
-        },
-    };
-    let now = ctx.now();
-    ctx.store
-        .run(move |s| s.write(|c| sync_state::put_cursor(c, uid, KIND, &new_cursor, now)))
-        .await?;
-    Ok(run.tally.body)
+    fn change_seq(r: &Activity) -> i64 {
+        r.change_seq
+    }
+    async fn crm_batch(&mut self, chunk: Vec<Activity>) -> Result<(), SyncError> {
+        ActivityRun::crm_batch(self, chunk).await
+    }
+    async fn pending_pass(&mut self) -> Result<(), SyncError> {
+        ActivityRun::pending_pass(self).await
+    }
+    async fn reconcile_unlisted(&mut self) -> Result<(), SyncError> {
+        ActivityRun::reconcile_unlisted(self).await
+    }
+    fn take_ends(&mut self) -> Vec<Prepared> {
+        std::mem::take(&mut self.ends)
+    }
+    fn restore(p: Prepared) -> Prepared {
+        restore(p)
+    }
+    async fn execute(&mut self, items: Vec<Prepared>, final_phase: bool) -> Result<(), SyncError> {
+        ActivityRun::execute(self, items, final_phase).await
+    }
+    fn cursor_extras(&self, _old: &Cursor) -> (Option<String>, Option<String>) {
+        (Some(CALENDAR.to_string()), Some(self.params.clone()))
+    }
 }
 
 /// Undoes a link end (the admin cancelled a mass change): the event is restored or the activity

@@ -19,14 +19,14 @@
 
 use crate::sync::commit::{commit_items, commit_link, write_intents, LinkCommit};
 use crate::sync::crash::CrashPoint;
+use crate::sync::driver::{drive, KindRun, ListedPage};
 use crate::sync::error::SyncError;
-use crate::sync::record::ItemError;
-use crate::sync::{MassUntag, RunBody, RunCtx};
+use crate::sync::tally::Tally;
+use crate::sync::{RunBody, RunCtx};
 use chrono::{DateTime, Utc};
 use crmsync_connectors::{ErrorKind, GoogleError, PeopleClient, Person};
 use crmsync_engine::contact_map::{self, MY_CONTACTS};
 use crmsync_engine::fields;
-use crmsync_engine::guard;
 use crmsync_engine::ids::{ContactId, GoogleId, LinkId, SyncKind, TagId};
 use crmsync_engine::model::{Contact, ContactData};
 use crmsync_engine::planner::{
@@ -82,17 +82,13 @@ struct ContactRun<'a> {
     /// The sync group, resolved on first need (a run with nothing to do never asks for it).
     group: Option<String>,
     cursor_group: Option<String>,
-    body: RunBody,
+    tally: Tally,
     /// CRM ids already handled in this run.
     handled: HashSet<String>,
     /// Google ids listed in this run (for the reconciliation after a full listing).
     listed: HashSet<String>,
     /// Plans that end a link: carried out after the guard check.
     ends: Vec<Prepared>,
-    /// A Google-side change could not be applied: keep the old sync token.
-    google_incomplete: bool,
-    /// The lowest CRM change that could not be applied: the CRM cursor stays below it.
-    crm_failed_seq: Option<i64>,
 }
 
 fn store_err(e: StoreError) -> SyncError {
@@ -141,138 +137,78 @@ pub(crate) async fn run(ctx: &RunCtx) -> Result<RunBody, SyncError> {
         None => return Err(SyncError::NotConfigured(format!("the sync tag {tag_id} of {} no longer exists", user.email))),
     }
 
-    let people = ctx.account.people().clone();
-    let g = |e| SyncError::from_google(&user.google_alias, e);
     let mut run = ContactRun {
         ctx,
-        people,
+        people: ctx.account.people().clone(),
         tag: tag_id,
         group: None,
         cursor_group: cursor.google_container.clone(),
-        body: RunBody::default(),
+        tally: Tally::default(),
         handled: HashSet::new(),
         listed: HashSet::new(),
         ends: Vec::new(),
-        google_incomplete: false,
-        crm_failed_seq: None,
     };
+    let token = cursor.google_sync_token.clone();
+    drive(&mut run, cursor, token, crm_high).await
+}
 
-    // 1. Google pass.
-    let mut token = cursor.google_sync_token.clone();
-    let mut full = token.is_none();
-    let mut page_token: Option<String> = None;
-    let new_token = loop {
-        let page = match run
+impl KindRun for ContactRun<'_> {
+    type Listed = Person;
+    type Record = Contact;
+    type Prepared = Prepared;
+    const KIND: SyncKind = KIND;
+
+    fn ctx(&self) -> &RunCtx {
+        self.ctx
+    }
+    fn tally(&mut self) -> &mut Tally {
+        &mut self.tally
+    }
+    async fn list(
+        &mut self,
+        sync_token: Option<&str>,
+        page_token: Option<&str>,
+    ) -> Result<ListedPage<Person>, GoogleError> {
+        let page = self
             .people
-            .list_connections(
-                token.as_deref(),
-                page_token.as_deref(),
-                ctx.config.people_page_size,
-            )
-            .await
-        {
-            Ok(p) => p,
-            Err(e) if e.kind == ErrorKind::SyncTokenExpired && token.is_some() => {
-                tracing::info!(
-                    "contacts sync token expired: full re-listing, reconciled against links"
-                );
-                token = None;
-                full = true;
-                page_token = None;
-                continue;
-            }
-            Err(e) => return Err(g(e)),
-        };
-        tracing::debug!(
-            people = page.people.len(),
-            more = page.next_page_token.is_some(),
-            "contacts page"
-        );
-        run.google_batch(page.people).await?;
-        match page.next_page_token {
-            Some(t) => {
-                ctx.crash_point(CrashPoint::MidPagination)?;
-                page_token = Some(t);
-            }
-            None => break page.next_sync_token,
-        }
-    };
-
-    // 2. CRM pass.
-    let mut after = cursor.crm_seq;
-    loop {
-        let from = after;
-        let chunk = ctx
-            .store
-            .run(move |s| s.read(|c| contact_store::contacts_changed_since(c, from, BATCH)))
+            .list_connections(sync_token, page_token, self.ctx.config.people_page_size)
             .await?;
-        let chunk: Vec<Contact> = chunk
-            .into_iter()
-            .filter(|c| c.change_seq <= crm_high)
-            .collect();
-        let Some(last) = chunk.last() else { break };
-        after = last.change_seq;
-        run.crm_batch(chunk).await?;
-        if after >= crm_high {
-            break;
-        }
+        Ok(ListedPage {
+            items: page.people,
+            next_page_token: page.next_page_token,
+            next_sync_token: page.next_sync_token,
+        })
     }
-
-    // 3. Pending creates, then (after a full listing) links whose contact was not listed.
-    run.pending_pass().await?;
-    if full {
-        ctx.crash_point(CrashPoint::DuringFullResync)?;
-        run.reconcile_unlisted().await?;
+    async fn google_batch(&mut self, items: Vec<Person>) -> Result<(), SyncError> {
+        ContactRun::google_batch(self, items).await
     }
-
-    // 4. Link ends, through the mass-untag guard.
-    let ends = std::mem::take(&mut run.ends);
-    if !ends.is_empty() {
-        let linked = ctx
-            .store
-            .run(move |s| s.read(|c| sync_state::count_links(c, uid, KIND, LinkState::Active)))
-            .await?;
-        let linked = u64::try_from(linked).unwrap_or(0);
-        let verdict = guard::check(linked, ends.len() as u64, &ctx.config.guard);
-        match (verdict, ctx.options.mass_untag) {
-            (Err(trip), MassUntag::Guard) => {
-                tracing::warn!(%trip, "mass-untag guard tripped");
-                run.body.blocked = Some(trip.to_string());
-                return Ok(run.body);
-            }
-            (_, MassUntag::Restore) => {
-                let restored: Vec<Prepared> = ends.into_iter().map(restore).collect();
-                run.execute(restored, true).await?;
-            }
-            _ => run.execute(ends, true).await?,
-        }
+    fn changed_since(c: &mut AnyConnection, seq: i64, limit: usize) -> StoreResult<Vec<Contact>> {
+        contact_store::contacts_changed_since(c, seq, limit)
     }
-
-    // 5. Cursors, only after everything they cover is committed.
-    ctx.crash_point(CrashPoint::AfterLocalCommitBeforeTokenStore)?;
-    let new_cursor = Cursor {
-        google_sync_token: if run.google_incomplete {
-            cursor.google_sync_token.clone().filter(|_| !full)
-        } else {
-            new_token
-        },
-        google_token_params: None,
-        google_container: run.group.clone().or(cursor.google_container.clone()),
-        crm_seq: match run.crm_failed_seq {
-            Some(seq) => (seq - 1).max(cursor.crm_seq),
-            None => crm_high.max(cursor.crm_seq),
-        },
-        full_sync_at: if full {
-            Some(ctx.now())
-        } else {
-            cursor.full_sync_at
-        },
-    };
-    let now = ctx.now();
-    ctx.store
-        .run(move |s| s.write(|c| sync_state::put_cursor(c, uid, KIND, &new_cursor, now)))
-        .await?;
-    Ok(run.body)
+    fn change_seq(r: &Contact) -> i64 {
+        r.change_seq
+    }
+    async fn crm_batch(&mut self, chunk: Vec<Contact>) -> Result<(), SyncError> {
+        ContactRun::crm_batch(self, chunk).await
+    }
+    async fn pending_pass(&mut self) -> Result<(), SyncError> {
+        ContactRun::pending_pass(self).await
+    }
+    async fn reconcile_unlisted(&mut self) -> Result<(), SyncError> {
+        ContactRun::reconcile_unlisted(self).await
+    }
+    fn take_ends(&mut self) -> Vec<Prepared> {
+        std::mem::take(&mut self.ends)
+    }
+    fn restore(p: Prepared) -> Prepared {
+        restore(p)
+    }
+    async fn execute(&mut self, items: Vec<Prepared>, final_phase: bool) -> Result<(), SyncError> {
+        ContactRun::execute(self, items, final_phase).await
+    }
+    fn cursor_extras(&self, old: &Cursor) -> (Option<String>, Option<String>) {
+        (self.group.clone().or(old.google_container.clone()), None)
+    }
 }
 
 /// The user's sync group: the stored one if it still exists, else found or created by name. A
@@ -459,23 +395,10 @@ impl ContactRun<'_> {
     }
 
     fn item_error(&mut self, p: &mut Prepared, message: String, google_side: bool) {
-        tracing::warn!(crm = ?p.crm_id(), google = ?p.google_id(), %message, "item failed");
         p.failed = true;
-        self.body.counts.errors += 1;
-        if google_side {
-            self.google_incomplete = true;
-        }
-        if let Some(c) = &p.crm {
-            self.crm_failed_seq = Some(
-                self.crm_failed_seq
-                    .map_or(c.change_seq, |s| s.min(c.change_seq)),
-            );
-        }
-        self.body.errors.push(ItemError {
-            crm_id: p.crm_id(),
-            google_id: p.google_id(),
-            message,
-        });
+        let seq = p.crm.as_ref().map(|c| c.change_seq);
+        self.tally
+            .item_error(p.crm_id(), p.google_id(), seq, message, google_side);
     }
 
     /// Plans and carries out one page of the Google listing.
@@ -507,7 +430,7 @@ impl ContactRun<'_> {
                 && p.etag.is_some()
                 && p.resource_name.as_ref().and_then(|n| known.get(n)) == Some(&p.etag);
             if echo {
-                self.body.counts.unchanged += 1;
+                self.tally.body.counts.unchanged += 1;
             }
             !echo
         });
@@ -968,7 +891,7 @@ impl ContactRun<'_> {
                 continue;
             }
             if p.plan.deferred || p.plan.is_noop() {
-                self.body.counts.add_plan(&p.plan, labels);
+                self.tally.body.counts.add_plan(&p.plan, labels);
                 continue;
             }
             work.push(p);
@@ -1044,7 +967,7 @@ impl ContactRun<'_> {
                 // Should not happen; the contacts will be adopted by their clientData.
                 for &i in &idx {
                     chunk[i].failed = true;
-                    self.body.counts.awaiting_confirmation += 1;
+                    self.tally.body.counts.awaiting_confirmation += 1;
                 }
                 tracing::warn!(
                     sent = idx.len(),
@@ -1060,7 +983,7 @@ impl ContactRun<'_> {
                 tracing::warn!(error = %e, "create outcome unknown: will adopt or retry on a later run");
                 for &i in &idx {
                     chunk[i].failed = true;
-                    self.body.counts.awaiting_confirmation += 1;
+                    self.tally.body.counts.awaiting_confirmation += 1;
                 }
             }
             Err(e) => {
@@ -1328,7 +1251,7 @@ impl ContactRun<'_> {
         .await?;
         for (mut p, r) in results {
             match r {
-                Ok(()) => self.body.counts.add_plan(&p.plan, jctx.labels),
+                Ok(()) => self.tally.body.counts.add_plan(&p.plan, jctx.labels),
                 Err(e) => self.item_error(
                     &mut p,
                     format!("saving in the CRM failed: {}", store_err(e)),

@@ -12,6 +12,7 @@ pub mod activities;
 mod commit;
 pub mod contacts;
 pub mod crash;
+mod driver;
 pub mod error;
 pub mod google;
 pub mod record;
