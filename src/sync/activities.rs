@@ -15,7 +15,7 @@
 //!   the same parameters (minus the window) with the sync token; 410 `fullSyncRequired` leads to a
 //!   full listing reconciled against the links.
 
-use crate::sync::commit::{commit_items, commit_link, write_intents, LinkCommit};
+use crate::sync::commit::{commit_items, commit_link, link_record, write_intents, LinkCommit};
 use crate::sync::crash::CrashPoint;
 use crate::sync::driver::{drive, KindRun, ListedPage};
 use crate::sync::error::SyncError;
@@ -270,17 +270,6 @@ fn restore(mut p: Prepared) -> Prepared {
     }
     p.plan.rule = Rule::Rejoin;
     p
-}
-
-fn link_record(l: &Link) -> LinkRecord {
-    LinkRecord {
-        id: l.id,
-        crm_id: l.crm_id.clone(),
-        google_id: l.google_id.clone().map(GoogleId),
-        state: l.state,
-        snapshot: l.snapshot.clone(),
-        pending_since: l.pending_since,
-    }
 }
 
 impl ActivityRun<'_> {

@@ -194,3 +194,15 @@ pub(crate) async fn write_intents(
         })
         .await
 }
+
+/// The planner's view of a stored link.
+pub(crate) fn link_record(l: &Link) -> crmsync_engine::planner::LinkRecord {
+    crmsync_engine::planner::LinkRecord {
+        id: l.id,
+        crm_id: l.crm_id.clone(),
+        google_id: l.google_id.clone().map(crmsync_engine::ids::GoogleId),
+        state: l.state,
+        snapshot: l.snapshot.clone(),
+        pending_since: l.pending_since,
+    }
+}

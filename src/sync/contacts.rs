@@ -17,7 +17,7 @@
 //! id also travels in `clientData`), Google writes go in batches of 200 (members in batches of
 //! 1000), then one local transaction per batch writes the CRM side, the links and the journal.
 
-use crate::sync::commit::{commit_items, commit_link, write_intents, LinkCommit};
+use crate::sync::commit::{commit_items, commit_link, link_record, write_intents, LinkCommit};
 use crate::sync::crash::CrashPoint;
 use crate::sync::driver::{drive, KindRun, ListedPage};
 use crate::sync::error::SyncError;
@@ -30,8 +30,8 @@ use crmsync_engine::fields;
 use crmsync_engine::ids::{ContactId, GoogleId, LinkId, SyncKind, TagId};
 use crmsync_engine::model::{Contact, ContactData};
 use crmsync_engine::planner::{
-    self, CrmState, GoogleObs, GoogleState, Item, ItemPlan, LinkAction, LinkRecord, LinkState,
-    PairReason, Presence, Rule, ScopeOp, SidePlan,
+    self, CrmState, GoogleObs, GoogleState, Item, ItemPlan, LinkAction, LinkState, PairReason,
+    Presence, Rule, ScopeOp, SidePlan,
 };
 use crmsync_schema::sync_state::{self, Cursor, Link, LinkWrite};
 use crmsync_schema::{
@@ -295,17 +295,6 @@ fn google_state(p: &Person, group: &str) -> Option<GoogleState> {
         updated_at: contact_map::person_updated_at(p).unwrap_or(DateTime::<Utc>::MIN_UTC),
         presence,
     })
-}
-
-fn link_record(l: &Link) -> LinkRecord {
-    LinkRecord {
-        id: l.id,
-        crm_id: l.crm_id.clone(),
-        google_id: l.google_id.clone().map(GoogleId),
-        state: l.state,
-        snapshot: l.snapshot.clone(),
-        pending_since: l.pending_since,
-    }
 }
 
 fn prepared(
