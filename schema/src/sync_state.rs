@@ -738,3 +738,74 @@ pub fn users_with_emails(
     out.dedup();
     Ok(out)
 }
+
+/// The CRM change feed of one user's contacts sync: contacts changed after `seq` that carry the
+/// user's sync `tag` or are linked for the user, in change order, at most `limit`. Other users'
+/// contacts are never read, so a run costs what changed for its user.
+pub fn user_contacts_changed_since(
+    conn: &mut AnyConnection,
+    user: UserId,
+    tag: crmsync_engine::ids::TagId,
+    seq: i64,
+    limit: usize,
+) -> StoreResult<Vec<crmsync_engine::model::Contact>> {
+    use crate::schema::{contact_tags, contacts};
+    let tagged = contact_tags::table
+        .filter(contact_tags::tag_id.eq(tag.to_string()))
+        .select(contact_tags::contact_id);
+    let linked = links::table
+        .filter(links::user_id.eq(user.to_string()))
+        .filter(links::kind.eq(SyncKind::Contacts.as_str()))
+        .select(links::crm_id);
+    let ids: Vec<String> = contacts::table
+        .filter(contacts::change_seq.gt(seq))
+        .filter(contacts::id.eq_any(tagged).or(contacts::id.eq_any(linked)))
+        .order(contacts::change_seq)
+        .limit(limit.clamp(1, 1000) as i64)
+        .select(contacts::id)
+        .load(conn)?;
+    let ids: Vec<crmsync_engine::ids::ContactId> = ids
+        .iter()
+        .map(|i| parse_col(i, "contacts.id"))
+        .collect::<StoreResult<_>>()?;
+    let mut out = crate::contacts::contacts_by_ids(conn, &ids)?;
+    out.sort_by_key(|c| c.change_seq);
+    Ok(out)
+}
+
+/// The CRM change feed of one user's activities sync: activities changed after `seq` that the
+/// user organizes, takes part in, or has linked, in change order, at most `limit`.
+pub fn user_activities_changed_since(
+    conn: &mut AnyConnection,
+    user: UserId,
+    seq: i64,
+    limit: usize,
+) -> StoreResult<Vec<crmsync_engine::model::Activity>> {
+    use crate::schema::{activities, activity_participants};
+    let participant = activity_participants::table
+        .filter(activity_participants::user_id.eq(user.to_string()))
+        .select(activity_participants::activity_id);
+    let linked = links::table
+        .filter(links::user_id.eq(user.to_string()))
+        .filter(links::kind.eq(SyncKind::Activities.as_str()))
+        .select(links::crm_id);
+    let ids: Vec<String> = activities::table
+        .filter(activities::change_seq.gt(seq))
+        .filter(
+            activities::organizer_user_id
+                .eq(user.to_string())
+                .or(activities::id.eq_any(participant))
+                .or(activities::id.eq_any(linked)),
+        )
+        .order(activities::change_seq)
+        .limit(limit.clamp(1, 1000) as i64)
+        .select(activities::id)
+        .load(conn)?;
+    let ids: Vec<crmsync_engine::ids::ActivityId> = ids
+        .iter()
+        .map(|i| parse_col(i, "activities.id"))
+        .collect::<StoreResult<_>>()?;
+    let mut out = crate::activities::activities_by_ids(conn, &ids)?;
+    out.sort_by_key(|a| a.change_seq);
+    Ok(out)
+}

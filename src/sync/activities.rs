@@ -213,8 +213,17 @@ impl KindRun for ActivityRun<'_> {
     async fn google_batch(&mut self, items: Vec<Event>) -> Result<(), SyncError> {
         ActivityRun::google_batch(self, items).await
     }
-    fn changed_since(c: &mut AnyConnection, seq: i64, limit: usize) -> StoreResult<Vec<Activity>> {
-        activity_store::activities_changed_since(c, seq, limit)
+    type Scope = UserId;
+    fn scope(&self) -> UserId {
+        self.ctx.user.id
+    }
+    fn changed_since(
+        c: &mut AnyConnection,
+        user: &UserId,
+        seq: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<Activity>> {
+        sync_state::user_activities_changed_since(c, *user, seq, limit)
     }
     fn change_seq(r: &Activity) -> i64 {
         r.change_seq

@@ -182,8 +182,17 @@ impl KindRun for ContactRun<'_> {
     async fn google_batch(&mut self, items: Vec<Person>) -> Result<(), SyncError> {
         ContactRun::google_batch(self, items).await
     }
-    fn changed_since(c: &mut AnyConnection, seq: i64, limit: usize) -> StoreResult<Vec<Contact>> {
-        contact_store::contacts_changed_since(c, seq, limit)
+    type Scope = (crmsync_engine::ids::UserId, TagId);
+    fn scope(&self) -> Self::Scope {
+        (self.ctx.user.id, self.tag)
+    }
+    fn changed_since(
+        c: &mut AnyConnection,
+        scope: &Self::Scope,
+        seq: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<Contact>> {
+        sync_state::user_contacts_changed_since(c, scope.0, scope.1, seq, limit)
     }
     fn change_seq(r: &Contact) -> i64 {
         r.change_seq

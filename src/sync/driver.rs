@@ -45,9 +45,13 @@ pub(crate) trait KindRun {
     ) -> Result<ListedPage<Self::Listed>, GoogleError>;
     /// Plans and carries out one page of the listing.
     async fn google_batch(&mut self, items: Vec<Self::Listed>) -> Result<(), SyncError>;
-    /// Up to `limit` CRM records changed after `seq`, in change order.
+    /// What selects this run's records in the CRM change feed (the user, the sync tag).
+    type Scope: Clone + Send + 'static;
+    fn scope(&self) -> Self::Scope;
+    /// Up to `limit` of the scope's CRM records changed after `seq`, in change order.
     fn changed_since(
         c: &mut crmsync_schema::AnyConnection,
+        scope: &Self::Scope,
         seq: i64,
         limit: usize,
     ) -> crmsync_schema::StoreResult<Vec<Self::Record>>;
@@ -118,12 +122,13 @@ pub(crate) async fn drive<R: KindRun>(
 
     // 2. CRM pass, up to the change sequence read when the run started.
     let mut after = cursor.crm_seq;
+    let scope = run.scope();
     loop {
-        let from = after;
+        let (from, scope) = (after, scope.clone());
         let chunk = run
             .ctx()
             .store
-            .run(move |s| s.read(|c| R::changed_since(c, from, CRM_CHUNK)))
+            .run(move |s| s.read(|c| R::changed_since(c, &scope, from, CRM_CHUNK)))
             .await?;
         let chunk: Vec<R::Record> = chunk
             .into_iter()
