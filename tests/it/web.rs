@@ -10,7 +10,10 @@ async fn the_admin_page_is_served() {
     let root = app.base.trim_end_matches("/api/v1").to_string();
     let resp = reqwest::get(format!("{root}/")).await.expect("GET /");
     assert_eq!(resp.status(), 200);
-    assert!(resp.headers()["content-type"].to_str().unwrap_or("").starts_with("text/html"));
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap_or("")
+        .starts_with("text/html"));
     let body = resp.text().await.expect("body");
     assert!(body.contains("Start synchronization") && body.contains("/sync-status"));
 }
