@@ -518,3 +518,29 @@ db_test!(async fn crash_mid_pagination_converges(db) {
 db_test!(async fn crash_during_full_resync_converges(db) {
     crash_then_converge(db, crmsync::sync::crash::CrashPoint::DuringFullResync).await;
 });
+
+db_test!(async fn a_stale_etag_is_reread_replanned_and_retried(db) {
+    let w = SyncWorld::new(db).await;
+    let ada = w.crm_contact("Ada", "Lovelace", "ada@example.org");
+    w.sync_contacts().await;
+    // The CRM changes the title; meanwhile the user changes the phone in Google, and the update
+    // is refused as stale (what Google answers when the contact changed after it was read).
+    w.crm_update(ada.id, |d| d.job_title = Some("Countess".into()));
+    let g = w.google_as("alice@example.com").await;
+    let rn = by_email(&w.google_contacts(), "ada@example.org")[0]["resourceName"].as_str().unwrap().to_string();
+    let mut p = g.people().get(&rn).await.unwrap().unwrap();
+    p.phone_numbers = with_phone(person("x", "y", "z@z"), "+44 1234").phone_numbers;
+    g.people().update_contact(p, "phoneNumbers").await.unwrap();
+    w.emu.emulator().set_faults(vec![
+        crmsync_emulator::FaultRule::error("people.people.batchUpdateContacts", 400, 1).reason("FAILED_PRECONDITION"),
+        crmsync_emulator::FaultRule::error("people.people.updateContact", 400, 1).reason("FAILED_PRECONDITION"),
+    ]);
+    let gets = w.emu.emulator().stats().count("people.people.getBatchGet");
+    let r = w.sync_contacts().await;
+    assert_eq!(r.counts.errors, 0, "{r:?}");
+    assert!(w.emu.emulator().stats().count("people.people.getBatchGet") > gets, "the contact was read again");
+    let gp = by_email(&w.google_contacts(), "ada@example.org")[0].clone();
+    assert_eq!(gp["organizations"][0]["title"], "Countess", "the CRM edit reached Google");
+    assert_eq!(phone_of(&gp).as_deref(), Some("+44 1234"), "the Google edit survived");
+    assert_eq!(w.crm_get(ada.id).data.phones[0].number, "+44 1234");
+});
