@@ -94,6 +94,31 @@ fn rows_to_links(rows: Vec<LinkRow>) -> StoreResult<Vec<Link>> {
     rows.into_iter().map(LinkRow::into_link).collect()
 }
 
+/// Links of (user, kind) whose Google id (`by_google`) or CRM id is one of `ids`.
+fn links_by_ids(
+    conn: &mut AnyConnection,
+    user: UserId,
+    kind: SyncKind,
+    ids: &[String],
+    by_google: bool,
+) -> StoreResult<Vec<Link>> {
+    let mut out = Vec::new();
+    for chunk in ids.chunks(500) {
+        let q = links::table
+            .filter(links::user_id.eq(user.to_string()))
+            .filter(links::kind.eq(kind.as_str()))
+            .select(LinkRow::as_select())
+            .into_boxed();
+        let q = if by_google {
+            q.filter(links::google_id.eq_any(chunk))
+        } else {
+            q.filter(links::crm_id.eq_any(chunk))
+        };
+        out.extend(rows_to_links(q.load(conn)?)?);
+    }
+    Ok(out)
+}
+
 /// Links of (user, kind) whose Google id is one of `ids`.
 pub fn links_by_google_ids(
     conn: &mut AnyConnection,
@@ -101,17 +126,7 @@ pub fn links_by_google_ids(
     kind: SyncKind,
     ids: &[String],
 ) -> StoreResult<Vec<Link>> {
-    let mut out = Vec::new();
-    for chunk in ids.chunks(500) {
-        let rows = links::table
-            .filter(links::user_id.eq(user.to_string()))
-            .filter(links::kind.eq(kind.as_str()))
-            .filter(links::google_id.eq_any(chunk))
-            .select(LinkRow::as_select())
-            .load(conn)?;
-        out.extend(rows_to_links(rows)?);
-    }
-    Ok(out)
+    links_by_ids(conn, user, kind, ids, true)
 }
 
 /// Links of (user, kind) whose CRM id is one of `ids`.
@@ -121,17 +136,7 @@ pub fn links_by_crm_ids(
     kind: SyncKind,
     ids: &[String],
 ) -> StoreResult<Vec<Link>> {
-    let mut out = Vec::new();
-    for chunk in ids.chunks(500) {
-        let rows = links::table
-            .filter(links::user_id.eq(user.to_string()))
-            .filter(links::kind.eq(kind.as_str()))
-            .filter(links::crm_id.eq_any(chunk))
-            .select(LinkRow::as_select())
-            .load(conn)?;
-        out.extend(rows_to_links(rows)?);
-    }
-    Ok(out)
+    links_by_ids(conn, user, kind, ids, false)
 }
 
 /// A page of (user, kind)'s links in `state`, ordered by id, after `after`.
