@@ -311,6 +311,38 @@ impl CalendarClient {
             .await
     }
 
+    /// Replaces event `id` with `event` (`events.update`, PUT semantics: writable fields left out
+    /// are cleared, so `event` should be the current event with changes applied). The one way
+    /// through the client crate to switch an event between all-day and timed, since a patch
+    /// cannot clear `dateTime` or `date`.
+    pub async fn update_event(
+        &self,
+        calendar: &str,
+        id: &str,
+        event: Event,
+    ) -> Result<Event, GoogleError> {
+        let (hub, caller) = (&self.inner.hub, &self.inner.caller);
+        let send_updates = self.inner.send_updates.as_str();
+        let (calendar, id) = (encode_path_segment(calendar), encode_path_segment(id));
+        let (calendar, id, event) = (calendar.as_str(), id.as_str(), &event);
+        caller
+            .run(
+                "calendar.events.update",
+                Idempotency::Idempotent,
+                |mut dlg| async move {
+                    prepare!(
+                        hub.events().update(event.clone(), calendar, id),
+                        &mut dlg,
+                        caller
+                    )
+                    .send_updates(send_updates)
+                    .doit()
+                    .await
+                },
+            )
+            .await
+    }
+
     /// Deletes (cancels) event `id`. Deleting an already deleted event succeeds (Google's 410
     /// `deleted`), so a retried or repeated delete is harmless. An unknown id is `NotFound`.
     pub async fn delete_event(&self, calendar: &str, id: &str) -> Result<(), GoogleError> {

@@ -169,6 +169,7 @@ pub(crate) async fn run(ctx: &RunCtx) -> Result<RunBody, SyncError> {
         query: EventListQuery {
             time_min: Some(from),
             time_max: Some(until),
+            max_results: Some(ctx.config.calendar_page_size),
             ..EventListQuery::primary()
         },
         params: params.clone(),
@@ -1006,6 +1007,9 @@ impl ActivityRun<'_> {
     async fn google_writes(&mut self, work: &mut [Prepared]) -> Result<(), SyncError> {
         enum Op {
             Patch(Box<Event>),
+            /// A full update built on the current event (an all-day <-> timed switch); the
+            /// body is built once the current event is known.
+            Replace(Option<Box<Event>>),
             Cancel,
         }
         let cal = self.cal.clone();
@@ -1019,22 +1023,24 @@ impl ActivityRun<'_> {
             if g.scope == ScopeOp::Leave {
                 jobs.push((i, id, Op::Cancel));
             } else if !g.update.is_empty() || g.scope == ScopeOp::Join {
-                let mut changed = g.update.clone();
+                // What Google holds: the event read in this run, else the last synced snapshot.
                 let base_fields = p
                     .event
                     .as_ref()
                     .and_then(|e| self.google_state(e, &p.directory, true))
-                    .and_then(|s| s.fields);
+                    .and_then(|s| s.fields)
+                    .or_else(|| p.link.as_ref().map(|l| l.snapshot.clone()));
                 if base_fields
                     .as_ref()
                     .map(|b| map::switches_all_day(b, &g.target))
                     .unwrap_or(false)
-                    && !changed.iter().any(|c| c == "when")
                 {
-                    changed.push("when".into());
+                    // A patch cannot clear `dateTime`/`date`: replace the whole event.
+                    jobs.push((i, id, Op::Replace(None)));
+                    continue;
                 }
                 let mut patch =
-                    map::event_patch(&g.target, &changed, p.event.as_ref(), &p.directory, &cal);
+                    map::event_patch(&g.target, &g.update, p.event.as_ref(), &p.directory, &cal);
                 if g.scope == ScopeOp::Join {
                     patch.status = Some(
                         fields::get(&g.target, "show_as")
@@ -1046,8 +1052,27 @@ impl ActivityRun<'_> {
                 jobs.push((i, id, Op::Patch(Box::new(patch))));
             }
         }
-        // Attendee changes need the current attendee list (unmatched attendees are kept).
+        // Attendee changes need the current attendee list (unmatched attendees are kept), and a
+        // full update needs the current event to build on.
         for (i, id, op) in jobs.iter_mut() {
+            if let Op::Replace(body) = op {
+                if work[*i].event.is_none() {
+                    work[*i].event = self
+                        .calendar
+                        .get_event(CALENDAR, id)
+                        .await
+                        .map_err(|e| SyncError::from_google(&self.ctx.user.google_alias, e))?;
+                }
+                let p = &work[*i];
+                *body = p.event.as_ref().map(|base| {
+                    Box::new(map::event_update(
+                        &p.plan.google.target,
+                        base,
+                        &p.directory,
+                        &cal,
+                    ))
+                });
+            }
             if let Op::Patch(patch) = op {
                 if patch.attendees.is_some() && work[*i].event.is_none() {
                     let current = self
@@ -1084,6 +1109,14 @@ impl ActivityRun<'_> {
                         Op::Patch(patch) => {
                             calendar.patch_event(CALENDAR, &id, *patch).await.map(Some)
                         }
+                        Op::Replace(Some(event)) => {
+                            calendar.update_event(CALENDAR, &id, *event).await.map(Some)
+                        }
+                        Op::Replace(None) => Err(crmsync_connectors::GoogleError::local(
+                            ErrorKind::NotFound,
+                            "calendar.events.update",
+                            "the event to switch between all-day and timed no longer exists",
+                        )),
                         Op::Cancel => calendar.delete_event(CALENDAR, &id).await.map(|_| None),
                     };
                     (i, r)

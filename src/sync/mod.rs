@@ -89,6 +89,8 @@ pub struct SyncConfig {
     pub default_lookback_days: i64,
     /// `connections.list` page size (max 1000).
     pub people_page_size: i32,
+    /// `events.list` page size (max 2500).
+    pub calendar_page_size: i32,
     /// Concurrent Calendar writes per user (the rate limiter keeps them under the quota).
     pub calendar_concurrency: usize,
 }
@@ -106,6 +108,7 @@ impl Default for SyncConfig {
             horizon_days: 365,
             default_lookback_days: 30,
             people_page_size: 1000,
+            calendar_page_size: crmsync_connectors::CalendarClient::MAX_PAGE_SIZE,
             calendar_concurrency: 8,
         }
     }

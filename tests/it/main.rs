@@ -22,6 +22,7 @@ mod store_feed;
 mod store_misc;
 mod sync_activities;
 mod sync_contacts;
+mod sync_sim_activities;
 mod sync_simulation;
 mod sync_support;
 mod web;

@@ -182,6 +182,59 @@ db_test!(async fn all_day_events_keep_their_dates_in_every_zone(db) {
     assert_eq!(w.crm_activity_get(a.id).data.time, ActivityTime::AllDay { start: d(2, 6), end: d(2, 7) });
 });
 
+db_test!(async fn switching_between_timed_and_all_day_replaces_the_event_and_keeps_the_rest(db) {
+    // A patch cannot clear `dateTime` (the client crate drops JSON nulls), so the switch is a full
+    // update built on the current event: conference data and strangers must survive it.
+    let w = SyncWorld::new(db).await;
+    w.set_activity_settings(&w.alice, None, &[]);
+    let y = next_year();
+    let e = w.google_insert_event("alice@example.com", json!({
+        "summary": "Workshop",
+        "start": {"dateTime": format!("{y}-09-14T10:00:00+02:00"), "timeZone": "Europe/Berlin"},
+        "end": {"dateTime": format!("{y}-09-14T12:00:00+02:00"), "timeZone": "Europe/Berlin"},
+        "attendees": [{"email": "stranger@elsewhere.test"}],
+        "conferenceData": {"entryPoints": [{"entryPointType": "video", "uri": "https://meet.example/ws"}], "conferenceId": "ws"}
+    })).await;
+    let id = e["id"].as_str().unwrap().to_string();
+    w.sync_activities(&w.alice).await;
+    let a = w.crm_activities().into_iter().find(|x| x.data.title == "Workshop").unwrap();
+    let d = |m, day| NaiveDate::from_ymd_opt(y, m, day).unwrap();
+    // CRM: timed -> all-day (two days).
+    w.crm_activity_update(a.id, |x| x.time = ActivityTime::AllDay { start: d(9, 14), end: d(9, 16) });
+    let r = w.sync_activities(&w.alice).await;
+    assert_eq!(r.counts.google.get("updated"), Some(&1), "{:?}", r.counts);
+    let after = w.emu.emulator().calendar_event("alice@example.com", &id).unwrap();
+    assert_eq!((after["start"]["date"].clone(), after["end"]["date"].clone()), (json!(format!("{y}-09-14")), json!(format!("{y}-09-16"))));
+    assert!(after["start"].get("dateTime").is_none(), "{after}");
+    assert_eq!(after["conferenceData"]["conferenceId"], "ws", "conference data survives");
+    assert_eq!(attendee_emails(&after), vec!["stranger@elsewhere.test"], "strangers survive");
+    let s = w.emu.emulator().stats();
+    assert_eq!(s.count("calendar.events.update"), 1, "the switch is one events.update");
+    assert_eq!(w.sync_activities(&w.alice).await.counts.writes(), 0);
+    // CRM: all-day -> timed again, in New York.
+    let start = at(y, 9, 15, 9, 30, "America/New_York");
+    w.crm_activity_update(a.id, |x| {
+        x.time = ActivityTime::Timed { start, end: start + chrono::Duration::minutes(90) };
+        x.time_zone = "America/New_York".into();
+    });
+    w.sync_activities(&w.alice).await;
+    let after = w.emu.emulator().calendar_event("alice@example.com", &id).unwrap();
+    assert!(after["start"].get("date").is_none(), "{after}");
+    assert_eq!(after["start"]["timeZone"], "America/New_York");
+    let got = chrono::DateTime::parse_from_rfc3339(after["start"]["dateTime"].as_str().unwrap()).unwrap();
+    assert_eq!(got.with_timezone(&Utc), start);
+    assert_eq!(after["conferenceData"]["conferenceId"], "ws");
+    assert_eq!(w.sync_activities(&w.alice).await.counts.writes(), 0);
+    // Google: the user makes it all-day again (a raw patch that clears dateTime); the CRM follows.
+    w.google_patch_event("alice@example.com", &id, json!({
+        "start": {"date": format!("{y}-09-20"), "dateTime": null},
+        "end": {"date": format!("{y}-09-21"), "dateTime": null}
+    })).await;
+    w.sync_activities(&w.alice).await;
+    assert_eq!(w.crm_activity_get(a.id).data.time, ActivityTime::AllDay { start: d(9, 20), end: d(9, 21) });
+    assert_eq!(w.sync_activities(&w.alice).await.counts.writes(), 0);
+});
+
 db_test!(async fn a_weekly_meeting_keeps_its_local_time_across_dst_and_exceptions_are_kept(db) {
     let w = SyncWorld::new(db).await;
     let y = next_year();
