@@ -569,6 +569,39 @@ pub fn journal_of_record(
     rows.into_iter().map(journal_from_tuple).collect()
 }
 
+/// Which journal entries to read: those of one run, of one CRM record, or both (at least one is
+/// needed, so a read always uses an index).
+#[derive(Clone, Debug, Default)]
+pub struct JournalFilter {
+    pub run: Option<RunId>,
+    pub crm_id: Option<String>,
+}
+
+/// One page of the journal, oldest first, after entry `after` (keyset paging on the entry id).
+pub fn journal_page(
+    conn: &mut AnyConnection,
+    filter: &JournalFilter,
+    after: Option<i64>,
+    limit: usize,
+) -> StoreResult<Vec<StoredJournalEntry>> {
+    let mut q = journal::table
+        .order(journal::id)
+        .limit(crate::util::page_limit(limit))
+        .select(journal_columns!())
+        .into_boxed();
+    if let Some(run) = filter.run {
+        q = q.filter(journal::run_id.eq(run.to_string()));
+    }
+    if let Some(crm_id) = &filter.crm_id {
+        q = q.filter(journal::crm_id.eq(crm_id.clone()));
+    }
+    if let Some(after) = after {
+        q = q.filter(journal::id.gt(after));
+    }
+    let rows: Vec<JournalTuple> = q.load(conn)?;
+    rows.into_iter().map(journal_from_tuple).collect()
+}
+
 /// Creates a run in state `queued`.
 pub fn create_run(
     conn: &mut AnyConnection,

@@ -109,6 +109,7 @@ pub fn api_routes(state: AppState) -> Router<AppState> {
         .route("/users/{id}/google/oauth/start", post(google::oauth_start))
         .route("/sync-runs", get(sync::history))
         .route("/sync-runs/{id}", get(sync::run_detail))
+        .route("/journal", get(sync::journal))
         .route("/google/service-account", put(google::put_service_account))
         .route("/google/oauth-client", put(google::put_oauth_client))
         .route("/tags", get(tags::list).post(tags::create))

@@ -1,6 +1,7 @@
 //! Sync routes: "Start synchronization" (`POST /users/{id}/sync/{kind}`, queued for the
 //! scheduler; `?wait=true` answers with the finished run), run detail and history
-//! (`/sync-runs`), and the per-kind status of a user (`/users/{id}/sync-status`).
+//! (`/sync-runs`), the per-kind status of a user (`/users/{id}/sync-status`), and the journal of
+//! what the engine changed (`/journal`).
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiPath, ApiQuery};
@@ -16,6 +17,7 @@ use axum::Json;
 use crmsync_engine::ids::{RunId, SyncKind, UserId};
 use crmsync_engine::model::ConnectionState;
 use crmsync_schema::runs::{self, SyncRun};
+use crmsync_schema::sync_state::{self, JournalFilter, StoredJournalEntry};
 use crmsync_schema::{connections, users};
 use serde::Deserialize;
 use serde_json::json;
@@ -170,4 +172,71 @@ pub async fn history(
         })
         .await?;
     Ok(Json(Page::new(items, limit, |r| r.id.to_string())))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournalQuery {
+    #[serde(default)]
+    run_id: Option<RunId>,
+    /// A CRM contact or activity id.
+    #[serde(default)]
+    record_id: Option<String>,
+    #[serde(default)]
+    limit: Option<usize>,
+    #[serde(default)]
+    cursor: Option<String>,
+}
+
+/// `GET /journal?run_id=&record_id=&limit=&cursor=`: what the engine changed, oldest first: each
+/// entry with its side, action, the rule that decided, the field, the winning side and the values
+/// before and after (a value overwritten by the other side's later edit is here). At least one of
+/// `run_id` and `record_id` is required.
+pub async fn journal(
+    State(st): State<AppState>,
+    ApiQuery(q): ApiQuery<JournalQuery>,
+) -> ApiResult<Json<Page<StoredJournalEntry>>> {
+    if q.run_id.is_none() && q.record_id.is_none() {
+        return Err(ApiError::bad_request(
+            "give run_id (the changes of one run) or record_id (the history of one contact or activity)",
+        ));
+    }
+    let record = match q.record_id.as_deref() {
+        Some(r) => Some(
+            r.parse::<uuid::Uuid>()
+                .map_err(|_| {
+                    ApiError::bad_request(format!(
+                        "record_id must be the UUID of a contact or an activity, not {r:?}"
+                    ))
+                })?
+                .to_string(),
+        ),
+        None => None,
+    };
+    let limit = page::limit(q.limit)?;
+    let after = page::cursor::<i64>(q.cursor.as_deref())?;
+    let run = q.run_id;
+    let filter = JournalFilter {
+        run,
+        crm_id: record,
+    };
+    let items = st
+        .run(move |s| {
+            s.read(|c| {
+                if let Some(r) = run {
+                    if runs::get_run(c, r)?.is_none() {
+                        return Ok(None);
+                    }
+                }
+                sync_state::journal_page(c, &filter, after, limit).map(Some)
+            })
+        })
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "sync run {} was not found",
+                q.run_id.map(|r| r.to_string()).unwrap_or_default()
+            ))
+        })?;
+    Ok(Json(Page::new(items, limit, |e| e.id.to_string())))
 }

@@ -244,3 +244,63 @@ db_test!(async fn service_account_upload_is_validated_and_never_answers_the_key(
     assert!(v["error"]["message"].as_str().unwrap().contains("/google/oauth-client"));
     app.stop().await;
 });
+
+db_test!(async fn the_journal_shows_each_runs_changes_and_the_overwritten_value(db) {
+    let app = ApiWorld::start(SyncWorld::new(db).await).await;
+    let alice = app.world.alice.id;
+    let ada = app.world.crm_contact("Ada", "Lovelace", "ada@example.org");
+    let (s, run1) = app.post(&format!("/users/{alice}/sync/contacts?wait=true")).await;
+    assert_eq!(s, StatusCode::OK, "{run1}");
+    let run1_id = run1["id"].as_str().unwrap().to_string();
+    let (s, j) = app.get(&format!("/journal?run_id={run1_id}")).await;
+    assert_eq!(s, StatusCode::OK, "{j}");
+    let created: Vec<&Value> = j["items"].as_array().unwrap().iter().filter(|e| e["side"] == "google" && e["action"] == "create").collect();
+    assert_eq!(created.len(), 1, "{j}");
+    assert_eq!(created[0]["crm_id"], ada.id.to_string());
+    assert_eq!(created[0]["run_id"], run1_id.as_str());
+
+    // The same field changed on both sides, Google later: the CRM's value is overwritten, and the
+    // journal of the contact says so, with the value.
+    app.world.crm_update(ada.id, |d| d.job_title = Some("Analyst".into()));
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let g = app.world.google_as("alice@example.com").await;
+    let rn = app.world.google_contacts()[0]["resourceName"].as_str().unwrap().to_string();
+    let mut p = g.people().get(&rn).await.unwrap().unwrap();
+    p.organizations = Some(vec![crmsync_connectors::people1::api::Organization { title: Some("Programmer".into()), ..Default::default() }]);
+    g.people().update_contact(p, "organizations").await.unwrap();
+    let (_, run2) = app.post(&format!("/users/{alice}/sync/contacts?wait=true")).await;
+    assert_eq!(run2["conflicts"], 1, "{run2}");
+    let (s, h) = app.get(&format!("/journal?record_id={}", ada.id)).await;
+    assert_eq!(s, StatusCode::OK, "{h}");
+    let items = h["items"].as_array().unwrap();
+    assert!(items.iter().all(|e| e["crm_id"] == ada.id.to_string()), "{h}");
+    assert!(items.iter().any(|e| e["run_id"] == run1_id.as_str()), "the history spans runs: {h}");
+    let conflict = items.iter().find(|e| e["action"] == "conflict").expect("a conflict entry");
+    assert_eq!(conflict["field"], "job_title");
+    assert_eq!(conflict["winner"], "google");
+    assert_eq!(conflict["before"]["crm"], "Analyst", "{conflict}");
+    let overwrite = items.iter().find(|e| e["side"] == "crm" && e["action"] == "update").expect("the CRM overwrite");
+    assert_eq!(overwrite["before"], "Analyst");
+    assert_eq!(overwrite["after"], "Programmer");
+
+    // Paging, oldest first, and both filters at once.
+    let (_, p1) = app.get(&format!("/journal?record_id={}&limit=1", ada.id)).await;
+    assert_eq!(p1["items"][0]["id"], items[0]["id"]);
+    let (_, p2) = app.get(&format!("/journal?record_id={}&limit=1&cursor={}", ada.id, p1["next_cursor"].as_str().unwrap())).await;
+    assert_eq!(p2["items"][0]["id"], items[1]["id"]);
+    let (_, both) = app.get(&format!("/journal?record_id={}&run_id={}", ada.id, run2["id"].as_str().unwrap())).await;
+    assert!(both["items"].as_array().unwrap().iter().all(|e| e["run_id"] == run2["id"]), "{both}");
+
+    // Errors.
+    let (s, v) = app.get("/journal").await;
+    assert_error(s, &v, StatusCode::BAD_REQUEST, "no filter");
+    let (s, v) = app.get("/journal?record_id=ada").await;
+    assert_error(s, &v, StatusCode::BAD_REQUEST, "record_id not a UUID");
+    let (s, v) = app.get(&format!("/journal?run_id={}", uuid::Uuid::new_v4())).await;
+    assert_error(s, &v, StatusCode::NOT_FOUND, "unknown run");
+    let (s, v) = app.get(&format!("/journal?record_id={}&cursor=x", ada.id)).await;
+    assert_error(s, &v, StatusCode::BAD_REQUEST, "bad cursor");
+    let (s, v) = app.get(&format!("/journal?record_id={}&colour=red", ada.id)).await;
+    assert_error(s, &v, StatusCode::BAD_REQUEST, "unknown parameter");
+    app.stop().await;
+});
