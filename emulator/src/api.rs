@@ -392,10 +392,26 @@ pub async fn handle(
         }
     };
 
+    // The body (fault rules may match on it).
+    let body = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => {
+            let e = match api {
+                Api::Calendar => ApiError::new(413, "uploadTooLarge", "Request Entity Too Large"),
+                Api::People => {
+                    ApiError::invalid_argument("Request payload size exceeds the limit.")
+                }
+            };
+            let body = e.body(api);
+            finish(e.code, Some(&body));
+            return json_response(e.code, &body);
+        }
+    };
+
     // 1. Faults.
     let fault = inner
         .faults
-        .take(route.method, user_email.as_deref(), &http_method);
+        .take(route.method, user_email.as_deref(), &http_method, &body);
     if let Some(rule) = &fault {
         if let Some(ms) = rule.delay_ms {
             tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
@@ -479,20 +495,6 @@ pub async fn handle(
     }
 
     // 4. The handler.
-    let body = match axum::body::to_bytes(body, MAX_BODY).await {
-        Ok(b) => b,
-        Err(_) => {
-            let e = match api {
-                Api::Calendar => ApiError::new(413, "uploadTooLarge", "Request Entity Too Large"),
-                Api::People => {
-                    ApiError::invalid_argument("Request payload size exceeds the limit.")
-                }
-            };
-            let body = e.body(api);
-            finish(e.code, Some(&body));
-            return json_response(e.code, &body);
-        }
-    };
     let req = Req {
         emu: &emu,
         user,

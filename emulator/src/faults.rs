@@ -4,9 +4,11 @@
 //! but response lost"), or drops the connection without a response (`status: 0`).
 //!
 //! `match` syntax (string form): whitespace-separated terms, the first a method pattern, the
-//! others `user=EMAIL` and `http=METHOD`, e.g. `"people.people.batchCreateContacts user=a@x.com"`,
-//! `"calendar.events.* http=PATCH"`, `"*"`. The object form `{"method": …, "user": …,
-//! "http_method": …}` is equivalent.
+//! others `user=EMAIL`, `http=METHOD` and `body=TEXT` (the request body contains TEXT, to fail
+//! the calls that carry one particular record), e.g.
+//! `"people.people.batchCreateContacts user=a@x.com"`, `"calendar.events.* http=PATCH"`,
+//! `"people.people.createContact body=bad@example.org"`, `"*"`. The object form `{"method": …,
+//! "user": …, "http_method": …, "body": …}` is equivalent.
 
 use serde::{Deserialize, Serialize};
 use std::sync::Mutex;
@@ -22,6 +24,9 @@ pub struct FaultMatch {
     /// Only this HTTP method (`GET`, `POST`, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_method: Option<String>,
+    /// Only requests whose body contains this text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
 }
 
 impl FaultMatch {
@@ -43,16 +48,24 @@ impl FaultMatch {
                 m.user = Some(u.to_ascii_lowercase());
             } else if let Some(h) = t.strip_prefix("http=") {
                 m.http_method = Some(h.to_ascii_uppercase());
+            } else if let Some(b) = t.strip_prefix("body=") {
+                m.body = Some(b.to_string());
             } else {
                 return Err(format!(
-                    "unknown match term {t:?}: expected user=EMAIL or http=METHOD"
+                    "unknown match term {t:?}: expected user=EMAIL, http=METHOD or body=TEXT"
                 ));
             }
         }
         Ok(m)
     }
 
-    pub fn matches(&self, method_id: &str, user: Option<&str>, http_method: &str) -> bool {
+    pub fn matches(
+        &self,
+        method_id: &str,
+        user: Option<&str>,
+        http_method: &str,
+        body: &[u8],
+    ) -> bool {
         let method_ok = if self.method == "*" {
             true
         } else if let Some(prefix) = self.method.strip_suffix('*') {
@@ -69,6 +82,10 @@ impl FaultMatch {
                 .http_method
                 .as_deref()
                 .is_none_or(|h| h.eq_ignore_ascii_case(http_method))
+            && self
+                .body
+                .as_deref()
+                .is_none_or(|b| !b.is_empty() && body.windows(b.len()).any(|w| w == b.as_bytes()))
     }
 }
 
@@ -139,6 +156,12 @@ impl FaultRule {
         self
     }
 
+    /// Only requests whose body contains `text` (one record's calls).
+    pub fn body_contains(mut self, text: &str) -> Self {
+        self.matcher.body = Some(text.to_string());
+        self
+    }
+
     pub fn applied(mut self) -> Self {
         self.applied = true;
         self
@@ -178,13 +201,14 @@ impl Faults {
         method_id: &str,
         user: Option<&str>,
         http_method: &str,
+        body: &[u8],
     ) -> Option<FaultRule> {
         let mut rules = self.rules.lock().unwrap_or_else(|p| p.into_inner());
         if rules.is_empty() {
             return None;
         }
         let idx = rules.iter().position(|(rule, left)| {
-            left.is_none_or(|n| n > 0) && rule.matcher.matches(method_id, user, http_method)
+            left.is_none_or(|n| n > 0) && rule.matcher.matches(method_id, user, http_method, body)
         })?;
         let (rule, left) = &mut rules[idx];
         if let Some(n) = left.as_mut() {
@@ -218,13 +242,42 @@ mod tests {
     #[test]
     fn parses_and_matches_the_string_form() {
         let m = FaultMatch::parse("calendar.events.* user=Alice@Example.com http=patch").unwrap();
-        assert!(m.matches("calendar.events.patch", Some("alice@example.com"), "PATCH"));
-        assert!(!m.matches("calendar.events.patch", Some("bob@example.com"), "PATCH"));
-        assert!(!m.matches("calendar.events.patch", Some("alice@example.com"), "GET"));
-        assert!(!m.matches("people.people.get", Some("alice@example.com"), "PATCH"));
+        assert!(m.matches(
+            "calendar.events.patch",
+            Some("alice@example.com"),
+            "PATCH",
+            b""
+        ));
+        assert!(!m.matches(
+            "calendar.events.patch",
+            Some("bob@example.com"),
+            "PATCH",
+            b""
+        ));
+        assert!(!m.matches(
+            "calendar.events.patch",
+            Some("alice@example.com"),
+            "GET",
+            b""
+        ));
+        assert!(!m.matches("people.people.get", Some("alice@example.com"), "PATCH", b""));
         assert!(FaultMatch::parse("*")
             .unwrap()
-            .matches("people.people.get", None, "GET"));
+            .matches("people.people.get", None, "GET", b""));
+        let b = FaultMatch::parse("people.people.createContact body=bad@x.test").unwrap();
+        assert!(b.matches(
+            "people.people.createContact",
+            None,
+            "POST",
+            br#"{"v":"bad@x.test"}"#
+        ));
+        assert!(!b.matches(
+            "people.people.createContact",
+            None,
+            "POST",
+            br#"{"v":"ok@x.test"}"#
+        ));
+        assert!(!b.matches("people.people.createContact", None, "POST", b""));
         assert!(FaultMatch::parse("x owner=y").is_err());
         assert!(FaultMatch::parse("  ").is_err());
     }
@@ -237,21 +290,21 @@ mod tests {
             FaultRule::error("*", 503, 1),
         ]);
         assert_eq!(
-            f.take("people.people.get", None, "GET")
+            f.take("people.people.get", None, "GET", b"")
                 .and_then(|r| r.status),
             Some(500)
         );
         assert_eq!(
-            f.take("people.people.get", None, "GET")
+            f.take("people.people.get", None, "GET", b"")
                 .and_then(|r| r.status),
             Some(500)
         );
         assert_eq!(
-            f.take("people.people.get", None, "GET")
+            f.take("people.people.get", None, "GET", b"")
                 .and_then(|r| r.status),
             Some(503)
         );
-        assert!(f.take("people.people.get", None, "GET").is_none());
+        assert!(f.take("people.people.get", None, "GET", b"").is_none());
         let json: FaultRule = serde_json::from_str(
             r#"{"match": {"method": "calendar.events.list"}, "status": 0, "applied": true}"#,
         )

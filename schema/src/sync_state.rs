@@ -305,6 +305,20 @@ pub fn set_link_crm_seq(conn: &mut AnyConnection, id: LinkId, seq: i64) -> Store
     Ok(())
 }
 
+/// Marks pending creates as certainly not applied (Google refused them outright), so the next
+/// run sends them again at once instead of waiting for them to show up.
+pub fn clear_pending_since(conn: &mut AnyConnection, ids: &[LinkId]) -> StoreResult<()> {
+    let ids: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+    diesel::update(
+        links::table
+            .filter(links::id.eq_any(ids))
+            .filter(links::state.eq(LinkState::Pending.as_str())),
+    )
+    .set(links::pending_since.eq(None::<NaiveDateTime>))
+    .execute(conn)?;
+    Ok(())
+}
+
 /// Removes a link row (only when another link replaces it).
 pub fn delete_link(conn: &mut AnyConnection, id: LinkId) -> StoreResult<()> {
     diesel::delete(links::table.find(id.to_string())).execute(conn)?;

@@ -953,48 +953,69 @@ impl ContactRun<'_> {
                 )
             })
             .collect();
-        match self.people.batch_create(persons).await {
-            Ok(created) if created.len() == idx.len() => {
-                for (k, &i) in idx.iter().enumerate() {
-                    chunk[i].written = Some(created[k].clone());
+        let people = &self.people;
+        let groups = isolating(persons, |batch| people.batch_create(batch)).await;
+        let mut applied = false;
+        let mut refused: Vec<LinkId> = Vec::new();
+        for (group, result) in groups {
+            let group: Vec<usize> = group.into_iter().map(|k| idx[k]).collect();
+            match result {
+                Ok(created) if created.len() == group.len() => {
+                    for (k, &i) in group.iter().enumerate() {
+                        chunk[i].written = Some(created[k].clone());
+                    }
+                    applied = true;
                 }
-                self.ctx
-                    .crash_point(CrashPoint::AfterRemoteWriteBeforeLocalCommit)?;
-            }
-            Ok(created) => {
-                // Should not happen; the contacts will be adopted by their clientData.
-                for &i in &idx {
-                    chunk[i].failed = true;
-                    self.tally.body.counts.awaiting_confirmation += 1;
-                }
-                tracing::warn!(
-                    sent = idx.len(),
-                    got = created.len(),
-                    "batch create answered a different count: adopting on the next run"
-                );
-            }
-            Err(e) if e.kind == ErrorKind::Auth => {
-                return Err(SyncError::from_google(&self.ctx.user.google_alias, e))
-            }
-            Err(e) if e.kind == ErrorKind::Indeterminate => {
-                // Maybe applied: the pending links stay; the next run adopts or re-creates.
-                tracing::warn!(error = %e, "create outcome unknown: will adopt or retry on a later run");
-                for &i in &idx {
-                    chunk[i].failed = true;
-                    self.tally.body.counts.awaiting_confirmation += 1;
-                }
-            }
-            Err(e) => {
-                for &i in &idx {
-                    let mut p = chunk[i].clone();
-                    self.item_error(
-                        &mut p,
-                        format!("creating the Google contact failed: {e}"),
-                        false,
+                Ok(created) => {
+                    // Should not happen; the contacts will be adopted by their clientData.
+                    for &i in &group {
+                        chunk[i].failed = true;
+                        self.tally.body.counts.awaiting_confirmation += 1;
+                    }
+                    tracing::warn!(
+                        sent = group.len(),
+                        got = created.len(),
+                        "batch create answered a different count: adopting on the next run"
                     );
-                    chunk[i] = p;
+                }
+                Err(e) if e.kind == ErrorKind::Auth => {
+                    return Err(SyncError::from_google(&self.ctx.user.google_alias, e))
+                }
+                Err(e) if e.kind == ErrorKind::Indeterminate => {
+                    // Maybe applied: the pending links stay; the next run adopts or re-creates.
+                    tracing::warn!(error = %e, "create outcome unknown: will adopt or retry on a later run");
+                    for &i in &group {
+                        chunk[i].failed = true;
+                        self.tally.body.counts.awaiting_confirmation += 1;
+                    }
+                }
+                Err(e) => {
+                    // Refused outright (an undecodable success aside): certainly not created.
+                    let certain = e.kind != ErrorKind::Decode;
+                    for &i in &group {
+                        let mut p = chunk[i].clone();
+                        self.item_error(
+                            &mut p,
+                            format!("creating the Google contact failed: {e}"),
+                            false,
+                        );
+                        if certain {
+                            refused.extend(p.link_id);
+                        }
+                        chunk[i] = p;
+                    }
                 }
             }
+        }
+        if !refused.is_empty() {
+            self.ctx
+                .store
+                .run(move |s| s.write(|c| sync_state::clear_pending_since(c, &refused)))
+                .await?;
+        }
+        if applied {
+            self.ctx
+                .crash_point(CrashPoint::AfterRemoteWriteBeforeLocalCommit)?;
         }
         Ok(())
     }
@@ -1311,4 +1332,52 @@ fn commit_item(
         google_written: p.written.is_some(),
     };
     commit_link(c, lc, now)
+}
+
+/// Calls [`isolating`] may spend on one batch before it stops splitting.
+pub(crate) const MAX_SPLIT_CALLS: usize = 32;
+
+/// Sends `items` with `call` as one request; when Google refuses the whole request as invalid
+/// (400: People validates a batch all or nothing), splits it in halves until each refused record
+/// is alone, so one contact Google will not take cannot hold back the others (about 2·log2(n)
+/// extra calls per refused record). When Google refuses everything (a systematic error rather
+/// than a bad record), the splitting stops after [`MAX_SPLIT_CALLS`] extra calls and the rest
+/// fails as a group. Returns each request's outcome with the positions (in `items`) it covered.
+pub(crate) async fn isolating<T, R, F, Fut>(
+    items: Vec<T>,
+    mut call: F,
+) -> Vec<(Vec<usize>, Result<R, GoogleError>)>
+where
+    T: Clone,
+    F: FnMut(Vec<T>) -> Fut,
+    Fut: std::future::Future<Output = Result<R, GoogleError>>,
+{
+    let mut out = Vec::new();
+    let mut todo: Vec<Vec<usize>> = vec![(0..items.len()).collect()];
+    let mut calls = 0usize;
+    while let Some(group) = todo.pop() {
+        if group.is_empty() {
+            continue;
+        }
+        let batch = group.iter().map(|&i| items[i].clone()).collect();
+        calls += 1;
+        match call(batch).await {
+            Err(e)
+                if e.kind == ErrorKind::BadRequest
+                    && group.len() > 1
+                    && calls <= MAX_SPLIT_CALLS =>
+            {
+                tracing::warn!(
+                    items = group.len(),
+                    error = %e,
+                    "Google refused the whole batch: splitting it to isolate the refused record"
+                );
+                let (a, b) = group.split_at(group.len() / 2);
+                todo.push(b.to_vec());
+                todo.push(a.to_vec());
+            }
+            result => out.push((group, result)),
+        }
+    }
+    out
 }

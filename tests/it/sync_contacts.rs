@@ -544,3 +544,67 @@ db_test!(async fn a_stale_etag_is_reread_replanned_and_retried(db) {
     assert_eq!(phone_of(&gp).as_deref(), Some("+44 1234"), "the Google edit survived");
     assert_eq!(w.crm_get(ada.id).data.phones[0].number, "+44 1234");
 });
+
+db_test!(async fn a_contact_google_refuses_does_not_hold_back_the_rest_of_its_batch(db) {
+    // People validates a batch all or nothing: one contact Google refuses (400) must not keep
+    // the other 199 of its batch out of Google, run after run.
+    let w = SyncWorld::new(db).await;
+    let ids: Vec<_> = (0..9).map(|i| w.crm_contact("Ok", &format!("N{i}"), &format!("ok{i}@example.org")).id).collect();
+    let bad = w.crm_contact("Refused", "Record", "refused@bad.test");
+    w.emu.emulator().set_faults(vec![
+        crmsync_emulator::FaultRule::error("people.people.batchCreateContacts", 400, 1000).body_contains("refused@bad.test"),
+    ]);
+    let r = w.sync_contacts().await;
+    assert_eq!(r.counts.google.get("created"), Some(&9), "{:?}", r.counts);
+    assert_eq!(r.counts.errors, 1, "{r:?}");
+    assert_eq!(r.errors[0].crm_id.as_deref(), Some(bad.id.to_string().as_str()));
+    assert!(r.errors[0].message.contains("creating the Google contact failed"), "{:?}", r.errors);
+    let emails = emails_of(&w.group_members());
+    assert_eq!(emails.len(), 9, "{emails:?}");
+    assert!(!emails.contains(&"refused@bad.test".to_string()));
+    // Bisection, not one call per contact: 1 whole batch + at most 2 per halving level.
+    let calls = w.emu.emulator().stats().count("people.people.batchCreateContacts");
+    assert!(calls <= 1 + 2 * 4, "{calls} batch calls");
+    // The failure is retried on the next run; once Google takes it, it goes in, once.
+    let r = w.sync_contacts().await;
+    assert_eq!((r.counts.errors, r.counts.google.get("created")), (1, None), "{r:?}");
+    w.emu.emulator().clear_faults();
+    let r = w.sync_contacts().await;
+    assert_eq!(r.counts.google.get("created"), Some(&1), "{:?}", r.counts);
+    assert_eq!(emails_of(&w.group_members()).len(), 10);
+
+    // Updates: the connector falls back to one update per contact when a batch is refused; the
+    // refused contact's update fails alone.
+    let rn = by_email(&w.google_contacts(), "refused@bad.test")[0]["resourceName"].as_str().unwrap().to_string();
+    for id in ids.iter().take(3).chain([&bad.id]) {
+        w.crm_update(*id, |d| d.job_title = Some("Buyer".into()));
+    }
+    w.emu.emulator().set_faults(vec![
+        crmsync_emulator::FaultRule::error("people.people.batchUpdateContacts", 400, 1000).body_contains(&rn),
+        crmsync_emulator::FaultRule::error("people.people.updateContact", 400, 1000).body_contains(&rn),
+    ]);
+    let r = w.sync_contacts().await;
+    assert_eq!((r.counts.google.get("updated"), r.counts.errors), (Some(&3), 1), "{r:?}");
+    w.emu.emulator().clear_faults();
+    let r = w.sync_contacts().await;
+    assert_eq!((r.counts.google.get("updated"), r.counts.errors), (Some(&1), 0), "{r:?}");
+    let titled = w.group_members().iter().filter(|p| p["organizations"][0]["title"] == "Buyer").count();
+    assert_eq!(titled, 4);
+    assert_eq!(w.sync_contacts().await.counts.writes(), 0);
+});
+
+db_test!(async fn a_batch_google_refuses_entirely_is_not_split_without_end(db) {
+    // Every create refused (a systematic error, not one bad record): the splitting is bounded.
+    let w = SyncWorld::new(db).await;
+    for i in 0..150 {
+        w.crm_contact("Ok", &format!("N{i}"), &format!("ok{i}@example.org"));
+    }
+    w.emu.emulator().set_faults(vec![crmsync_emulator::FaultRule::error("people.people.batchCreateContacts", 400, 100_000)]);
+    let r = w.sync_contacts().await;
+    assert_eq!(r.counts.errors, 150, "{:?}", r.counts);
+    let calls = w.emu.emulator().stats().count("people.people.batchCreateContacts");
+    assert!(calls <= 1 + 32 + 32, "{calls} calls for one refused batch");
+    w.emu.emulator().clear_faults();
+    let r = w.sync_contacts().await;
+    assert_eq!(r.counts.google.get("created"), Some(&150), "{:?}", r.counts);
+});
