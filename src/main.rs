@@ -258,6 +258,20 @@ fn status(
             if let Some(m) = &k.message {
                 println!("             {m}");
             }
+            for f in &k.failing {
+                println!(
+                    "             failing {} {} ({} run(s){}): {}",
+                    f.side,
+                    f.item_id,
+                    f.attempts,
+                    if f.parked_at.is_some() {
+                        ", parked"
+                    } else {
+                        ""
+                    },
+                    f.last_error
+                );
+            }
         }
     }
     Ok(())

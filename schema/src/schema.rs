@@ -275,6 +275,20 @@ diesel::table! {
 }
 
 diesel::joinable!(tags -> users (owner_user_id));
+diesel::table! {
+    parked_items (user_id, kind, side, item_id) {
+        user_id -> Text,
+        kind -> Text,
+        side -> Text,
+        item_id -> Text,
+        attempts -> Integer,
+        first_failed_at -> Timestamp,
+        last_failed_at -> Timestamp,
+        parked_at -> Nullable<Timestamp>,
+        last_error -> Text,
+    }
+}
+
 diesel::joinable!(contact_emails -> contacts (contact_id));
 diesel::joinable!(contact_phones -> contacts (contact_id));
 diesel::joinable!(contact_addresses -> contacts (contact_id));
@@ -304,4 +318,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     sync_runs,
     journal,
     sync_jobs,
+    parked_items,
 );

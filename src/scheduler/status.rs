@@ -6,6 +6,7 @@
 use chrono::{DateTime, Utc};
 use crmsync_engine::ids::{RunId, SyncKind, UserId};
 use crmsync_engine::model::{ConnectionMethod, ConnectionState, User};
+use crmsync_schema::parked::{self, FailingItem};
 use crmsync_schema::runs::{self, SyncRun};
 use crmsync_schema::{connections, jobs, settings, sync_state, users, AnyConnection, StoreResult};
 use serde::Serialize;
@@ -71,6 +72,12 @@ pub struct KindStatus {
     /// Who holds the lease (a running run's worker).
     pub worker: Option<String>,
     pub last_run: Option<SyncRun>,
+    /// Records that failed in recent runs (parked ones first, at most 20): each with its side, id,
+    /// attempts and last error. Parked records no longer hold the sync back; every run retries
+    /// them until they go through.
+    pub failing: Vec<FailingItem>,
+    /// How many records are parked.
+    pub parked: i64,
 }
 
 /// Every kind of one user.
@@ -167,6 +174,8 @@ pub fn user_status(
             .and_then(|j| j.running_run_id)
             .filter(|_| !leased);
         let queued = job.as_ref().and_then(|j| j.requested_run_id);
+        let failing = parked::failing_items(c, user.id, kind, 20)?;
+        let parked = parked::count_parked(c, user.id, kind)?;
         let mut message = None;
         let mut last_error = job.as_ref().and_then(|j| j.last_error.clone()).or_else(|| {
             last_run
@@ -205,6 +214,12 @@ pub fn user_status(
             ));
             SyncState::Disabled
         } else {
+            if parked > 0 {
+                message = Some(format!(
+                    "{parked} record(s) could not be synced in several runs and are parked: every \
+                     run retries them, the others are not held back; see `failing` for the errors"
+                ));
+            }
             SyncState::Idle
         };
         let auto_sync = st.as_ref().is_some_and(|s| s.auto_sync);
@@ -231,6 +246,8 @@ pub fn user_status(
                     .filter(|_| leased)
                     .and_then(|j| j.lease_owner.clone()),
                 last_run,
+                failing,
+                parked,
             },
         );
     }

@@ -232,6 +232,37 @@ impl KindRun for ActivityRun<'_> {
     async fn crm_batch(&mut self, chunk: Vec<Activity>) -> Result<(), SyncError> {
         ActivityRun::crm_batch(self, chunk).await
     }
+    async fn retry_google(&mut self, ids: Vec<String>) -> Result<(), SyncError> {
+        let mut events = Vec::with_capacity(ids.len());
+        for id in ids {
+            match self.calendar.get_event(CALENDAR, &id).await {
+                Ok(Some(e)) => events.push(e),
+                // Gone from Google: as a sync listing shows a deleted event.
+                Ok(None) => events.push(Event {
+                    id: Some(id),
+                    status: Some("cancelled".into()),
+                    ..Default::default()
+                }),
+                Err(e) if e.kind == ErrorKind::Auth => {
+                    return Err(SyncError::from_google(&self.ctx.user.google_alias, e))
+                }
+                Err(e) => {
+                    let message = format!("reading the parked calendar event failed: {e}");
+                    self.tally.item_error(None, Some(id), None, message, true);
+                }
+            }
+        }
+        ActivityRun::google_batch(self, events).await
+    }
+    async fn retry_crm(&mut self, ids: Vec<String>) -> Result<(), SyncError> {
+        let ids: Vec<ActivityId> = ids.iter().filter_map(|i| i.parse().ok()).collect();
+        let records = self
+            .ctx
+            .store
+            .run(move |s| s.read(|c| activity_store::activities_by_ids(c, &ids)))
+            .await?;
+        ActivityRun::crm_batch(self, records).await
+    }
     async fn pending_pass(&mut self) -> Result<(), SyncError> {
         ActivityRun::pending_pass(self).await
     }

@@ -200,6 +200,39 @@ impl KindRun for ContactRun<'_> {
     async fn crm_batch(&mut self, chunk: Vec<Contact>) -> Result<(), SyncError> {
         ContactRun::crm_batch(self, chunk).await
     }
+    async fn retry_google(&mut self, ids: Vec<String>) -> Result<(), SyncError> {
+        let found = match self.people.batch_get(&ids).await {
+            Ok(people) => people,
+            Err(e) if e.kind == ErrorKind::Auth => {
+                return Err(SyncError::from_google(&self.ctx.user.google_alias, e))
+            }
+            Err(e) => {
+                for id in ids {
+                    let message = format!("reading the parked Google contact failed: {e}");
+                    self.tally.item_error(None, Some(id), None, message, true);
+                }
+                return Ok(());
+            }
+        };
+        let mut by_name: HashMap<String, Person> = found
+            .into_iter()
+            .filter_map(|p| p.resource_name.clone().map(|n| (n, p)))
+            .collect();
+        let people = ids
+            .into_iter()
+            .map(|n| by_name.remove(&n).unwrap_or_else(|| deleted_person(n)))
+            .collect();
+        ContactRun::google_batch(self, people).await
+    }
+    async fn retry_crm(&mut self, ids: Vec<String>) -> Result<(), SyncError> {
+        let ids: Vec<ContactId> = ids.iter().filter_map(|i| i.parse().ok()).collect();
+        let records = self
+            .ctx
+            .store
+            .run(move |s| s.read(|c| contact_store::contacts_by_ids(c, &ids)))
+            .await?;
+        ContactRun::crm_batch(self, records).await
+    }
     async fn pending_pass(&mut self) -> Result<(), SyncError> {
         ContactRun::pending_pass(self).await
     }
@@ -1332,6 +1365,18 @@ fn commit_item(
         google_written: p.written.is_some(),
     };
     commit_link(c, lc, now)
+}
+
+/// A contact Google no longer has, as a sync listing shows it.
+fn deleted_person(resource_name: String) -> Person {
+    Person {
+        resource_name: Some(resource_name),
+        metadata: Some(crmsync_connectors::people1::api::PersonMetadata {
+            deleted: Some(true),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
 }
 
 /// Calls [`isolating`] may spend on one batch before it stops splitting.

@@ -1,8 +1,9 @@
 //! The shape of every run, shared by contacts and activities: the Google pass over the listing
 //! since the sync token (a full listing when there is none or it expired), the CRM pass over the
 //! change feed, pending creates, the reconciliation after a full listing, the link ends through
-//! the mass-untag guard, and the cursors stored last. Each kind supplies the steps through
-//! [`KindRun`].
+//! the mass-untag guard, and the cursors stored last (with the records that failed: one that
+//! keeps failing is parked, stops holding the cursors back and is retried by id in every run).
+//! Each kind supplies the steps through [`KindRun`].
 
 use crate::sync::crash::CrashPoint;
 use crate::sync::error::SyncError;
@@ -11,6 +12,7 @@ use crate::sync::{RunBody, RunCtx};
 use crmsync_connectors::{ErrorKind, GoogleError};
 use crmsync_engine::ids::SyncKind;
 use crmsync_engine::planner::LinkState;
+use crmsync_schema::parked::{self, ItemSide};
 use crmsync_schema::sync_state::{self, Cursor};
 
 /// One page of a Google listing.
@@ -58,6 +60,11 @@ pub(crate) trait KindRun {
     fn change_seq(r: &Self::Record) -> i64;
     /// Plans and carries out a chunk of the CRM change feed.
     async fn crm_batch(&mut self, chunk: Vec<Self::Record>) -> Result<(), SyncError>;
+    /// Parked Google records, read again by id and carried out like listed ones (a record gone
+    /// from Google comes back as deleted).
+    async fn retry_google(&mut self, ids: Vec<String>) -> Result<(), SyncError>;
+    /// Parked CRM records, read again by id and carried out like fed ones.
+    async fn retry_crm(&mut self, ids: Vec<String>) -> Result<(), SyncError>;
     /// Pending creates not settled in this run.
     async fn pending_pass(&mut self) -> Result<(), SyncError>;
     /// After a full listing: links whose Google record was not listed.
@@ -86,7 +93,17 @@ pub(crate) async fn drive<R: KindRun>(
     let alias = run.ctx().user.google_alias.clone();
     let uid = run.ctx().user.id;
 
+    // 0. Records that failed in earlier runs (parked ones are retried below).
+    let failing = run
+        .ctx()
+        .store
+        .run(move |s| s.read(|c| parked::failing_items(c, uid, R::KIND, 10_000)))
+        .await?;
+    let park_after = run.ctx().config.park_after;
+    run.tally().load_failures(failing, park_after);
+
     // 1. Google pass.
+    run.tally().in_google_pass = true;
     let mut token = token;
     let mut full = token.is_none();
     let mut page_token: Option<String> = None;
@@ -119,6 +136,7 @@ pub(crate) async fn drive<R: KindRun>(
             None => break page.next_sync_token,
         }
     };
+    run.tally().in_google_pass = false;
 
     // 2. CRM pass, up to the change sequence read when the run started.
     let mut after = cursor.crm_seq;
@@ -140,6 +158,23 @@ pub(crate) async fn drive<R: KindRun>(
         if after >= crm_high {
             break;
         }
+    }
+
+    // 2b. Parked records, retried by id.
+    let parked_google = run.tally().parked(ItemSide::Google);
+    if !parked_google.is_empty() {
+        tracing::info!(
+            count = parked_google.len(),
+            "retrying parked Google records"
+        );
+        run.tally().in_google_pass = true;
+        run.retry_google(parked_google).await?;
+        run.tally().in_google_pass = false;
+    }
+    let parked_crm = run.tally().parked(ItemSide::Crm);
+    if !parked_crm.is_empty() {
+        tracing::info!(count = parked_crm.len(), "retrying parked CRM records");
+        run.retry_crm(parked_crm).await?;
     }
 
     // 3. Pending creates; after a full listing, links whose record was not listed.
@@ -188,10 +223,18 @@ pub(crate) async fn drive<R: KindRun>(
         crm_seq: tally.crm_cursor(cursor.crm_seq, crm_high),
         full_sync_at: if full { Some(now) } else { cursor.full_sync_at },
     };
+    let (failed, cleared) = tally.failure_outcome();
     let body = std::mem::take(&mut tally.body);
+    // The failing records and the cursors together: a cursor never passes a failed record
+    // that is not parked.
     run.ctx()
         .store
-        .run(move |s| s.write(|c| sync_state::put_cursor(c, uid, R::KIND, &new_cursor, now)))
+        .run(move |s| {
+            s.write(|c| {
+                parked::record_outcome(c, uid, R::KIND, &failed, &cleared, park_after, now)?;
+                sync_state::put_cursor(c, uid, R::KIND, &new_cursor, now)
+            })
+        })
         .await?;
     Ok(body)
 }

@@ -91,6 +91,9 @@ pub struct SyncConfig {
     pub people_page_size: i32,
     /// `events.list` page size (max 2500).
     pub calendar_page_size: i32,
+    /// Runs in a row a record may fail in before it is parked (stops holding the cursors back
+    /// and is retried by id in every run); 0 never parks.
+    pub park_after: i32,
     /// Concurrent Calendar writes per user (the rate limiter keeps them under the quota).
     pub calendar_concurrency: usize,
 }
@@ -109,6 +112,7 @@ impl Default for SyncConfig {
             default_lookback_days: 30,
             people_page_size: 1000,
             calendar_page_size: crmsync_connectors::CalendarClient::MAX_PAGE_SIZE,
+            park_after: 3,
             calendar_concurrency: 8,
         }
     }

@@ -353,3 +353,47 @@ db_test!(async fn expired_token_and_lost_insert_answers_cause_no_duplicates(db) 
     assert_eq!(w.live_events("alice@example.com").len(), 4);
     assert_eq!(w.crm_activities().len(), 4);
 });
+
+db_test!(async fn an_event_change_that_keeps_failing_is_parked_and_the_token_moves_on(db) {
+    use crmsync_engine::ids::SyncKind;
+    use crmsync_schema::parked::{self, ItemSide};
+    let w = SyncWorld::new(db).await;
+    w.set_activity_settings(&w.alice, None, &[]);
+    let start = at(next_year(), 5, 4, 10, 0, "Europe/Paris");
+    let a = w.crm_activity(&meeting("Review", &w.alice, start, 60, "Europe/Paris", vec![]));
+    w.sync_activities(&w.alice).await;
+    let id = event_id(a.id);
+    // Both sides edit different fields; the write back to Google is refused every time.
+    w.crm_activity_update(a.id, |d| d.location = Some("Room Refused".into()));
+    w.google_patch_event("alice@example.com", &id, json!({"summary": "Review (moved)"})).await;
+    w.emu.emulator().set_faults(vec![
+        crmsync_emulator::FaultRule::error("calendar.events.patch", 400, 100_000).body_contains("Room Refused"),
+    ]);
+    let uid = w.alice.id;
+    let token = || w.store.read(|c| sync_state::get_cursor(c, uid, SyncKind::Activities)).unwrap().google_sync_token;
+    let failing = || w.store.read(|c| parked::failing_items(c, uid, SyncKind::Activities, 10)).unwrap();
+    let before = token();
+    for attempt in 1..=2 {
+        let r = w.sync_activities(&w.alice).await;
+        assert_eq!(r.counts.errors, 1, "{r:?}");
+        assert_eq!(token(), before, "attempt {attempt}: the token passed a failing change");
+        let f = failing();
+        assert_eq!((f[0].side, f[0].item_id.as_str(), f[0].attempts), (ItemSide::Google, id.as_str(), attempt));
+    }
+    let r = w.sync_activities(&w.alice).await;
+    assert!(r.errors[0].message.contains("parked"), "{:?}", r.errors);
+    assert_ne!(token(), before, "parked: the sync token moves on");
+    // Retried by id in the next run (still refused), then through once Google takes it.
+    let r = w.sync_activities(&w.alice).await;
+    assert_eq!(r.counts.errors, 1, "{r:?}");
+    assert_eq!(failing()[0].attempts, 4);
+    w.emu.emulator().clear_faults();
+    let r = w.sync_activities(&w.alice).await;
+    assert_eq!(r.counts.errors, 0, "{r:?}");
+    assert!(failing().is_empty());
+    let e = w.emu.emulator().calendar_event("alice@example.com", &id).unwrap();
+    assert_eq!((e["summary"].as_str(), e["location"].as_str()), (Some("Review (moved)"), Some("Room Refused")));
+    let a2 = w.crm_activity_get(a.id);
+    assert_eq!((a2.data.title.as_str(), a2.data.location.as_deref()), ("Review (moved)", Some("Room Refused")));
+    assert_eq!(w.sync_activities(&w.alice).await.counts.writes(), 0);
+});

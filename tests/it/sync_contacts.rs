@@ -608,3 +608,58 @@ db_test!(async fn a_batch_google_refuses_entirely_is_not_split_without_end(db) {
     let r = w.sync_contacts().await;
     assert_eq!(r.counts.google.get("created"), Some(&150), "{:?}", r.counts);
 });
+
+db_test!(async fn a_record_that_keeps_failing_is_parked_and_retried_without_holding_the_others_back(db) {
+    use crmsync_engine::ids::SyncKind;
+    use crmsync_schema::parked::{self, ItemSide};
+    let w = SyncWorld::new(db).await;
+    for i in 0..3 {
+        w.crm_contact("Ok", &format!("N{i}"), &format!("ok{i}@example.org"));
+    }
+    let bad = w.crm_contact("Refused", "Record", "refused@bad.test");
+    w.emu.emulator().set_faults(vec![
+        crmsync_emulator::FaultRule::error("people.people.batchCreateContacts", 400, 100_000).body_contains("refused@bad.test"),
+    ]);
+    let uid = w.alice.id;
+    let cursor = || w.store.read(|c| sync_state::get_cursor(c, uid, SyncKind::Contacts)).unwrap();
+    let failing = || w.store.read(|c| parked::failing_items(c, uid, SyncKind::Contacts, 10)).unwrap();
+    // Two runs: the failure holds the CRM cursor below the refused contact's change.
+    for attempt in 1..=2 {
+        let r = w.sync_contacts().await;
+        assert_eq!(r.counts.errors, 1, "{r:?}");
+        assert!(!r.errors[0].message.contains("parked"), "{:?}", r.errors);
+        assert!(cursor().crm_seq < bad.change_seq, "attempt {attempt}: the cursor passed a failing record");
+        let f = failing();
+        assert_eq!((f.len(), f[0].side, f[0].attempts, f[0].parked_at), (1, ItemSide::Crm, attempt, None));
+        assert_eq!(f[0].item_id, bad.id.to_string());
+    }
+    // The third failure parks it: the cursor moves on, the error says so.
+    let r = w.sync_contacts().await;
+    assert!(r.errors[0].message.contains("parked"), "{:?}", r.errors);
+    assert!(cursor().crm_seq >= bad.change_seq, "a parked record no longer holds the cursor");
+    assert!(failing()[0].parked_at.is_some());
+    // The status tells the admin.
+    let status = w.store.read(|c| crmsync::scheduler::status::user_status(c, &w.alice, now())).unwrap();
+    let k = &status.kinds["contacts"];
+    assert_eq!(k.parked, 1);
+    assert!(k.message.as_deref().unwrap_or("").contains("parked"), "{k:?}");
+    assert!(k.failing[0].last_error.contains("creating the Google contact failed"), "{k:?}");
+    // Later changes go through; the parked record is retried in every run, by id.
+    let late = w.crm_contact("Late", "Comer", "late@example.org");
+    let calls = w.emu.emulator().stats().count("people.people.batchCreateContacts");
+    let r = w.sync_contacts().await;
+    assert_eq!((r.counts.google.get("created"), r.counts.errors), (Some(&1), 1), "{r:?}");
+    assert!(w.emu.emulator().stats().count("people.people.batchCreateContacts") >= calls + 2, "the parked record was retried");
+    assert_eq!(failing()[0].attempts, 4);
+    assert!(cursor().crm_seq >= late.change_seq);
+    // Once Google takes it, it goes in once and the row is gone.
+    w.emu.emulator().clear_faults();
+    let r = w.sync_contacts().await;
+    assert_eq!((r.counts.google.get("created"), r.counts.errors), (Some(&1), 0), "{r:?}");
+    assert!(failing().is_empty());
+    let emails = emails_of(&w.group_members());
+    assert_eq!(emails.len(), 5, "{emails:?}");
+    assert_eq!(by_email(&w.google_contacts(), "refused@bad.test").len(), 1);
+    let r = w.sync_contacts().await;
+    assert_eq!((r.counts.writes(), r.counts.errors, r.api_calls), (0, 0, 1), "{r:?}");
+});
