@@ -493,13 +493,6 @@ async fn check_invariants(sim: &Sim, seed: u64) {
     );
 }
 
-fn seeds(default: u64) -> u64 {
-    std::env::var("CRMSYNC_SIM_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn activities_simulation_sqlite() {
     let mut interrupted = 0;

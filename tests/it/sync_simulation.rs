@@ -271,13 +271,6 @@ async fn check_invariants(w: &SyncWorld, seed: u64, ever_crm: &BTreeSet<ContactI
     );
 }
 
-fn seeds(default: u64) -> u64 {
-    std::env::var("CRMSYNC_SIM_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulation_sqlite() {
     for seed in 0..seeds(24) {

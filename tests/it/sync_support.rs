@@ -613,3 +613,11 @@ impl SyncWorld {
         v["items"].as_array().cloned().unwrap_or_default()
     }
 }
+
+/// How many seeds a simulation runs: `CRMSYNC_SIM_SEEDS`, else `default`.
+pub fn seeds(default: u64) -> u64 {
+    std::env::var("CRMSYNC_SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
