@@ -802,16 +802,24 @@ pub fn user_contacts_changed_since(
     limit: usize,
 ) -> StoreResult<Vec<crmsync_engine::model::Contact>> {
     use crate::schema::{contact_tags, contacts};
-    let tagged = contact_tags::table
-        .filter(contact_tags::tag_id.eq(tag.to_string()))
-        .select(contact_tags::contact_id);
-    let linked = links::table
-        .filter(links::user_id.eq(user.to_string()))
-        .filter(links::kind.eq(SyncKind::Contacts.as_str()))
-        .select(links::crm_id);
+    use diesel::dsl::exists;
+    // Correlated EXISTS probes, so the query walks the change_seq index from the cursor and
+    // costs nothing when nothing changed (an IN (subquery) made SQLite build the whole set of
+    // tagged and linked contacts first, on every run).
+    let tagged = exists(
+        contact_tags::table
+            .filter(contact_tags::contact_id.eq(contacts::id))
+            .filter(contact_tags::tag_id.eq(tag.to_string())),
+    );
+    let linked = exists(
+        links::table
+            .filter(links::user_id.eq(user.to_string()))
+            .filter(links::kind.eq(SyncKind::Contacts.as_str()))
+            .filter(links::crm_id.eq(contacts::id)),
+    );
     let ids: Vec<String> = contacts::table
         .filter(contacts::change_seq.gt(seq))
-        .filter(contacts::id.eq_any(tagged).or(contacts::id.eq_any(linked)))
+        .filter(tagged.or(linked))
         .order(contacts::change_seq)
         .limit(limit.clamp(1, 1000) as i64)
         .select(contacts::id)
@@ -834,20 +842,26 @@ pub fn user_activities_changed_since(
     limit: usize,
 ) -> StoreResult<Vec<crmsync_engine::model::Activity>> {
     use crate::schema::{activities, activity_participants};
-    let participant = activity_participants::table
-        .filter(activity_participants::user_id.eq(user.to_string()))
-        .select(activity_participants::activity_id);
-    let linked = links::table
-        .filter(links::user_id.eq(user.to_string()))
-        .filter(links::kind.eq(SyncKind::Activities.as_str()))
-        .select(links::crm_id);
+    use diesel::dsl::exists;
+    // Correlated EXISTS probes (see user_contacts_changed_since).
+    let participant = exists(
+        activity_participants::table
+            .filter(activity_participants::activity_id.eq(activities::id))
+            .filter(activity_participants::user_id.eq(user.to_string())),
+    );
+    let linked = exists(
+        links::table
+            .filter(links::user_id.eq(user.to_string()))
+            .filter(links::kind.eq(SyncKind::Activities.as_str()))
+            .filter(links::crm_id.eq(activities::id)),
+    );
     let ids: Vec<String> = activities::table
         .filter(activities::change_seq.gt(seq))
         .filter(
             activities::organizer_user_id
                 .eq(user.to_string())
-                .or(activities::id.eq_any(participant))
-                .or(activities::id.eq_any(linked)),
+                .or(participant)
+                .or(linked),
         )
         .order(activities::change_seq)
         .limit(limit.clamp(1, 1000) as i64)
