@@ -9,6 +9,7 @@ use crate::support::TestApp;
 use crate::sync_support::SyncWorld;
 use crmsync_schema::test_support::TestDb;
 use fantoccini::{Client, ClientBuilder, Locator};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -35,6 +36,11 @@ struct Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        // chromedriver runs in its own process group: take the browser it started down with it
+        // (a failed test never reaches the session's close).
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -69,6 +75,7 @@ async fn start_driver() -> Driver {
         .port();
     let child = Command::new(&program)
         .arg(format!("--port={port}"))
+        .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
