@@ -976,25 +976,34 @@ impl ActivityRun<'_> {
             return Ok(());
         }
         if e.status.as_deref() == Some("cancelled") {
-            // Restore it with the activity's fields.
-            let names: Vec<String> = p.plan.google.target.keys().cloned().collect();
-            let mut patch = map::event_patch(
-                &p.plan.google.target,
-                &names,
-                Some(&e),
-                &p.directory,
-                &self.cal,
-            );
-            patch.status = Some(
-                map::show_as(
-                    p.crm
-                        .as_ref()
-                        .map(|a| a.data.status)
-                        .unwrap_or(ActivityStatus::Planned),
-                )
-                .to_string(),
-            );
-            match self.calendar.patch_event(CALENDAR, id, patch).await {
+            // Restore it with the activity's fields: a patch, or a full update when the event
+            // switches between timed and all-day (a patch cannot clear `dateTime`/`date`).
+            let status = map::show_as(
+                p.crm
+                    .as_ref()
+                    .map(|a| a.data.status)
+                    .unwrap_or(ActivityStatus::Planned),
+            )
+            .to_string();
+            let current = map::event_fields(&e, &p.directory, &self.cal);
+            let result = if map::switches_all_day(&current, &p.plan.google.target) {
+                let mut event =
+                    map::event_update(&p.plan.google.target, &e, &p.directory, &self.cal);
+                event.status = Some(status);
+                self.calendar.update_event(CALENDAR, id, event).await
+            } else {
+                let names: Vec<String> = p.plan.google.target.keys().cloned().collect();
+                let mut patch = map::event_patch(
+                    &p.plan.google.target,
+                    &names,
+                    Some(&e),
+                    &p.directory,
+                    &self.cal,
+                );
+                patch.status = Some(status);
+                self.calendar.patch_event(CALENDAR, id, patch).await
+            };
+            match result {
                 Ok(written) => p.written = Some(written),
                 Err(err) => {
                     let mut q = p.clone();

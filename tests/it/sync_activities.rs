@@ -397,3 +397,32 @@ db_test!(async fn an_event_change_that_keeps_failing_is_parked_and_the_token_mov
     assert_eq!((a2.data.title.as_str(), a2.data.location.as_deref()), ("Review (moved)", Some("Room Refused")));
     assert_eq!(w.sync_activities(&w.alice).await.counts.writes(), 0);
 });
+
+db_test!(async fn a_hidden_activity_shown_again_as_all_day_restores_its_cancelled_event(db) {
+    // Google delete hides the activity; shown again (now all-day), the cancelled event with the
+    // same deterministic id is restored in the new form (a full update: a patch cannot clear
+    // `dateTime`), not duplicated.
+    let w = SyncWorld::new(db).await;
+    w.set_activity_settings(&w.alice, None, &[]);
+    let y = next_year();
+    let start = at(y, 8, 3, 14, 0, "America/New_York");
+    let a = w.crm_activity(&meeting("Offsite prep", &w.alice, start, 60, "America/New_York", vec![]));
+    w.sync_activities(&w.alice).await;
+    let id = event_id(a.id);
+    w.google_delete_event("alice@example.com", &id).await;
+    w.sync_activities(&w.alice).await;
+    assert!(!w.crm_activity_get(a.id).data.display_in_calendar);
+    let d = |m, day| NaiveDate::from_ymd_opt(y, m, day).unwrap();
+    w.crm_activity_update(a.id, |x| {
+        x.display_in_calendar = true;
+        x.time = ActivityTime::AllDay { start: d(8, 4), end: d(8, 5) };
+    });
+    let r = w.sync_activities(&w.alice).await;
+    assert_eq!(r.counts.errors, 0, "{r:?}");
+    let e = w.emu.emulator().calendar_event("alice@example.com", &id).unwrap();
+    assert_eq!(e["status"], "confirmed", "{e}");
+    assert_eq!((e["start"]["date"].as_str(), e["end"]["date"].as_str()), (Some(format!("{y}-08-04").as_str()), Some(format!("{y}-08-05").as_str())));
+    assert!(e["start"].get("dateTime").is_none(), "{e}");
+    assert_eq!(w.live_events("alice@example.com").len(), 1);
+    assert_eq!(w.sync_activities(&w.alice).await.counts.writes(), 0);
+});

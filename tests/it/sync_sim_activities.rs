@@ -3,7 +3,8 @@
 //! deletes, with the other user, a contact or a bare address as participants; Google inserts,
 //! patches and deletes by the organizer, some with the other user as attendee so a mirrored copy
 //! appears in their calendar), injected Calendar faults (5xx, rate-limit 403, 429, inserts applied
-//! but answered with a dropped connection), expired sync tokens, small listing pages and crashes at
+//! but answered with a dropped connection, writes Google refuses until the faults stop, which
+//! get parked), expired sync tokens, small listing pages and crashes at
 //! random named points, for many seeds. After the faults stop and the runs settle: every activity
 //! the test did not delete is still in the CRM; each user's live organized events and the CRM
 //! activities they organize and show in the calendar are in one-to-one correspondence with equal
@@ -31,7 +32,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 const WORDS: [&str; 5] = ["review", "demo", "pricing", "kick-off", "renewal"];
-const PLACES: [&str; 3] = ["Room 1", "Room 2", "Lobby"];
+/// "Refused room": Google refuses writes carrying it until the faults stop (parked records).
+const PLACES: [&str; 4] = ["Room 1", "Room 2", "Lobby", "Refused room"];
 const ZONES: [&str; 4] = [
     "Europe/Paris",
     "America/New_York",
@@ -107,6 +109,8 @@ struct Sim {
     kept: BTreeSet<ActivityId>,
     /// Runs that stopped early (a crash point fired or an error ended the run).
     interrupted: u32,
+    /// Record failures that ended parked.
+    parked: usize,
 }
 
 impl Sim {
@@ -262,7 +266,13 @@ impl Sim {
     }
 
     fn faults(&mut self) {
-        let mut faults = Vec::new();
+        let mut faults = vec![
+            FaultRule::error("calendar.events.insert", 400, 1_000_000)
+                .body_contains("Refused room"),
+            FaultRule::error("calendar.events.patch", 400, 1_000_000).body_contains("Refused room"),
+            FaultRule::error("calendar.events.update", 400, 1_000_000)
+                .body_contains("Refused room"),
+        ];
         let rng = &mut self.rng;
         if rng.gen_bool(0.3) {
             faults.push(FaultRule::error("calendar.events.list", 503, 1));
@@ -301,15 +311,22 @@ impl Sim {
                 RunOptions::default(),
             )
             .await;
-        if r.is_err() {
-            self.interrupted += 1;
+        match r {
+            Ok(r) => {
+                self.parked += r
+                    .errors
+                    .iter()
+                    .filter(|e| e.message.contains("parked"))
+                    .count();
+            }
+            Err(_) => self.interrupted += 1,
         }
     }
 }
 
-/// Runs one seed; returns how many runs were interrupted (so the caller can tell the crash
-/// points were reached at all).
-async fn simulate(db: TestDb, seed: u64, rounds: usize) -> u32 {
+/// Runs one seed; returns how many runs were interrupted and how many failures ended parked
+/// (so the caller can tell the crash points and the parking path were reached at all).
+async fn simulate(db: TestDb, seed: u64, rounds: usize) -> (u32, usize) {
     let config = SyncConfig {
         calendar_page_size: 2,
         ..Default::default()
@@ -327,6 +344,7 @@ async fn simulate(db: TestDb, seed: u64, rounds: usize) -> u32 {
         next_key: 0,
         kept: BTreeSet::new(),
         interrupted: 0,
+        parked: 0,
     };
     for _ in 0..rounds {
         // The user's own edits are not subject to the faults meant for the engine.
@@ -367,7 +385,7 @@ async fn simulate(db: TestDb, seed: u64, rounds: usize) -> u32 {
         }
     }
     check_invariants(&sim, seed).await;
-    sim.interrupted
+    (sim.interrupted, sim.parked)
 }
 
 fn directory(sim: &Sim, a: &Activity) -> activity_map::Directory {
@@ -468,6 +486,39 @@ async fn check_invariants(sim: &Sim, seed: u64) {
             seen.insert(crm_id.clone());
         }
         let missing: Vec<&String> = shown.keys().filter(|k| !seen.contains(*k)).collect();
+        // On failure: the story of each missing one, to read with the seed.
+        for m in &missing {
+            let journal = w
+                .store
+                .read(|c| sync_state::journal_of_record(c, m))
+                .unwrap_or_default();
+            for j in journal {
+                eprintln!(
+                    "JOURNAL {m} {} {} {} {} {:?} {:?} {:?}",
+                    j.entry.run_id,
+                    j.entry.side,
+                    j.entry.action,
+                    j.entry.rule,
+                    j.entry.google_id,
+                    j.entry.before,
+                    j.entry.after
+                );
+            }
+            let id: ActivityId = m.parse().unwrap();
+            let links = w
+                .store
+                .read(|c| {
+                    sync_state::links_by_crm_ids(c, user.id, SyncKind::Activities, &[m.to_string()])
+                })
+                .unwrap_or_default();
+            eprintln!("LINKS {m} {links:?}");
+            eprintln!(
+                "EVENT {:?}",
+                w.emu
+                    .emulator()
+                    .calendar_event(&user.email, &crmsync_engine::activity_map::event_id(id))
+            );
+        }
         assert!(
             missing.is_empty(),
             "seed {seed}: shown activities of {} without a live event: {missing:?}",
@@ -495,13 +546,19 @@ async fn check_invariants(sim: &Sim, seed: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn activities_simulation_sqlite() {
-    let mut interrupted = 0;
+    let (mut interrupted, mut parked) = (0, 0);
     for seed in 0..seeds(24) {
-        interrupted += simulate(TestDb::sqlite(), seed, 6).await;
+        let (i, p) = simulate(TestDb::sqlite(), seed, 6).await;
+        interrupted += i;
+        parked += p;
     }
     assert!(
         interrupted > 0,
         "no run was ever interrupted: the crash plan is not wired"
+    );
+    assert!(
+        parked > 0,
+        "no refused change was ever parked: the parking path was not reached"
     );
 }
 

@@ -1,6 +1,7 @@
 //! Seeded simulation of the whole contacts engine (sync-testing-plan B7.3 L2, small scale): random
-//! edits on both sides, injected Google faults (5xx, 429, answers lost after the write) and
-//! crashes at random named points, for many seeds. After the faults stop and the runs settle, the
+//! edits on both sides, injected Google faults (5xx, 429, answers lost after the write, and
+//! contacts Google refuses until the faults stop, which get parked) and crashes at random named
+//! points, for many seeds. After the faults stop and the runs settle, the
 //! invariants must hold: both sides converged on every link, the group and the tag describe the
 //! same set, no duplicate on either side, nothing deleted by the sync, and one more run writes
 //! nothing. A failing seed is printed and replays identically.
@@ -22,7 +23,10 @@ use std::sync::Arc;
 const FIRST: [&str; 6] = ["Ada", "Bob", "Cy", "Di", "Ed", "Flo"];
 const TITLES: [&str; 4] = ["CTO", "Buyer", "Analyst", "Founder"];
 
-async fn simulate(db: TestDb, seed: u64, rounds: usize) {
+/// Runs one seed; returns how many record failures ended parked (so the caller can tell the
+/// parking path was reached at all).
+async fn simulate(db: TestDb, seed: u64, rounds: usize) -> usize {
+    let mut parked = 0;
     let mut rng = StdRng::seed_from_u64(seed);
     let mut config = SyncConfig {
         people_page_size: 3,
@@ -47,10 +51,16 @@ async fn simulate(db: TestDb, seed: u64, rounds: usize) {
             match rng.gen_range(0..10) {
                 0..=2 => {
                     next_id += 1;
+                    // Some addresses Google refuses until the faults stop (parked records).
+                    let domain = if rng.gen_bool(0.15) {
+                        "refused.test"
+                    } else {
+                        "sim.test"
+                    };
                     let c = w.crm_contact(
                         FIRST[rng.gen_range(0..FIRST.len())],
                         &format!("C{next_id}"),
-                        &format!("c{next_id}@sim.test"),
+                        &format!("c{next_id}@{domain}"),
                     );
                     ever_crm.insert(c.id);
                 }
@@ -127,7 +137,11 @@ async fn simulate(db: TestDb, seed: u64, rounds: usize) {
             }
         }
         // Faults and a crash, sometimes.
-        let mut faults = Vec::new();
+        let mut faults =
+            vec![
+                FaultRule::error("people.people.batchCreateContacts", 400, 1_000_000)
+                    .body_contains("@refused.test"),
+            ];
         if rng.gen_bool(0.3) {
             faults.push(FaultRule::error("people.people.connections.list", 503, 1));
         }
@@ -154,14 +168,21 @@ async fn simulate(db: TestDb, seed: u64, rounds: usize) {
         } else {
             w.engine.clone()
         };
-        let _ = engine
+        if let Ok(r) = engine
             .sync(
                 w.alice.id,
                 SyncKind::Contacts,
                 Trigger::Manual,
                 RunOptions::default(),
             )
-            .await;
+            .await
+        {
+            parked += r
+                .errors
+                .iter()
+                .filter(|e| e.message.contains("parked"))
+                .count();
+        }
         let _ = round;
     }
     // Quiescence: faults off, run until nothing is left to do.
@@ -170,6 +191,7 @@ async fn simulate(db: TestDb, seed: u64, rounds: usize) {
         w.sync_contacts().await;
     }
     check_invariants(&w, seed, &ever_crm).await;
+    parked
 }
 
 async fn check_invariants(w: &SyncWorld, seed: u64, ever_crm: &BTreeSet<ContactId>) {
@@ -273,9 +295,14 @@ async fn check_invariants(w: &SyncWorld, seed: u64, ever_crm: &BTreeSet<ContactI
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulation_sqlite() {
+    let mut parked = 0;
     for seed in 0..seeds(24) {
-        simulate(TestDb::sqlite(), seed, 6).await;
+        parked += simulate(TestDb::sqlite(), seed, 6).await;
     }
+    assert!(
+        parked > 0,
+        "no refused contact was ever parked: the parking path was not reached"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
