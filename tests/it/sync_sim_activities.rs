@@ -9,7 +9,8 @@
 //! the test did not delete is still in the CRM; each user's live organized events and the CRM
 //! activities they organize and show in the calendar are in one-to-one correspondence with equal
 //! mapped fields; no key appears twice on either side (no duplicate); and one more run of each user
-//! writes nothing. A failing seed is printed and replays identically.
+//! writes nothing. A failing seed is printed; its random choices replay identically, but Calendar
+//! writes run concurrently, so the interleaving of one run may differ between replays.
 
 use crate::sync_support::*;
 use chrono::{Duration, TimeZone, Utc};
