@@ -102,7 +102,7 @@ pub fn failing_items(
             parked_items::parked_at.is_null(),
             parked_items::last_failed_at.desc(),
         ))
-        .limit(crate::util::page_limit(limit))
+        .limit(i64::try_from(limit.max(1)).unwrap_or(i64::MAX))
         .select((
             parked_items::side,
             parked_items::item_id,
