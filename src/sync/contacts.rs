@@ -1426,3 +1426,71 @@ where
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::cell::Cell;
+
+    /// The requests `isolating` made: the positions each covered, and its outcome.
+    type Groups = Vec<(Vec<usize>, Result<(), GoogleError>)>;
+
+    /// Runs `isolating` over `n` items of which `bad` are refused: a request fails with 400
+    /// when it carries any refused item. Returns the groups and the number of requests.
+    fn run(n: usize, bad: &HashSet<usize>) -> (Groups, usize) {
+        let calls = Cell::new(0usize);
+        let items: Vec<usize> = (0..n).collect();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let groups = rt.block_on(isolating(items, |batch: Vec<usize>| {
+            calls.set(calls.get() + 1);
+            let refused = batch.iter().any(|i| bad.contains(i));
+            async move {
+                if refused {
+                    Err(GoogleError::local(
+                        ErrorKind::BadRequest,
+                        "people.people.batchCreateContacts",
+                        "refused",
+                    ))
+                } else {
+                    Ok(())
+                }
+            }
+        }));
+        (groups, calls.get())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+
+        /// Every item is covered exactly once; no good item ends in a failed group when the
+        /// splitting budget suffices; a refused item never ends in a successful group.
+        #[test]
+        fn isolating_covers_every_item_and_isolates_refused_ones(
+            n in 1usize..=200,
+            bad in proptest::collection::hash_set(0usize..200, 0..4),
+        ) {
+            let bad: HashSet<usize> = bad.into_iter().filter(|b| *b < n).collect();
+            let (groups, calls) = run(n, &bad);
+            let mut seen: Vec<usize> = groups.iter().flat_map(|(g, _)| g.clone()).collect();
+            seen.sort_unstable();
+            prop_assert_eq!(seen, (0..n).collect::<Vec<_>>());
+            for (g, r) in &groups {
+                if r.is_ok() {
+                    prop_assert!(g.iter().all(|i| !bad.contains(i)));
+                }
+            }
+            prop_assert!(calls <= 1 + MAX_SPLIT_CALLS + 16, "{} calls", calls);
+            if bad.len() <= 2 {
+                // Within budget: each refused record fails alone, the rest goes through.
+                for (g, r) in &groups {
+                    if r.is_err() {
+                        prop_assert_eq!(g.len(), 1);
+                    }
+                }
+            }
+        }
+    }
+}
