@@ -1,9 +1,10 @@
 //! Scale-out on a real PostgreSQL (a PostgreSQL feature: `FOR UPDATE SKIP LOCKED` and leases, so
 //! this test exists only as `_postgres`): three `crmsync worker` processes share one database and
 //! an emulator in this process. 50 users with both kinds due: every due run happens exactly once.
-//! A worker killed with SIGKILL in the middle of a run has that run taken over (the same run id)
-//! after its lease expires, with no duplicate in Google and no lost change; the others stop
-//! gracefully on SIGTERM.
+//! A worker killed with SIGKILL in the middle of a run, after some of its event inserts reached
+//! Google and before it recorded them, has that run taken over (the same run id) after its lease
+//! expires, with no duplicate in Google and no lost change; every run finishes exactly once across
+//! the three workers' logs; the others stop gracefully on SIGTERM.
 
 use crate::sync_support::{meeting, SCOPES};
 use chrono::{Duration, Utc};
@@ -28,6 +29,8 @@ use std::time::Instant;
 const BIN: &str = env!("CARGO_BIN_EXE_crmsync");
 const USERS: usize = 50;
 const VICTIM_ACTIVITIES: usize = 6;
+/// How many of the victim's inserts reach Google before its worker is killed.
+const FAST_INSERTS: usize = 3;
 
 struct Worker {
     name: String,
@@ -218,15 +221,24 @@ async fn three_workers_run_every_due_run_once_and_take_over_a_killed_one_postgre
         google_event(&emu, i).await;
     }
     let victim = people[0].clone();
-    // The victim's event inserts are slow, so its activities run is surely in progress when its
-    // worker is killed.
-    emu.emulator().set_faults(vec![FaultRule {
+    // The victim's first inserts go through at once and the rest are slow, so its worker is killed
+    // after it has written to Google and before it has recorded those writes as done: the takeover
+    // must adopt what is already there, not insert it again.
+    let pass = FaultRule {
         status: None,
-        times: None,
-        ..FaultRule::error("calendar.events.insert", 500, 0)
-            .for_user(&email(0))
-            .delay_ms(2500)
-    }]);
+        times: Some(FAST_INSERTS as u64),
+        ..FaultRule::error("calendar.events.insert", 500, 0).for_user(&email(0))
+    };
+    emu.emulator().set_faults(vec![
+        pass,
+        FaultRule {
+            status: None,
+            times: None,
+            ..FaultRule::error("calendar.events.insert", 500, 0)
+                .for_user(&email(0))
+                .delay_ms(2500)
+        },
+    ]);
 
     let logs = tempfile::tempdir().expect("log dir");
     let mut workers: Vec<Worker> = ["w1", "w2", "w3"]
@@ -244,7 +256,11 @@ async fn three_workers_run_every_due_run_once_and_take_over_a_killed_one_postgre
         r.started_at.map(|_| (owner, run))
     })
     .await;
-    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    // Its first inserts are in Google (besides the event made in Google) while the run goes on.
+    until(30, "the victim's first inserts to reach Google", || {
+        (emu.emulator().calendar_events(&email(0)).len() > FAST_INSERTS).then_some(())
+    })
+    .await;
     let idx = workers
         .iter()
         .position(|w| w.name == owner)
@@ -367,6 +383,18 @@ async fn three_workers_run_every_due_run_once_and_take_over_a_killed_one_postgre
             (w.name.clone(), log.matches("run done").count())
         })
         .collect();
+    // Every run finished exactly once across all three workers, the killed one included: no run
+    // was carried out twice (the runs table alone would not show a run finished by two workers).
+    let killed_done = std::fs::read_to_string(logs.path().join(format!("{owner}.log")))
+        .unwrap_or_default()
+        .matches("run done")
+        .count();
+    let total_done: usize = busy.iter().map(|(_, n)| n).sum::<usize>() + killed_done;
+    assert_eq!(
+        total_done,
+        USERS * 2,
+        "runs finished: {busy:?} and {killed_done} by the killed {owner}"
+    );
     eprintln!("runs finished per surviving worker: {busy:?} (killed: {owner})");
     assert!(
         busy.iter().all(|(_, n)| *n > 0),
