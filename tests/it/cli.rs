@@ -1,5 +1,6 @@
 //! The binary end to end: `crmsync admin-token create` prints a token, `crmsync serve` starts
-//! (migrating the database) and answers the API with it, with no configuration on SQLite.
+//! (migrating the database) and answers the API with it, with no configuration on SQLite;
+//! `crmsync demo --no-serve` and `crmsync bench contacts` run end to end.
 
 use crate::support::read;
 use crmsync_schema::db_test;
@@ -93,3 +94,104 @@ db_test!(async fn serve_uses_the_database_url(db) {
     let dir = tempfile::tempdir().unwrap();
     create_token_serve_and_call(dir.path(), Some(db.url())).await;
 });
+
+/// The README's first command without the serving part: `crmsync demo --no-serve` seeds both
+/// sides, syncs for real through the built-in emulator, prints both sides and leaves no database
+/// behind in the working folder.
+#[test]
+fn demo_seeds_syncs_and_prints_both_sides() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = crmsync(dir.path(), None)
+        .args(["demo", "--no-serve", "--emulator-listen", "127.0.0.1:0"])
+        .output()
+        .expect("run crmsync demo");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "demo failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "alice@example.com contacts: succeeded",
+        "alice@example.com activities: succeeded",
+        "bob@example.com activities: succeeded",
+    ] {
+        assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");
+    }
+    // Contacts made on either side are on both; the untagged one stays in the CRM only.
+    let google = stdout
+        .split("Google Contacts of alice@example.com")
+        .nth(1)
+        .and_then(|s| s.split("CRM contacts:").next())
+        .expect("the Google contacts section");
+    for name in [
+        "Ada Lovelace",
+        "Grace Hopper",
+        "Katherine Johnson",
+        "Linus Pauling",
+    ] {
+        assert!(google.contains(name), "{name} not in Google:\n{google}");
+    }
+    assert!(
+        !google.contains("Una Tagged"),
+        "an untagged contact reached Google"
+    );
+    // The organizer's meeting is on the participant's calendar too, once.
+    let bob = stdout
+        .split("Google Calendar of bob@example.com")
+        .nth(1)
+        .and_then(|s| s.split("CRM activities:").next())
+        .expect("bob's calendar section");
+    assert_eq!(bob.matches("Quarterly review with Ada").count(), 1, "{bob}");
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("read dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "the demo left files behind: {left:?}");
+}
+
+/// `crmsync bench contacts` measures a real initial sync against the SPEC 8 call budget (API
+/// calls are counted, not timed): at most 1.05 x the minimum, and one list call when nothing
+/// changed.
+#[test]
+fn bench_contacts_stays_within_the_call_budget() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = crmsync(dir.path(), None)
+        .args(["bench", "contacts", "--contacts", "1000"])
+        .output()
+        .expect("run crmsync bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "bench failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let number_after = |text: &str, key: &str| -> Vec<u64> {
+        text.match_indices(key)
+            .filter_map(|(i, _)| {
+                text[i + key.len()..]
+                    .trim_start()
+                    .split(|c: char| !c.is_ascii_digit())
+                    .next()
+                    .and_then(|n| n.parse().ok())
+            })
+            .collect()
+    };
+    let calls = number_after(&stdout, "API calls:");
+    assert_eq!(
+        calls.len(),
+        3,
+        "initial run and two unchanged runs:\n{stdout}"
+    );
+    let minimum = number_after(&stdout, "one group create):");
+    assert_eq!(minimum, vec![5 + 1 + 2], "{stdout}");
+    assert!(
+        calls[0] as f64 <= 1.05 * minimum[0] as f64,
+        "{} calls for a minimum of {}:\n{stdout}",
+        calls[0],
+        minimum[0]
+    );
+    assert_eq!(&calls[1..], &[1, 1], "{stdout}");
+    assert!(stdout.contains("created in Google: 1000"), "{stdout}");
+}
