@@ -136,6 +136,38 @@ db_test!(async fn same_field_changed_on_both_sides_goes_to_the_later_writer(db) 
     assert_eq!(overwrite.entry.before, Some(Value::from("Analyst")));
 });
 
+db_test!(async fn same_field_changed_in_google_first_and_crm_later_goes_to_the_crm(db) {
+    let w = SyncWorld::new(db).await;
+    let ada = w.crm_contact("Ada", "Lovelace", "ada@example.org");
+    w.sync_contacts().await;
+    // Google first, CRM later: the CRM wins, Google is overwritten, the Google value journaled.
+    let g = w.google_as("alice@example.com").await;
+    let rn = by_email(&w.google_contacts(), "ada@example.org")[0]["resourceName"].as_str().unwrap().to_string();
+    let mut p = g.people().get(&rn).await.unwrap().unwrap();
+    p.organizations = Some(vec![crmsync_connectors::people1::api::Organization { title: Some("Programmer".into()), ..Default::default() }]);
+    g.people().update_contact(p, "organizations").await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    w.crm_update(ada.id, |d| d.job_title = Some("Analyst".into()));
+    let r = w.sync_contacts().await;
+    assert_eq!(r.counts.conflicts, 1, "{:?}", r.counts);
+    assert_eq!(w.crm_get(ada.id).data.job_title.as_deref(), Some("Analyst"));
+    let gp = by_email(&w.google_contacts(), "ada@example.org")[0].clone();
+    assert_eq!(gp["organizations"][0]["title"].as_str(), Some("Analyst"), "{gp:#}");
+    let journal = w.store.read(|c| sync_state::journal_of_run(c, r.run_id)).unwrap();
+    let conflict = journal.iter().find(|e| e.entry.action == "conflict").expect("a conflict entry");
+    assert_eq!(conflict.entry.field.as_deref(), Some("job_title"));
+    assert_eq!(conflict.entry.winner.as_deref(), Some("crm"));
+    assert_eq!(conflict.entry.before.as_ref().unwrap()["google"], "Programmer", "the losing value is journaled");
+    assert!(
+        journal.iter().any(|e| e.entry.side == "google" && e.entry.action == "update"),
+        "the Google overwrite is journaled: {journal:#?}"
+    );
+    // Settled: the next run changes nothing on either side.
+    let again = w.sync_contacts().await;
+    assert_eq!(again.counts.conflicts, 0, "{:?}", again.counts);
+    assert!(again.counts.google.is_empty() && again.counts.crm.is_empty(), "{:?}", again.counts);
+});
+
 db_test!(async fn google_delete_and_group_removal_untag_in_the_crm(db) {
     let w = SyncWorld::new(db).await;
     let ada = w.crm_contact("Ada", "Lovelace", "ada@example.org");
