@@ -1,7 +1,9 @@
 //! The scheduler with a controllable clock against the emulator, on both backends: interval and
 //! cron runs fire when due and not before (stepping the `TestClock`, never sleeping through real
 //! minutes); auto-sync off means no scheduled run; manual starts are coalesced — a start during
-//! a run queues exactly one follow-up.
+//! a run queues exactly one follow-up. On shutdown a run in progress finishes within the grace
+//! period, and one that does not is stopped and its lease given back, so the next worker carries
+//! the same run out at once.
 
 use crate::sched_support::{
     clocked, config, engine_with_clock, eventually, job, runs_of, set_schedule,
@@ -300,4 +302,99 @@ db_test!(async fn a_run_whose_lease_is_taken_over_stops_between_steps(db) {
     let j = job(&store, alice, Contacts);
     assert_eq!(j.lease_owner.as_deref(), Some("thief"));
     assert_eq!(j.running_run_id, Some(req.run_id));
+});
+
+db_test!(async fn shutdown_lets_a_run_in_progress_finish_within_the_grace_period(db) {
+    let world = SyncWorld::new(db).await;
+    for i in 0..3 {
+        world.crm_contact("Client", &format!("N{i}"), &format!("c{i}@clients.test"));
+    }
+    world.emu.emulator().set_faults(vec![FaultRule {
+        status: None,
+        times: None,
+        ..FaultRule::error("people.*", 500, 0).for_user("alice@example.com").delay_ms(150)
+    }]);
+    let sched = Scheduler::new(
+        engine_with_clock(&world, Arc::new(SystemClock)),
+        config("graceful-worker", JitterPolicy::none()),
+    );
+    let handle = sched.handle();
+    let store = world.store.clone();
+    let alice = world.alice.id;
+    let task = tokio::spawn(sched.run());
+    let req = crmsync::scheduler::request_run(&store, Utc::now(), alice, Contacts, RunOptions::default()).await.unwrap();
+    handle.wake();
+    eventually(20, "the run to start", || {
+        (job(&store, alice, Contacts).running_run_id == Some(req.run_id)).then_some(())
+    })
+    .await;
+    // Stop while the run is under way: no new claims, but this run is carried to its end.
+    handle.shutdown();
+    task.await.unwrap().unwrap();
+    world.emu.emulator().clear_faults();
+    let runs = runs_of(&store, alice, Contacts);
+    assert_eq!(runs.len(), 1, "{runs:#?}");
+    assert_eq!(runs[0].state, "succeeded", "{runs:#?}");
+    let j = job(&store, alice, Contacts);
+    assert_eq!(j.lease_owner, None, "the lease is released: {j:?}");
+    assert_eq!(j.running_run_id, None);
+    assert_eq!(world.google_contacts().len(), 3);
+});
+
+db_test!(async fn shutdown_past_the_grace_period_gives_the_run_back_for_another_worker_at_once(db) {
+    let world = SyncWorld::new(db).await;
+    for i in 0..3 {
+        world.crm_contact("Client", &format!("N{i}"), &format!("c{i}@clients.test"));
+    }
+    // Every People call of Alice is slow: the run cannot finish within a 100 ms grace period.
+    world.emu.emulator().set_faults(vec![FaultRule {
+        status: None,
+        times: None,
+        ..FaultRule::error("people.*", 500, 0).for_user("alice@example.com").delay_ms(400)
+    }]);
+    let mut cfg = config("leaving-worker", JitterPolicy::none());
+    cfg.shutdown_grace = std::time::Duration::from_millis(100);
+    // A long lease: only giving it back lets the next worker in before a minute has passed.
+    cfg.lease = Duration::seconds(60);
+    let sched = Scheduler::new(engine_with_clock(&world, Arc::new(SystemClock)), cfg);
+    let handle = sched.handle();
+    let store = world.store.clone();
+    let alice = world.alice.id;
+    let task = tokio::spawn(sched.run());
+    let req = crmsync::scheduler::request_run(&store, Utc::now(), alice, Contacts, RunOptions::default()).await.unwrap();
+    handle.wake();
+    eventually(20, "the run to start", || {
+        (job(&store, alice, Contacts).running_run_id == Some(req.run_id)).then_some(())
+    })
+    .await;
+    handle.shutdown();
+    task.await.unwrap().unwrap();
+    let stopped_at = Utc::now();
+    world.emu.emulator().clear_faults();
+    let j = job(&store, alice, Contacts);
+    assert_eq!(j.running_run_id, Some(req.run_id), "the unfinished run stays on the job: {j:?}");
+    assert!(
+        j.lease_expires_at.is_some_and(|t| t <= stopped_at),
+        "the lease was given back, not left to run out: {j:?}"
+    );
+    let unfinished = runs_of(&store, alice, Contacts);
+    assert_eq!(unfinished.len(), 1);
+    assert!(unfinished[0].finished_at.is_none(), "{unfinished:#?}");
+
+    // The next worker claims it at once and carries the same run out, without duplicates.
+    let next = Scheduler::new(
+        engine_with_clock(&world, Arc::new(SystemClock)),
+        config("next-worker", JitterPolicy::none()),
+    );
+    let claim = next.claim(1).await.unwrap().pop().expect("the given-back run is claimed at once");
+    assert_eq!(claim.run_id, req.run_id);
+    let done = next.carry_out(claim).await;
+    assert_all_succeeded(std::slice::from_ref(&done));
+    let runs = runs_of(&store, alice, Contacts);
+    assert_eq!(runs.len(), 1, "{runs:#?}");
+    assert_eq!(runs[0].state, "succeeded");
+    assert_eq!(runs[0].worker.as_deref(), Some("next-worker"));
+    let mut emails = crate::sync_support::emails_of(&world.google_contacts());
+    emails.sort();
+    assert_eq!(emails, ["c0@clients.test", "c1@clients.test", "c2@clients.test"]);
 });
