@@ -163,9 +163,10 @@ async fn run_rounds(db_url: &str, users_n: usize, worker_counts: &[usize]) -> Be
     );
     println!("(each worker: a separate `crmsync worker` process, concurrency {CONCURRENCY}; one PostgreSQL; emulator in the bench process)");
     println!(
-        "{:>8} {:>8} {:>10} {:>10} {:>9} {:>12} {:>10}",
-        "workers", "runs", "seconds", "runs/min", "speed-up", "ms per run", "in flight"
+        "{:>8} {:>8} {:>8} {:>10} {:>10} {:>9} {:>12} {:>10}",
+        "workers", "runs", "failed", "seconds", "runs/min", "speed-up", "ms per run", "in flight"
     );
+    println!("(runs/min counts succeeded runs only; a failed run is not throughput)");
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
@@ -187,10 +188,12 @@ async fn run_rounds(db_url: &str, users_n: usize, worker_counts: &[usize]) -> Be
             &format!("w{w}"),
         )
         .await?;
-        let per_min = runs_per_round as f64 / m.secs * 60.0;
+        let per_min = m.succeeded as f64 / m.secs * 60.0;
         let base = results.first().map(|(_, b)| *b).unwrap_or(per_min);
         println!(
-            "{w:>8} {runs_per_round:>8} {:>10.2} {per_min:>10.0} {:>8.2}x {:>12.0} {:>10.1}",
+            "{w:>8} {:>8} {:>8} {:>10.2} {per_min:>10.0} {:>8.2}x {:>12.0} {:>10.1}",
+            m.succeeded,
+            m.failed,
             m.secs,
             per_min / base,
             m.avg_run_ms,
@@ -452,18 +455,19 @@ async fn round(
     let secs = t0.elapsed().as_secs_f64();
     let cpu = CpuSample::take(&procs).since(&cpu0);
     drop(procs);
-    let durations: Vec<f64> = store.read(|c| {
-        use crmsync_schema::schema::sync_runs;
-        let rows: Vec<(Option<chrono::NaiveDateTime>, Option<chrono::NaiveDateTime>)> =
-            sync_runs::table
+    let rows: Vec<(String, Option<chrono::NaiveDateTime>, Option<chrono::NaiveDateTime>)> =
+        store.read(|c| {
+            use crmsync_schema::schema::sync_runs;
+            Ok(sync_runs::table
                 .filter(sync_runs::started_at.ge(since))
-                .select((sync_runs::started_at, sync_runs::finished_at))
-                .load(c)?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(a, b)| Some((b? - a?).num_microseconds()? as f64 / 1000.0))
-            .collect())
-    })?;
+                .select((sync_runs::state, sync_runs::started_at, sync_runs::finished_at))
+                .load(c)?)
+        })?;
+    let succeeded = rows.iter().filter(|(st, _, _)| st == "succeeded").count();
+    let durations: Vec<f64> = rows
+        .into_iter()
+        .filter_map(|(_, a, b)| Some((b? - a?).num_microseconds()? as f64 / 1000.0))
+        .collect();
     let avg_run_ms = durations.iter().sum::<f64>() / durations.len().max(1) as f64;
     let in_flight = durations.iter().sum::<f64>() / 1000.0 / secs;
     let failed = store.read(|c| {
@@ -476,6 +480,8 @@ async fn round(
         eprintln!("warning: {failed} jobs report an error after round {label}");
     }
     Ok(Round {
+        succeeded,
+        failed: expected.saturating_sub(succeeded),
         secs,
         avg_run_ms,
         in_flight,
@@ -485,6 +491,10 @@ async fn round(
 
 /// What one round measured.
 struct Round {
+    /// Runs of this round that succeeded (the throughput counts only these).
+    succeeded: usize,
+    /// Runs of this round that did not succeed.
+    failed: usize,
     secs: f64,
     /// Mean duration of one run (start to finish).
     avg_run_ms: f64,

@@ -8,7 +8,7 @@ use crmsync::cli::{
     ServeArgs, SyncArgs,
 };
 use crmsync::clock::{SharedClock, SystemClock};
-use crmsync_schema::{admin_tokens, users, Store};
+use crmsync_schema::{admin_tokens, key_check, users, SecretKeySource, Store, StoreOptions};
 use std::sync::Arc;
 use tracing_subscriber::EnvFilter;
 
@@ -24,8 +24,40 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(run(cli))
 }
 
+/// Opens the database with the key for secrets at rest from `CRMSYNC_SECRET_KEY` (a malformed
+/// key is refused here, with its own message, before the database is touched).
 fn open_store(url: &str) -> anyhow::Result<Store> {
-    Store::open(url).with_context(|| format!("cannot open the database {}", redact_url(url)))
+    let secret_key = match crmsync_schema::secrets::SecretBox::from_env() {
+        Ok(Some(key)) => SecretKeySource::Key(key),
+        Ok(None) => SecretKeySource::None,
+        Err(e) => anyhow::bail!("{e}"),
+    };
+    let options = StoreOptions {
+        secret_key,
+        ..StoreOptions::default()
+    };
+    Store::open_with(url, options)
+        .with_context(|| format!("cannot open the database {}", redact_url(url)))
+}
+
+/// Opens and migrates the database for a long-running command (`serve`, `worker`, `sync`), and
+/// refuses to go on when the secret key cannot read the secrets stored in it: found at startup,
+/// not at the first sync or the first OAuth callback.
+fn open_checked_store(url: &str, now: chrono::DateTime<chrono::Utc>) -> anyhow::Result<Store> {
+    let store = open_store(url)?;
+    store.run_migrations()?;
+    match key_check::verify_secret_key(&store, now) {
+        Ok(key_check::KeyStatus::Verified) => {
+            tracing::info!("CRMSYNC_SECRET_KEY reads this database's secrets")
+        }
+        Ok(key_check::KeyStatus::NoKeyNoSecrets) => tracing::warn!(
+            "CRMSYNC_SECRET_KEY is not set: a service-account key, an OAuth client or a per-user \
+             connection cannot be stored until it is (generate one with `crmsync secret-key generate`, \
+             set it, restart)"
+        ),
+        Err(e) => anyhow::bail!("refusing to start: {e}"),
+    }
+    Ok(store)
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -108,8 +140,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn serve(cli: &Cli, args: &ServeArgs, clock: SharedClock) -> anyhow::Result<()> {
     let database_url = &cli.database_url;
-    let store = open_store(database_url)?;
-    store.run_migrations()?;
+    let store = open_checked_store(database_url, clock.now())?;
     let tokens = store.read(admin_tokens::list_admin_tokens)?;
     if tokens.iter().all(|t| t.revoked_at.is_some()) {
         tracing::warn!("no admin token exists yet: create one with `crmsync admin-token create`");
@@ -156,8 +187,7 @@ async fn worker(
     args: &crmsync::cli::WorkerArgs,
     clock: SharedClock,
 ) -> anyhow::Result<()> {
-    let store = open_store(&cli.database_url)?;
-    store.run_migrations()?;
+    let store = open_checked_store(&cli.database_url, clock.now())?;
     if store.kind() == crmsync_schema::DbKind::Sqlite {
         tracing::info!(
             "SQLite: one process does all the work; use PostgreSQL to run several workers"
@@ -258,6 +288,13 @@ fn status(
             if let Some(m) = &k.message {
                 println!("             {m}");
             }
+            if let Some(a) = &k.awaiting_confirmation {
+                println!(
+                    "             awaiting confirmation: {} record(s) sent to Google and not yet seen back; retried at {}",
+                    a.count,
+                    when(a.retry_at)
+                );
+            }
             for f in &k.failing {
                 println!(
                     "             failing {} {} ({} run(s){}): {}",
@@ -287,8 +324,7 @@ fn google_settings(cli: &Cli) -> crmsync::app::GoogleSettings {
 /// `crmsync sync`: runs each kind now and prints counts per side and action.
 async fn sync(cli: &Cli, args: &SyncArgs, clock: SharedClock) -> anyhow::Result<()> {
     use crmsync::sync::{MassUntag, RunOptions, RunState};
-    let store = open_store(&cli.database_url)?;
-    store.run_migrations()?;
+    let store = open_checked_store(&cli.database_url, clock.now())?;
     let email = args.user.clone();
     let user = store
         .read(|c| users::user_by_email(c, &email))?

@@ -39,7 +39,7 @@ pub use calendar::{CalendarClient, Event, EventListQuery, EventsPage, InsertOutc
 pub use endpoints::GoogleEndpoints;
 pub use error::{ErrorKind, GoogleError};
 pub use metrics::CallMetrics;
-pub use oauth::TokenGrant;
+pub use oauth::{ConsentingAccount, TokenGrant, IDENTITY_SCOPES};
 pub use people::{
     BatchUpdateOutcome, ConnectionsPage, ContactGroup, ModifyMembersOutcome, PeopleClient, Person,
     PersonFailure,

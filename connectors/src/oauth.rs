@@ -22,6 +22,79 @@ pub struct TokenGrant {
     pub expires_in: Option<u64>,
     /// The scopes granted, space-separated, when the server says.
     pub scope: Option<String>,
+    /// The OpenID Connect ID token (requested with [`IDENTITY_SCOPES`]): who consented.
+    pub id_token: Option<String>,
+}
+
+/// The scopes that make Google say which account consented (an `id_token` with its verified
+/// e-mail), asked for together with the sync scopes in per-user consent.
+pub const IDENTITY_SCOPES: [&str; 2] = ["openid", "email"];
+
+/// The Google account that consented, from the grant's ID token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsentingAccount {
+    /// The account's e-mail address, lower-case.
+    pub email: String,
+    /// Google's stable account id (`sub`).
+    pub account_id: String,
+}
+
+impl TokenGrant {
+    /// Which account consented, read from the ID token. The token came straight from the
+    /// token endpoint in answer to our authenticated request, so (as OpenID Connect Core 3.1.3.7
+    /// and Google's guide allow) its signature is not checked; its audience must be our client
+    /// and its e-mail verified.
+    pub fn consenting_account(&self, client_id: &str) -> Result<ConsentingAccount, GoogleError> {
+        use base64::Engine;
+        let refuse = |why: &str| {
+            GoogleError::local(ErrorKind::Auth, TOKEN_METHOD, why)
+                .with_advice("start the Connect flow again and accept every requested permission")
+        };
+        let token = self
+            .id_token
+            .as_deref()
+            .ok_or_else(|| refuse("Google did not say which account consented (no id_token)"))?;
+        let payload = token
+            .split('.')
+            .nth(1)
+            .ok_or_else(|| refuse("the id_token is not a JWT"))?;
+        let engine = base64::engine::GeneralPurpose::new(
+            &base64::alphabet::URL_SAFE,
+            base64::engine::GeneralPurposeConfig::new()
+                .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+        );
+        let claims: Value = engine
+            .decode(payload)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| refuse("the id_token's claims are not base64url JSON"))?;
+        let audience_ok = match claims.get("aud") {
+            Some(Value::String(a)) => a == client_id,
+            Some(Value::Array(a)) => a.iter().any(|v| v.as_str() == Some(client_id)),
+            _ => false,
+        };
+        if !audience_ok {
+            return Err(refuse("the id_token was issued to another OAuth client"));
+        }
+        let verified = match claims.get("email_verified") {
+            Some(Value::Bool(true)) => true,
+            Some(Value::String(s)) => s == "true",
+            _ => false,
+        };
+        let email = claims
+            .get("email")
+            .and_then(Value::as_str)
+            .filter(|_| verified)
+            .ok_or_else(|| refuse("Google did not give the consenting account's verified e-mail"))?;
+        Ok(ConsentingAccount {
+            email: email.trim().to_ascii_lowercase(),
+            account_id: claims
+                .get("sub")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+        })
+    }
 }
 
 impl fmt::Debug for TokenGrant {
@@ -124,6 +197,7 @@ pub async fn exchange_code(
             .and_then(|b| b.get("expires_in"))
             .and_then(Value::as_u64),
         scope: field("scope"),
+        id_token: field("id_token"),
     })
 }
 

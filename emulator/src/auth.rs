@@ -111,6 +111,8 @@ pub struct TokenGrant {
     pub access_token: String,
     pub refresh_token: Option<String>,
     pub scopes: Vec<String>,
+    /// An OpenID Connect ID token (with the `openid` scope): who consented.
+    pub id_token: Option<String>,
 }
 
 impl TokenGrant {
@@ -125,6 +127,9 @@ impl TokenGrant {
         }
         if let Some(r) = &self.refresh_token {
             v["refresh_token"] = json!(r);
+        }
+        if let Some(t) = &self.id_token {
+            v["id_token"] = json!(t);
         }
         v
     }
@@ -168,6 +173,29 @@ pub struct AuthState {
     clients: RwLock<HashMap<String, String>>,
     codes: Mutex<HashMap<String, AuthCode>>,
     refresh: RwLock<HashMap<String, RefreshGrant>>,
+    /// The key that signs ID tokens (made on first use; kept across resets, as Google's
+    /// rotating keys outlive any one test).
+    id_token_key: std::sync::OnceLock<Option<(RsaPrivateKey, String)>>,
+}
+
+/// Google's issuer of ID tokens.
+pub const ID_TOKEN_ISSUER: &str = "https://accounts.google.com";
+
+/// Whether the granted scopes ask for OpenID Connect (then the token response has an
+/// `id_token`).
+fn wants_id_token(scopes: &[String]) -> bool {
+    scopes.iter().any(|s| s == "openid")
+}
+
+/// The stable numeric account id Google puts in `sub` (derived from the address here).
+pub fn account_id(user: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(user.to_ascii_lowercase().as_bytes());
+    let mut n: u128 = 0;
+    for b in &digest[..12] {
+        n = (n << 8) | u128::from(*b);
+    }
+    format!("1{:020}", n % 100_000_000_000_000_000_000)
 }
 
 fn rl<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -423,6 +451,7 @@ impl AuthState {
             access_token,
             refresh_token: None,
             scopes: Vec::new(),
+            id_token: None,
         })
     }
 
@@ -502,11 +531,61 @@ impl AuthState {
             },
             now,
         );
+        let id_token = if wants_id_token(&c.scopes) {
+            Some(self.id_token(&c.user, client_id, &c.scopes, now)?)
+        } else {
+            None
+        };
         Ok(TokenGrant {
             access_token,
             refresh_token: Some(refresh),
             scopes: c.scopes,
+            id_token,
         })
+    }
+
+    /// An RS256 ID token for `user` as Google issues it to `client_id`: `iss`, `azp`, `aud`,
+    /// `sub` (the account id), `email`, `email_verified`, `iat`, `exp`; the `email` claims only
+    /// with the `email` scope.
+    fn id_token(
+        &self,
+        user: &str,
+        client_id: &str,
+        scopes: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<String, OAuthError> {
+        use rsa::signature::{SignatureEncoding, Signer};
+        let key = self.id_token_key.get_or_init(|| {
+            let private = RsaPrivateKey::new(&mut rand::thread_rng(), 2048).ok()?;
+            Some((private, hex::encode(rand::thread_rng().gen::<[u8; 20]>())))
+        });
+        let Some((private, kid)) = key else {
+            return Err(OAuthError::new(500, "server_error", "The ID token key is unavailable."));
+        };
+        let header = json!({"alg": "RS256", "kid": kid, "typ": "JWT"});
+        let mut claims = json!({
+            "iss": ID_TOKEN_ISSUER,
+            "azp": client_id,
+            "aud": client_id,
+            "sub": account_id(user),
+            "iat": now.timestamp(),
+            "exp": now.timestamp() + ACCESS_TOKEN_SECONDS,
+        });
+        let email_scope = scopes.iter().any(|s| {
+            s == "email" || s == "https://www.googleapis.com/auth/userinfo.email"
+        });
+        if email_scope {
+            claims["email"] = json!(user);
+            claims["email_verified"] = json!(true);
+        }
+        let signing_input = format!(
+            "{}.{}",
+            B64URL.encode(header.to_string()),
+            B64URL.encode(claims.to_string())
+        );
+        let signer = rsa::pkcs1v15::SigningKey::<Sha256>::new(private.clone());
+        let signature = signer.sign(signing_input.as_bytes()).to_bytes();
+        Ok(format!("{signing_input}.{}", B64URL.encode(signature)))
     }
 
     /// refresh_token grant.
@@ -531,10 +610,16 @@ impl AuthState {
             },
             now,
         );
+        let id_token = if wants_id_token(&g.scopes) {
+            Some(self.id_token(&g.user, client_id, &g.scopes, now)?)
+        } else {
+            None
+        };
         Ok(TokenGrant {
             access_token,
             refresh_token: None,
             scopes: g.scopes,
+            id_token,
         })
     }
 }

@@ -4,12 +4,13 @@
 
 use crate::db::{AnyConnection, Store};
 use crate::error::{StoreError, StoreResult};
-use crate::schema::{google_connections, service_accounts};
+use crate::schema::{google_connections, oauth_states, service_accounts};
 use crate::util::{from_db_time, parse_col, to_db_time};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use crmsync_engine::ids::UserId;
 use crmsync_engine::model::{ConnectionMethod, ConnectionState};
 use diesel::prelude::*;
+use sha2::{Digest, Sha256};
 
 /// The domain's service account (the key is decrypted only on request).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -231,7 +232,8 @@ pub fn set_connection_state(
     Ok(())
 }
 
-/// Stores a user's OAuth refresh token, encrypted; the connection becomes `oauth`, `active`.
+/// Stores a user's OAuth refresh token, encrypted; the connection becomes `oauth`, `active`, and
+/// the user's other pending Connect links stop working.
 pub fn put_refresh_token(
     store: &Store,
     conn: &mut AnyConnection,
@@ -244,10 +246,9 @@ pub fn put_refresh_token(
         .encrypt(refresh_token.as_bytes(), &token_context(user))?;
     set_connection_method(conn, user, ConnectionMethod::Oauth, now)?;
     diesel::update(google_connections::table.find(user.to_string()))
-        .set((
-            google_connections::refresh_token_ciphertext.eq(Some(ciphertext)),
-            google_connections::oauth_state.eq(None::<String>),
-        ))
+        .set(google_connections::refresh_token_ciphertext.eq(Some(ciphertext)))
+        .execute(conn)?;
+    diesel::delete(oauth_states::table.filter(oauth_states::user_id.eq(user.to_string())))
         .execute(conn)?;
     Ok(())
 }
@@ -271,35 +272,100 @@ pub fn refresh_token(
     }
 }
 
-/// Remembers the `state` parameter of a pending OAuth authorization request for `user`.
-pub fn set_oauth_state(
+/// The stored form of a `state` parameter: its SHA-256, so a reader of the database cannot
+/// complete someone's pending Connect.
+fn state_hash(state: &str) -> String {
+    hex::encode(Sha256::digest(state.as_bytes()))
+}
+
+/// Remembers the `state` of a pending OAuth authorization request for `user`, accepted until
+/// `expires_at`. Touches nothing else: a Connect that is never finished changes nothing. Expired
+/// states of every user are dropped on the way.
+pub fn put_oauth_state(
     conn: &mut AnyConnection,
     user: UserId,
     state: &str,
     now: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
 ) -> StoreResult<()> {
-    if get_connection(conn, user)?.is_none() {
-        set_connection_method(conn, user, ConnectionMethod::Oauth, now)?;
-    }
-    diesel::update(google_connections::table.find(user.to_string()))
-        .set((
-            google_connections::oauth_state.eq(Some(state)),
-            google_connections::updated_at.eq(to_db_time(now)),
+    diesel::delete(oauth_states::table.filter(oauth_states::expires_at.le(to_db_time(now))))
+        .execute(conn)?;
+    diesel::insert_into(oauth_states::table)
+        .values((
+            oauth_states::state_hash.eq(state_hash(state)),
+            oauth_states::user_id.eq(user.to_string()),
+            oauth_states::created_at.eq(to_db_time(now)),
+            oauth_states::expires_at.eq(to_db_time(expires_at)),
         ))
         .execute(conn)?;
     Ok(())
 }
 
-/// The user whose pending OAuth request carries `state`; clears it (a state is used once).
-pub fn take_oauth_state(conn: &mut AnyConnection, state: &str) -> StoreResult<Option<UserId>> {
-    let user: Option<String> = google_connections::table
-        .filter(google_connections::oauth_state.eq(state))
-        .select(google_connections::user_id)
+/// What a returning `state` parameter turned out to be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OAuthStateCheck {
+    /// A pending request of this user, now used up.
+    Valid(UserId),
+    /// This user's request, too old to be accepted (now forgotten).
+    Expired(UserId),
+    /// Never issued, or already used.
+    Unknown,
+}
+
+/// Takes the pending request carrying `state`: it is deleted whatever the outcome, so a state
+/// works once at most.
+pub fn take_oauth_state(
+    conn: &mut AnyConnection,
+    state: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<OAuthStateCheck> {
+    let hash = state_hash(state);
+    let row: Option<(String, NaiveDateTime)> = oauth_states::table
+        .find(&hash)
+        .select((oauth_states::user_id, oauth_states::expires_at))
         .first(conn)
         .optional()?;
-    let Some(user) = user else { return Ok(None) };
-    diesel::update(google_connections::table.find(&user))
-        .set(google_connections::oauth_state.eq(None::<String>))
+    let Some((user, expires_at)) = row else {
+        return Ok(OAuthStateCheck::Unknown);
+    };
+    // Two callbacks racing with the same state: only the one that deletes the row wins.
+    let taken = diesel::delete(oauth_states::table.find(&hash)).execute(conn)?;
+    if taken == 0 {
+        return Ok(OAuthStateCheck::Unknown);
+    }
+    let user = parse_col(&user, "oauth_states.user_id")?;
+    Ok(if from_db_time(expires_at) > now {
+        OAuthStateCheck::Valid(user)
+    } else {
+        OAuthStateCheck::Expired(user)
+    })
+}
+
+/// How many Connect requests of `user` are pending (not yet expired).
+pub fn pending_oauth_requests(
+    conn: &mut AnyConnection,
+    user: UserId,
+    now: DateTime<Utc>,
+) -> StoreResult<i64> {
+    Ok(oauth_states::table
+        .filter(oauth_states::user_id.eq(user.to_string()))
+        .filter(oauth_states::expires_at.gt(to_db_time(now)))
+        .count()
+        .get_result(conn)?)
+}
+
+/// Forgets a user's connection: the method, state and error, the OAuth refresh token, and every
+/// pending Connect. The user then syncs through the domain's service account, if there is one.
+/// Returns the refresh token that was stored (for revoking it at Google), if any.
+pub fn reset_connection(
+    store: &Store,
+    conn: &mut AnyConnection,
+    user: UserId,
+) -> StoreResult<Option<String>> {
+    // An undecryptable token (another key) is still forgotten.
+    let token = refresh_token(store, conn, user).unwrap_or(None);
+    diesel::delete(google_connections::table.find(user.to_string())).execute(conn)?;
+    diesel::delete(oauth_states::table.filter(oauth_states::user_id.eq(user.to_string())))
         .execute(conn)?;
-    Ok(Some(parse_col(&user, "google_connections.user_id")?))
+    Ok(token)
 }

@@ -100,6 +100,55 @@ impl DatabaseUrl {
     }
 }
 
+/// Makes the SQLite database private to its owner (0600): creates the file so when it is missing
+/// (SQLite then gives its `-wal` and `-shm` files the same mode), and takes group and other
+/// access away from an existing database and its WAL files.
+fn make_private(path: &std::path::Path) -> StoreResult<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let cannot = |e: std::io::Error| {
+            StoreError::Config(format!(
+                "cannot create or protect the SQLite database {}: {e}; check the folder's permissions",
+                path.display()
+            ))
+        };
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(cannot(e)),
+        }
+        let mut files = vec![path.to_path_buf()];
+        for suffix in ["-wal", "-shm", "-journal"] {
+            let mut p = path.as_os_str().to_owned();
+            p.push(suffix);
+            files.push(p.into());
+        }
+        for file in files {
+            let Ok(meta) = std::fs::metadata(&file) else {
+                continue;
+            };
+            let mode = meta.permissions().mode();
+            if meta.is_file() && mode & 0o077 != 0 {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode & 0o700))
+                    .map_err(cannot)?;
+                tracing::warn!(
+                    file = %file.display(),
+                    "the database file was readable by other local users; it is now private to its owner (0600)"
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
 /// How long SQLite waits for a lock held by another connection before giving up.
 const SQLITE_BUSY_TIMEOUT_MS: u32 = 15_000;
 
@@ -215,6 +264,9 @@ impl Store {
                 }
             }
         }
+        if let DatabaseUrl::Sqlite(path) = &url {
+            make_private(std::path::Path::new(path))?;
+        }
         let max = options.max_connections.unwrap_or(match kind {
             DbKind::Sqlite => 8,
             DbKind::Postgres => 10,
@@ -286,7 +338,9 @@ impl Store {
 
     /// Applies every pending embedded migration; returns the names applied now.
     pub fn run_migrations(&self) -> StoreResult<Vec<String>> {
+        let pending = self.migration_status()?.pending;
         let mut conn = self.conn()?;
+        check_before_migrations(&mut conn, &pending)?;
         let err =
             |e: Box<dyn std::error::Error + Send + Sync>| StoreError::Migration(e.to_string());
         let applied = match &mut *conn {
@@ -335,6 +389,58 @@ impl Store {
         };
         Ok(MigrationStatus { applied, pending })
     }
+}
+
+/// Data that a pending migration's unique index would refuse, found before anything is applied,
+/// with what to change (the migration itself would only say "UNIQUE constraint failed").
+fn check_before_migrations(conn: &mut AnyConnection, pending: &[String]) -> StoreResult<()> {
+    use crate::schema::{tags, users};
+    use diesel::dsl::count_star;
+    let data_exists = !pending.iter().any(|m| m.contains("crm_core"));
+    if !data_exists || !pending.iter().any(|m| m.contains("_security")) {
+        return Ok(());
+    }
+    let shared: Vec<(String, i64)> = users::table
+        .group_by(users::google_alias)
+        .select((users::google_alias, count_star()))
+        .having(count_star().gt(1))
+        .load(conn)?;
+    let mut problems: Vec<String> = Vec::new();
+    for (alias, _) in &shared {
+        let holders: Vec<String> = users::table
+            .filter(users::google_alias.eq(alias))
+            .select(users::email)
+            .load(conn)?;
+        problems.push(format!(
+            "the Google alias {alias} is shared by the CRM users {}",
+            holders.join(", ")
+        ));
+    }
+    let private: Vec<(Option<String>, String)> = tags::table
+        .filter(tags::visibility.eq("private"))
+        .select((tags::owner_user_id, tags::name))
+        .load(conn)?;
+    let mut seen = std::collections::BTreeMap::new();
+    for (owner, name) in private {
+        *seen
+            .entry((owner.unwrap_or_default(), name.to_ascii_lowercase()))
+            .or_insert(0) += 1;
+    }
+    for ((owner, name), n) in seen {
+        if n > 1 {
+            problems.push(format!("user {owner} owns {n} private tags named {name:?}"));
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(StoreError::Migration(format!(
+        "this version allows one Google account per CRM user and one private tag name per owner, \
+         and the database breaks that rule: {}. With the previous crmsync version, give each user \
+         its own google_alias (PATCH /api/v1/users/ID) and rename or delete the extra tags, then \
+         start this version again; nothing was changed",
+        problems.join("; ")
+    )))
 }
 
 /// Applied and pending migrations (versions as diesel reports them).

@@ -15,6 +15,7 @@ pub mod contacts;
 pub mod db;
 pub mod error;
 pub mod jobs;
+pub mod key_check;
 pub mod parked;
 pub mod runs;
 pub mod schema;

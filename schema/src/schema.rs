@@ -157,7 +157,6 @@ diesel::table! {
         state -> Text,
         last_error -> Nullable<Text>,
         refresh_token_ciphertext -> Nullable<Text>,
-        oauth_state -> Nullable<Text>,
         created_at -> Timestamp,
         updated_at -> Timestamp,
     }
@@ -171,6 +170,15 @@ diesel::table! {
         created_at -> Timestamp,
         last_used_at -> Nullable<Timestamp>,
         revoked_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    oauth_states (state_hash) {
+        state_hash -> Text,
+        user_id -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
     }
 }
 
@@ -311,6 +319,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     sync_settings,
     service_accounts,
     google_connections,
+    oauth_states,
     admin_tokens,
     app_settings,
     links,

@@ -691,6 +691,27 @@ pub fn finish_run(
     Ok(())
 }
 
+/// Google creates of (user, kind) that were sent and not yet seen in a listing (links in state
+/// `pending`): how many, and since when the oldest waits.
+pub fn awaiting_confirmation(
+    conn: &mut AnyConnection,
+    user: UserId,
+    kind: SyncKind,
+) -> StoreResult<(i64, Option<DateTime<Utc>>)> {
+    let pending = links::table
+        .filter(links::user_id.eq(user.to_string()))
+        .filter(links::kind.eq(kind.as_str()))
+        .filter(links::state.eq(LinkState::Pending.as_str()));
+    let count: i64 = pending.clone().count().get_result(conn)?;
+    if count == 0 {
+        return Ok((0, None));
+    }
+    let oldest: Option<NaiveDateTime> = pending
+        .select(diesel::dsl::min(links::pending_since))
+        .first(conn)?;
+    Ok((count, oldest.map(from_db_time)))
+}
+
 /// When (user, kind) last synced successfully.
 pub fn last_success(
     conn: &mut AnyConnection,

@@ -59,6 +59,23 @@ pub fn create_tag(conn: &mut AnyConnection, new: &NewTag, now: DateTime<Utc>) ->
         (TagVisibility::Private, Some(owner)) => {
             get_user(conn, owner)
                 .map_err(|_| StoreError::Invalid(format!("owner user {owner} does not exist")))?;
+            // One private tag of a name per owner (compared case-insensitively, as the unique
+            // index does), so a sync tag is never ambiguous on the admin's screen.
+            let wanted = new.name.trim().to_lowercase();
+            let same: Option<String> = tags::table
+                .filter(tags::owner_user_id.eq(owner.to_string()))
+                .filter(tags::visibility.eq(TagVisibility::Private.as_str()))
+                .select((tags::id, tags::name))
+                .load::<(String, String)>(conn)?
+                .into_iter()
+                .find(|(_, name)| name.trim().to_lowercase() == wanted)
+                .map(|(id, _)| id);
+            if let Some(existing) = same {
+                return Err(StoreError::Conflict(format!(
+                    "name: user {owner} already has a private tag named {:?} ({existing}); use that tag or choose another name",
+                    new.name
+                )));
+            }
         }
         (v, Some(_)) => {
             return Err(StoreError::Invalid(format!(

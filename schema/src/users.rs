@@ -1,6 +1,7 @@
-//! CRM users: create, read, update, and look-ups by id and by e-mail. E-mail addresses and Google
-//! aliases are stored normalized (trimmed, lower-case), so the unique index also matches by
-//! normalized address.
+//! CRM users: create, read, update, and look-ups by id, e-mail and Google alias. E-mail addresses
+//! and Google aliases are stored normalized (trimmed, lower-case), so the unique indexes compare
+//! them case-insensitively: one e-mail per user, and one Google account per user (a taken alias
+//! is a `Conflict` naming its holder, also when a concurrent writer took it first).
 
 use crate::db::AnyConnection;
 use crate::error::{StoreError, StoreResult};
@@ -74,8 +75,9 @@ pub fn create_user(
         .as_deref()
         .map(normalize_email)
         .unwrap_or_else(|| email.clone());
+    check_alias_free(conn, &alias, None)?;
     let ts = to_db_time(now);
-    diesel::insert_into(users::table)
+    let inserted = diesel::insert_into(users::table)
         .values((
             users::id.eq(id.to_string()),
             users::email.eq(&email),
@@ -85,8 +87,73 @@ pub fn create_user(
             users::created_at.eq(ts),
             users::updated_at.eq(ts),
         ))
-        .execute(conn)?;
+        .execute(conn);
+    unique_as_conflict(conn, inserted, &email, &alias, None)?;
     get_user(conn, id)
+}
+
+/// The user whose Google alias is `alias` (compared normalized: trimmed, lower-case).
+pub fn user_by_alias(conn: &mut AnyConnection, alias: &str) -> StoreResult<Option<User>> {
+    users::table
+        .filter(users::google_alias.eq(normalize_email(alias)))
+        .select(UserRow::as_select())
+        .first(conn)
+        .optional()?
+        .map(UserRow::into_user)
+        .transpose()
+}
+
+/// One Google account serves one CRM user: a `Conflict` naming the holder when another user
+/// (not `except`) already syncs with `alias`.
+fn check_alias_free(conn: &mut AnyConnection, alias: &str, except: Option<UserId>) -> StoreResult<()> {
+    match user_by_alias(conn, alias)? {
+        Some(holder) if Some(holder.id) != except => Err(alias_taken(alias, &holder)),
+        _ => Ok(()),
+    }
+}
+
+fn alias_taken(alias: &str, holder: &User) -> StoreError {
+    StoreError::Conflict(format!(
+        "the Google account {alias} already syncs with CRM user {} ({}); one Google account serves one \
+         CRM user: give this user another google_alias, or change {}'s first",
+        holder.email, holder.id, holder.email
+    ))
+}
+
+/// Turns a unique-index violation of a concurrent writer (the check above passed, then another
+/// transaction took the e-mail or alias first) into the same `Conflict` the check gives.
+fn unique_as_conflict(
+    conn: &mut AnyConnection,
+    result: QueryResult<usize>,
+    email: &str,
+    alias: &str,
+    except: Option<UserId>,
+) -> StoreResult<()> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            info,
+        )) => {
+            let message = info.message().to_string();
+            // On PostgreSQL the transaction is aborted: name the holder only where a query works.
+            if message.contains("google_alias") {
+                if let Ok(Some(holder)) = user_by_alias(conn, alias) {
+                    if Some(holder.id) != except {
+                        return Err(alias_taken(alias, &holder));
+                    }
+                }
+                return Err(StoreError::Conflict(format!(
+                    "the Google account {alias} already syncs with another CRM user; one Google account \
+                     serves one CRM user: give this user another google_alias"
+                )));
+            }
+            Err(StoreError::Conflict(format!(
+                "a user with e-mail {email} already exists ({message})"
+            )))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// A user by id.
@@ -141,18 +208,21 @@ pub fn update_user(
     now: DateTime<Utc>,
 ) -> StoreResult<User> {
     let current = get_user(conn, id)?;
-    diesel::update(users::table.find(id.to_string()))
+    let alias = patch
+        .google_alias
+        .as_deref()
+        .map(normalize_email)
+        .unwrap_or(current.google_alias);
+    check_alias_free(conn, &alias, Some(id))?;
+    let updated = diesel::update(users::table.find(id.to_string()))
         .set((
             users::display_name.eq(patch.display_name.as_ref().unwrap_or(&current.display_name)),
-            users::google_alias.eq(patch
-                .google_alias
-                .as_deref()
-                .map(normalize_email)
-                .unwrap_or(current.google_alias)),
+            users::google_alias.eq(&alias),
             users::time_zone.eq(patch.time_zone.as_ref().unwrap_or(&current.time_zone)),
             users::updated_at.eq(to_db_time(now)),
         ))
-        .execute(conn)?;
+        .execute(conn);
+    unique_as_conflict(conn, updated, &current.email, &alias, Some(id))?;
     get_user(conn, id)
 }
 

@@ -6,7 +6,7 @@
 
 use super::contacts::double_option;
 use super::error::{ApiError, ApiResult};
-use super::extract::{ApiPath, ApiQuery, JsonBody};
+use super::extract::{non_null, ApiPath, ApiQuery, JsonBody, PatchBody};
 use super::page::{self, Page};
 use super::validate::{self, Check, Invalid, LONG_TEXT, SHORT_TEXT};
 use super::AppState;
@@ -60,27 +60,27 @@ pub struct CreateActivity {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PatchActivity {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "non_null")]
     title: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "non_null")]
     start: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "non_null")]
     end: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "non_null")]
     time_zone: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "non_null")]
     all_day: Option<bool>,
     #[serde(default, deserialize_with = "double_option")]
     location: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
     notes: Option<Option<String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "non_null")]
     status: Option<ActivityStatus>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "non_null")]
     display_in_calendar: Option<bool>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "non_null")]
     organizer_user_id: Option<UserId>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "non_null")]
     participants: Option<Vec<ParticipantInput>>,
 }
 
@@ -143,23 +143,48 @@ fn instant(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
+/// An RFC 3339 instant in `validate::YEARS`, not a leap second.
 fn parse_instant(field: &str, s: &str) -> Check<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s)
+    let t = DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|_| {
             Invalid(format!(
             "{field}: {s:?} is not an RFC 3339 instant (e.g. 2026-03-01T09:00:00Z); for all-day \
              activities set all_day to true and use YYYY-MM-DD dates"
         ))
-        })
+        })?;
+    validate::instant(field, &t)?;
+    Ok(t)
 }
 
+/// A `YYYY-MM-DD` date in `validate::YEARS`.
 fn parse_date(field: &str, s: &str) -> Check<NaiveDate> {
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| {
+    let d = NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| {
         Invalid(format!(
             "{field}: {s:?} is not a date; an all-day activity takes YYYY-MM-DD dates"
         ))
-    })
+    })?;
+    validate::date(field, &d)?;
+    Ok(d)
+}
+
+/// Rules on the text a client sends (not on stored values, which may have come from Google): no
+/// control characters in the title and location; notes may have line breaks and tabs.
+fn check_input_text(
+    title: Option<&str>,
+    location: Option<&str>,
+    notes: Option<&str>,
+) -> Check {
+    if let Some(t) = title {
+        validate::line("title", t)?;
+    }
+    if let Some(l) = location {
+        validate::line("location", l)?;
+    }
+    if let Some(n) = notes {
+        validate::multiline("notes", n)?;
+    }
+    Ok(())
 }
 
 /// The activity's time from its `start`/`end` strings.
@@ -242,6 +267,11 @@ pub async fn create(
     State(st): State<AppState>,
     JsonBody(body): JsonBody<CreateActivity>,
 ) -> ApiResult<(StatusCode, Json<ActivityView>)> {
+    check_input_text(
+        Some(&body.title),
+        body.location.as_deref(),
+        body.notes.as_deref(),
+    )?;
     let time = parse_time(body.all_day, &body.start, &body.end)?;
     let refs = participant_refs(&body.participants)?;
     let mut data = ActivityData {
@@ -420,9 +450,14 @@ fn merge(
 pub async fn update(
     State(st): State<AppState>,
     ApiPath(id): ApiPath<ActivityId>,
-    JsonBody(body): JsonBody<PatchActivity>,
+    PatchBody(body): PatchBody<PatchActivity>,
 ) -> ApiResult<Json<ActivityView>> {
     // Check what needs no stored data first.
+    check_input_text(
+        body.title.as_deref(),
+        body.location.as_ref().and_then(Option::as_deref),
+        body.notes.as_ref().and_then(Option::as_deref),
+    )?;
     if let Some(tz) = &body.time_zone {
         validate::time_zone("time_zone", tz)?;
     }

@@ -1,8 +1,10 @@
 //! `/contacts`: create (201), list (all live contacts, or `?tag_id=`; paginated), read, change
-//! (PATCH: absent fields stay, `null` clears), delete (a tombstone), and tag / untag.
+//! (PATCH: absent fields stay, `null` clears the optional ones: display_name, organization,
+//! job_title, notes, birthday; names and lists refuse `null`, send `""` or `[]`), delete (a
+//! tombstone), and tag / untag. Nested objects (emails, phones, addresses) refuse unknown fields.
 
 use super::error::{ApiError, ApiResult};
-use super::extract::{ApiPath, ApiQuery, JsonBody};
+use super::extract::{non_null, ApiPath, ApiQuery, JsonBody, PatchBody};
 use super::page::{self, Page};
 use super::validate::{self, Check, Invalid, LONG_TEXT, SHORT_TEXT};
 use super::AppState;
@@ -10,7 +12,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use crmsync_engine::ids::{ContactId, TagId};
-use crmsync_engine::model::{Birthday, Contact, ContactData, Email, Phone, PostalAddress};
+use crmsync_engine::model::{
+    AddressKind, Birthday, Contact, ContactData, Email, EmailKind, Phone, PhoneKind, PostalAddress,
+};
 use crmsync_schema::contacts as store;
 use crmsync_schema::tags as tag_store;
 use crmsync_schema::StoreError;
@@ -23,6 +27,83 @@ pub fn double_option<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
     Option::<T>::deserialize(d).map(Some)
 }
 
+/// An e-mail address as a client sends it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailInput {
+    address: String,
+    #[serde(default)]
+    kind: EmailKind,
+    #[serde(default)]
+    primary: bool,
+}
+
+impl From<EmailInput> for Email {
+    fn from(e: EmailInput) -> Self {
+        Email {
+            address: e.address,
+            kind: e.kind,
+            primary: e.primary,
+        }
+    }
+}
+
+/// A phone number as a client sends it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PhoneInput {
+    number: String,
+    #[serde(default)]
+    kind: PhoneKind,
+}
+
+impl From<PhoneInput> for Phone {
+    fn from(p: PhoneInput) -> Self {
+        Phone {
+            number: p.number,
+            kind: p.kind,
+        }
+    }
+}
+
+/// A postal address as a client sends it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddressInput {
+    #[serde(default)]
+    kind: AddressKind,
+    #[serde(default)]
+    street: Option<String>,
+    #[serde(default)]
+    city: Option<String>,
+    #[serde(default)]
+    region: Option<String>,
+    #[serde(default)]
+    postal_code: Option<String>,
+    #[serde(default)]
+    country: Option<String>,
+    #[serde(default)]
+    country_code: Option<String>,
+}
+
+impl From<AddressInput> for PostalAddress {
+    fn from(a: AddressInput) -> Self {
+        PostalAddress {
+            kind: a.kind,
+            street: a.street,
+            city: a.city,
+            region: a.region,
+            postal_code: a.postal_code,
+            country: a.country,
+            country_code: a.country_code,
+        }
+    }
+}
+
+fn into_all<A, B: From<A>>(v: Vec<A>) -> Vec<B> {
+    v.into_iter().map(B::from).collect()
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateContact {
@@ -31,11 +112,11 @@ pub struct CreateContact {
     #[serde(default)]
     display_name: Option<String>,
     #[serde(default)]
-    emails: Vec<Email>,
+    emails: Vec<EmailInput>,
     #[serde(default)]
-    phones: Vec<Phone>,
+    phones: Vec<PhoneInput>,
     #[serde(default)]
-    addresses: Vec<PostalAddress>,
+    addresses: Vec<AddressInput>,
     #[serde(default)]
     organization: Option<String>,
     #[serde(default)]
@@ -49,21 +130,21 @@ pub struct CreateContact {
     tags: Vec<TagId>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PatchContact {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "non_null")]
     given_name: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "non_null")]
     family_name: Option<String>,
     #[serde(default, deserialize_with = "double_option")]
     display_name: Option<Option<String>>,
-    #[serde(default)]
-    emails: Option<Vec<Email>>,
-    #[serde(default)]
-    phones: Option<Vec<Phone>>,
-    #[serde(default)]
-    addresses: Option<Vec<PostalAddress>>,
+    #[serde(default, deserialize_with = "non_null")]
+    emails: Option<Vec<EmailInput>>,
+    #[serde(default, deserialize_with = "non_null")]
+    phones: Option<Vec<PhoneInput>>,
+    #[serde(default, deserialize_with = "non_null")]
+    addresses: Option<Vec<AddressInput>>,
     #[serde(default, deserialize_with = "double_option")]
     organization: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
@@ -139,6 +220,40 @@ pub fn check_contact(d: &ContactData) -> Check {
     Ok(())
 }
 
+/// Rules on what a client sends (not on values already stored, which may have come from Google):
+/// no control characters in names and other single-line fields (notes and streets may have line
+/// breaks and tabs), a birthday year in 1..=9999.
+fn check_input(d: &ContactData) -> Check {
+    validate::line("given_name", &d.given_name)?;
+    validate::line("family_name", &d.family_name)?;
+    validate::opt_line("display_name", &d.display_name)?;
+    validate::opt_line("organization", &d.organization)?;
+    validate::opt_line("job_title", &d.job_title)?;
+    validate::opt_multiline("notes", &d.notes)?;
+    for (i, e) in d.emails.iter().enumerate() {
+        validate::line(&format!("emails[{i}].address"), &e.address)?;
+    }
+    for (i, p) in d.phones.iter().enumerate() {
+        validate::line(&format!("phones[{i}].number"), &p.number)?;
+    }
+    for (i, a) in d.addresses.iter().enumerate() {
+        validate::opt_multiline(&format!("addresses[{i}].street"), &a.street)?;
+        for (name, v) in [
+            ("city", &a.city),
+            ("region", &a.region),
+            ("postal_code", &a.postal_code),
+            ("country", &a.country),
+            ("country_code", &a.country_code),
+        ] {
+            validate::opt_line(&format!("addresses[{i}].{name}"), v)?;
+        }
+    }
+    if let Some(b) = &d.birthday {
+        validate::birthday("birthday", b)?;
+    }
+    Ok(())
+}
+
 fn apply_patch(mut d: ContactData, p: PatchContact) -> ContactData {
     if let Some(v) = p.given_name {
         d.given_name = v;
@@ -150,13 +265,13 @@ fn apply_patch(mut d: ContactData, p: PatchContact) -> ContactData {
         d.display_name = v;
     }
     if let Some(v) = p.emails {
-        d.emails = v;
+        d.emails = into_all(v);
     }
     if let Some(v) = p.phones {
-        d.phones = v;
+        d.phones = into_all(v);
     }
     if let Some(v) = p.addresses {
-        d.addresses = v;
+        d.addresses = into_all(v);
     }
     if let Some(v) = p.organization {
         d.organization = v;
@@ -192,14 +307,15 @@ pub async fn create(
         given_name: body.given_name,
         family_name: body.family_name,
         display_name: body.display_name,
-        emails: body.emails,
-        phones: body.phones,
+        emails: into_all(body.emails),
+        phones: into_all(body.phones),
         organization: body.organization,
         job_title: body.job_title,
-        addresses: body.addresses,
+        addresses: into_all(body.addresses),
         birthday: body.birthday,
         notes: body.notes,
     };
+    check_input(&data)?;
     check_contact(&data)?;
     let tags = body.tags;
     let now = st.now();
@@ -247,8 +363,10 @@ pub async fn get_one(
 pub async fn update(
     State(st): State<AppState>,
     ApiPath(id): ApiPath<ContactId>,
-    JsonBody(body): JsonBody<PatchContact>,
+    PatchBody(body): PatchBody<PatchContact>,
 ) -> ApiResult<Json<Contact>> {
+    // The fields the client sends, alone (stored values are checked as a whole below).
+    check_input(&apply_patch(ContactData::default(), body.clone()))?;
     let now = st.now();
     let contact = st
         .run(move |s| {

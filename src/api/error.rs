@@ -83,11 +83,12 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
             StoreError::Invalid(m) => ApiError::invalid(m),
             StoreError::MissingSecretKey | StoreError::Secret(_) => {
+                // The server works, but not this: say what the operator must do.
                 tracing::error!(error = %e, "secret key problem");
                 ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
+                    StatusCode::SERVICE_UNAVAILABLE,
                     "secret_key",
-                    e.to_string(),
+                    format!("{e}; then restart crmsync"),
                 )
             }
             StoreError::Connect(_) => {

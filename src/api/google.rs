@@ -8,14 +8,15 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{ApiPath, ApiQuery, JsonBody};
 use super::validate;
 use super::AppState;
-use crate::sync::google::{domain_of, OAuthClient, OAUTH_CLIENT_SETTING, OAUTH_SECRET_SETTING};
+use crate::sync::google::{OAuthClient, OAUTH_CLIENT_SETTING, OAUTH_SECRET_SETTING};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
-use crmsync_connectors::{oauth, ErrorKind, ALL_SCOPES};
+use crmsync_connectors::{oauth, ErrorKind, ALL_SCOPES, IDENTITY_SCOPES};
 use crmsync_engine::ids::UserId;
-use crmsync_engine::model::{ConnectionMethod, User};
+use crmsync_engine::model::{normalize_email, User};
+use crmsync_schema::connections::OAuthStateCheck;
 use crmsync_schema::{app_settings, connections, users, StoreError};
 use rand::RngCore;
 use serde::Deserialize;
@@ -81,10 +82,26 @@ fn check_key(key: Value) -> Result<String, ApiError> {
     }
     validate::email("key.client_email", field("client_email")?)?;
     field("client_id")?;
-    if !field("private_key")?.contains("PRIVATE KEY-----") {
+    let pem = field("private_key")?;
+    if !pem.contains("PRIVATE KEY-----") {
         return Err(ApiError::invalid(
             "key.private_key is not a PEM private key; upload the key file unchanged",
         ));
+    }
+    // Parse the key for real (PKCS#8 as Google issues it, or PKCS#1), so that a damaged key is
+    // refused now rather than at the first sync.
+    {
+        use rsa::pkcs1::DecodeRsaPrivateKey;
+        use rsa::pkcs8::DecodePrivateKey;
+        rsa::RsaPrivateKey::from_pkcs8_pem(pem)
+            .map(drop)
+            .or_else(|_| rsa::RsaPrivateKey::from_pkcs1_pem(pem).map(drop))
+            .map_err(|_| {
+                ApiError::invalid(
+                    "key.private_key is not a readable RSA private key (PEM PKCS#8 or PKCS#1); \
+                     upload the JSON key file unchanged, or create a new key",
+                )
+            })?;
     }
     serde_json::from_str::<crmsync_connectors::yup_oauth2::ServiceAccountKey>(&text).map_err(
         |e| {
@@ -178,12 +195,19 @@ fn new_state() -> String {
     hex::encode(b)
 }
 
-/// `POST /users/{id}/google/oauth/start`: `{authorization_url}` to send the user's browser to.
+/// How long a Connect link works: the `state` it carries is refused after this, and after its
+/// first use.
+pub const OAUTH_STATE_LIFETIME_MINUTES: i64 = 10;
+
+/// `POST /users/{id}/google/oauth/start`: `{authorization_url, expires_at}` to send the user's
+/// browser to. Changes nothing about the user's connection: until the consent is complete the
+/// user keeps syncing as before (through the domain's service account, if there is one).
 pub async fn oauth_start(
     State(st): State<AppState>,
     ApiPath(user): ApiPath<UserId>,
 ) -> ApiResult<Json<Value>> {
     let (state, now) = (new_state(), st.now());
+    let expires_at = now + chrono::Duration::minutes(OAUTH_STATE_LIFETIME_MINUTES);
     let s2 = state.clone();
     let (u, client) = st
         .run(move |s| {
@@ -198,30 +222,62 @@ pub async fn oauth_start(
                             .into(),
                     ));
                 };
-                // A user synced by the domain's service account keeps syncing that way until the
-                // consent is complete.
-                if connections::get_connection(c, user)?.is_none()
-                    && connections::get_service_account(c, domain_of(&u.google_alias))?.is_some()
-                {
-                    connections::set_connection_method(c, user, ConnectionMethod::ServiceAccount, now)?;
-                }
-                connections::set_oauth_state(c, user, &s2, now)?;
+                connections::put_oauth_state(c, user, &s2, now, expires_at)?;
                 Ok((u, client))
             })
         })
         .await?;
+    let mut scopes: Vec<&str> = ALL_SCOPES.to_vec();
+    scopes.extend(IDENTITY_SCOPES);
     let url = oauth::authorization_url(
         &st.google,
         &client.client_id,
         &client.redirect_uri,
         &state,
         Some(&u.google_alias),
-        &ALL_SCOPES,
+        &scopes,
     );
     Ok(Json(json!({
         "user_id": u.id,
+        "google_account": u.google_alias,
         "authorization_url": url,
         "redirect_uri": client.redirect_uri,
+        "expires_at": expires_at,
+    })))
+}
+
+/// `DELETE /users/{id}/google/connection`: forgets the user's own connection (OAuth refresh
+/// token, state, last error) and every pending Connect link; the user then syncs through the
+/// domain's service account, if there is one, or waits for a new Connect. Answers the user's
+/// connection status afterwards.
+pub async fn reset_connection(
+    State(st): State<AppState>,
+    ApiPath(user): ApiPath<UserId>,
+) -> ApiResult<Json<Value>> {
+    let now = st.now();
+    let (status, had_token) = st
+        .run(move |s| {
+            s.write(|c| {
+                let u = users::get_user(c, user)?;
+                let token = connections::reset_connection(s, c, user)?;
+                let status = crate::scheduler::status::user_status(c, &u, now)?;
+                Ok((status, token.is_some()))
+            })
+        })
+        .await?;
+    tracing::info!(%user, had_token, "Google connection reset");
+    Ok(Json(json!({
+        "user_id": user,
+        "connection": status.connection,
+        "forgot_refresh_token": had_token,
+        "message": if had_token {
+            "the user's OAuth connection is forgotten (revoke crmsync's access in the user's Google account \
+             settings if it should end there too); the user syncs through the domain's service account if \
+             there is one, or connects again"
+        } else {
+            "the user has no connection of its own now; it syncs through the domain's service account if \
+             there is one, or connects again"
+        },
     })))
 }
 
@@ -264,15 +320,27 @@ async fn complete(st: &AppState, q: CallbackQuery) -> Result<User, Failure> {
             ),
         )
     })?;
-    let user = st
-        .run(move |s| s.write(|c| connections::take_oauth_state(c, &state)))
-        .await?
-        .ok_or_else(|| {
-            Failure(
+    let now = st.now();
+    let taken = st
+        .run(move |s| s.write(|c| connections::take_oauth_state(c, &state, now)))
+        .await?;
+    let user = match taken {
+        OAuthStateCheck::Valid(user) => user,
+        OAuthStateCheck::Expired(_) => {
+            return Err(Failure(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "this authorization link has expired (links work for {OAUTH_STATE_LIFETIME_MINUTES} minutes); {RESTART}"
+                ),
+            ))
+        }
+        OAuthStateCheck::Unknown => {
+            return Err(Failure(
                 StatusCode::BAD_REQUEST,
                 format!("this authorization link is unknown or was already used; {RESTART}"),
-            )
-        })?;
+            ))
+        }
+    };
     if let Some(err) = q.error {
         let detail = q
             .error_description
@@ -324,6 +392,33 @@ async fn complete(st: &AppState, q: CallbackQuery) -> Result<User, Failure> {
         tracing::warn!(user = %u.id, error = %e, "OAuth code exchange failed");
         Failure(status, format!("Google refused the authorization: {e}"))
     })?;
+    // The consent must come from the user's own Google account: a link completed by someone
+    // else would sync the user's private contacts into that person's account.
+    let account = grant.consenting_account(&client.client_id).map_err(|e| {
+        tracing::warn!(user = %u.id, error = %e, "OAuth consent without a usable identity");
+        Failure(
+            StatusCode::BAD_REQUEST,
+            format!("the Google account that consented cannot be told: {e}; nothing was stored"),
+        )
+    })?;
+    if account.email != normalize_email(&u.google_alias) {
+        tracing::warn!(user = %u.id, "OAuth consent by another Google account refused");
+        return Err(Failure(
+            StatusCode::FORBIDDEN,
+            format!(
+                "you signed in to Google as {}, but this link connects {}'s Google account {}; nothing \
+                 was stored. Sign in to Google as {} and {}, or have the administrator change {}'s \
+                 Google alias (PATCH /api/v1/users/{})",
+                account.email,
+                u.email,
+                u.google_alias,
+                u.google_alias,
+                RESTART.trim_start_matches("ask "),
+                u.email,
+                u.id
+            ),
+        ));
+    }
     let (now, id) = (st.now(), u.id);
     st.run(move |s| {
         s.write(|c| connections::put_refresh_token(s, c, id, &grant.refresh_token, now))

@@ -21,7 +21,7 @@ pub mod validate;
 use crate::clock::SharedClock;
 use crate::scheduler::SchedulerHandle;
 use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::Router;
@@ -30,6 +30,7 @@ use crmsync_connectors::GoogleEndpoints;
 use crmsync_schema::{Store, StoreResult};
 use error::ApiError;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 /// Largest accepted request body.
@@ -106,7 +107,12 @@ pub fn api_routes(state: AppState) -> Router<AppState> {
         )
         .route("/users/{id}/sync/{kind}", post(sync::start))
         .route("/users/{id}/sync-status", get(sync::status))
+        .route("/sync-status", get(sync::fleet_status))
         .route("/users/{id}/google/oauth/start", post(google::oauth_start))
+        .route(
+            "/users/{id}/google/connection",
+            axum::routing::delete(google::reset_connection),
+        )
         .route("/sync-runs", get(sync::history))
         .route("/sync-runs/{id}", get(sync::run_detail))
         .route("/journal", get(sync::journal))
@@ -151,7 +157,11 @@ pub fn router(state: AppState) -> Router {
         .route("/oauth/callback", get(google::oauth_callback))
         // The admin page (static; it calls the API with the admin's token).
         .route("/", get(crate::web::index))
+        .route("/app.js", get(crate::web::script))
+        .route("/app.css", get(crate::web::style))
         .fallback(not_found)
+        // `POST /` and the like: JSON 405 with the `Allow` header (set after the routes above).
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(CatchPanicLayer::custom(
@@ -165,6 +175,26 @@ pub fn router(state: AppState) -> Router {
             },
         ))
         .layer(TraceLayer::new_for_http())
+        // Every answer (API JSON, errors, the OAuth callback page, 404s, panics) is not cached,
+        // not sniffed, leaks no referrer and cannot be framed; routes may set their own values
+        // (the admin page sets its own CSP).
+        .layer(security_header(header::CACHE_CONTROL, "no-store"))
+        .layer(security_header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .layer(security_header(header::REFERRER_POLICY, "no-referrer"))
+        .layer(security_header(header::X_FRAME_OPTIONS, "DENY"))
+        .layer(security_header(
+            header::CONTENT_SECURITY_POLICY,
+            DEFAULT_CSP,
+        ))
+}
+
+/// The Content-Security-Policy of every answer that sets none: nothing may load or run (inline
+/// style attributes aside, for the OAuth callback page), and nothing may frame it.
+pub const DEFAULT_CSP: &str =
+    "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+fn security_header(name: header::HeaderName, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {
+    SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
 }
 
 async fn not_found() -> Response {

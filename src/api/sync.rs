@@ -1,7 +1,7 @@
 //! Sync routes: "Start synchronization" (`POST /users/{id}/sync/{kind}`, queued for the
 //! scheduler; `?wait=true` answers with the finished run), run detail and history
-//! (`/sync-runs`), the per-kind status of a user (`/users/{id}/sync-status`), and the journal of
-//! what the engine changed (`/journal`).
+//! (`/sync-runs`), the per-kind status of a user (`/users/{id}/sync-status`) and of every user
+//! (`/sync-status`, paged), and the journal of what the engine changed (`/journal`).
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiPath, ApiQuery};
@@ -19,7 +19,7 @@ use crmsync_engine::model::ConnectionState;
 use crmsync_schema::runs::{self, SyncRun};
 use crmsync_schema::sync_state::{self, JournalFilter, StoredJournalEntry};
 use crmsync_schema::{connections, users};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 fn parse_kind(kind: &str) -> ApiResult<SyncKind> {
@@ -126,6 +126,64 @@ pub async fn status(
         })
         .await?,
     ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetQuery {
+    /// Only users having some kind in this state (`idle`, `queued`, `running`, `auth_error`,
+    /// `disabled`, `not_configured`); empty or absent: every user.
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    limit: Option<usize>,
+    #[serde(default)]
+    cursor: Option<String>,
+}
+
+/// One user of `GET /sync-status`: the user's name next to the same object as
+/// `GET /users/{id}/sync-status`.
+#[derive(Debug, Serialize)]
+pub struct FleetItem {
+    pub display_name: String,
+    #[serde(flatten)]
+    pub status: UserSyncStatus,
+}
+
+/// `GET /sync-status?state=&limit=&cursor=`: every user's per-kind status in one paged answer
+/// (ordered by user id, `next_cursor` continues as in `GET /users`). With `state`, a page covers a
+/// bounded stretch of users and may hold fewer than `limit` items while `next_cursor` is set:
+/// follow `next_cursor` until it is null.
+pub async fn fleet_status(
+    State(st): State<AppState>,
+    ApiQuery(q): ApiQuery<FleetQuery>,
+) -> ApiResult<Json<Page<FleetItem>>> {
+    let state = match q.state.as_deref() {
+        None | Some("") => None,
+        Some(name) => Some(status::SyncState::parse(name).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "state must be one of {}, not {name:?}",
+                status::SyncState::ALL.map(|s| s.as_str()).join(", ")
+            ))
+        })?),
+    };
+    let limit = page::limit(q.limit)?;
+    let after = page::cursor::<UserId>(q.cursor.as_deref())?;
+    let now = st.now();
+    let found = st
+        .run(move |s| s.read(|c| status::fleet_page(c, after, limit, state, now)))
+        .await?;
+    Ok(Json(Page {
+        items: found
+            .items
+            .into_iter()
+            .map(|(u, status)| FleetItem {
+                display_name: u.display_name,
+                status,
+            })
+            .collect(),
+        next_cursor: found.next_after.map(|u| u.to_string()),
+    }))
 }
 
 /// `GET /sync-runs/{id}`.

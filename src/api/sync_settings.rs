@@ -71,7 +71,7 @@ fn parse_kind(kind: &str) -> ApiResult<SyncKind> {
         .map_err(|e: crmsync_engine::ids::UnknownKind| ApiError::bad_request(e.to_string()))
 }
 
-fn schedule(body: &PutSettings) -> Check<SyncSchedule> {
+fn schedule(body: &PutSettings, now: DateTime<Utc>) -> Check<SyncSchedule> {
     match (body.interval_minutes, &body.cron) {
         (Some(_), Some(_)) => Err(Invalid(
             "set either interval_minutes or cron, not both".into(),
@@ -86,7 +86,7 @@ fn schedule(body: &PutSettings) -> Check<SyncSchedule> {
             .map(SyncSchedule::IntervalMinutes)
             .ok_or_else(|| Invalid("interval_minutes must be at most 525600 (a year)".into())),
         (None, Some(c)) => {
-            validate::cron_expression(c)?;
+            validate::cron_expression(c, now)?;
             Ok(SyncSchedule::Cron(c.clone()))
         }
     }
@@ -98,6 +98,7 @@ fn check_words(words: &[String]) -> Check {
     }
     for (i, w) in words.iter().enumerate() {
         validate::required_text(&format!("trigger_words[{i}]"), w, 100)?;
+        validate::line(&format!("trigger_words[{i}]"), w)?;
     }
     Ok(())
 }
@@ -109,8 +110,12 @@ pub async fn put_one(
     JsonBody(body): JsonBody<PutSettings>,
 ) -> ApiResult<Json<SettingsView>> {
     let kind = parse_kind(&kind)?;
-    let schedule = schedule(&body)?;
+    let now = st.now();
+    let schedule = schedule(&body, now)?;
     check_words(&body.trigger_words)?;
+    if let Some(d) = &body.synchronize_from {
+        validate::date("synchronize_from", d)?;
+    }
     let new = NewSyncSettings {
         user_id: user,
         kind,
@@ -120,7 +125,6 @@ pub async fn put_one(
         synchronize_from: body.synchronize_from,
         trigger_words: body.trigger_words,
     };
-    let now = st.now();
     let saved = st
         .run(move |s| s.write(|c| store::put_sync_settings(c, &new, now)))
         .await?;

@@ -35,6 +35,7 @@ pub async fn create(
     JsonBody(body): JsonBody<CreateTag>,
 ) -> ApiResult<(StatusCode, Json<Tag>)> {
     validate::required_text("name", &body.name, SHORT_TEXT)?;
+    validate::line("name", &body.name)?;
     let now = st.now();
     let new = NewTag {
         name: body.name,

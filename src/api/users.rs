@@ -2,7 +2,7 @@
 //! validated and stored normalized; time zones must be IANA names.
 
 use super::error::ApiResult;
-use super::extract::{ApiPath, ApiQuery, JsonBody};
+use super::extract::{non_null, ApiPath, ApiQuery, JsonBody, PatchBody};
 use super::page::{self, Page};
 use super::validate::{self, Check, SHORT_TEXT};
 use super::AppState;
@@ -28,11 +28,11 @@ pub struct CreateUser {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PatchUser {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "non_null")]
     display_name: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "non_null")]
     google_alias: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "non_null")]
     time_zone: Option<String>,
 }
 
@@ -45,6 +45,7 @@ pub struct ListQuery {
 fn check_patch(p: &PatchUser) -> Check {
     if let Some(n) = &p.display_name {
         validate::required_text("display_name", n, SHORT_TEXT)?;
+        validate::line("display_name", n)?;
     }
     if let Some(a) = &p.google_alias {
         validate::email("google_alias", a)?;
@@ -106,7 +107,7 @@ pub async fn get_one(
 pub async fn update(
     State(st): State<AppState>,
     ApiPath(id): ApiPath<UserId>,
-    JsonBody(body): JsonBody<PatchUser>,
+    PatchBody(body): PatchBody<PatchUser>,
 ) -> ApiResult<Json<User>> {
     check_patch(&body)?;
     let now = st.now();

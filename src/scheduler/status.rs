@@ -30,6 +30,21 @@ pub enum SyncState {
 }
 
 impl SyncState {
+    /// Every state, in the order above.
+    pub const ALL: [SyncState; 6] = [
+        SyncState::Idle,
+        SyncState::Queued,
+        SyncState::Running,
+        SyncState::AuthError,
+        SyncState::Disabled,
+        SyncState::NotConfigured,
+    ];
+
+    /// The state named `name` (`idle`, `auth_error`, ...).
+    pub fn parse(name: &str) -> Option<SyncState> {
+        SyncState::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
     pub fn as_str(&self) -> &'static str {
         match self {
             SyncState::Idle => "idle",
@@ -78,6 +93,32 @@ pub struct KindStatus {
     pub failing: Vec<FailingItem>,
     /// How many records are parked.
     pub parked: i64,
+    /// Google creates sent but not yet seen back (after a crash or a lost answer, Google may
+    /// have made them): they are neither sent again nor forgotten until Google shows them or
+    /// the wait is over. `null` when nothing waits.
+    pub awaiting_confirmation: Option<AwaitingConfirmation>,
+}
+
+/// Records whose Google create awaits confirmation.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AwaitingConfirmation {
+    pub count: i64,
+    /// When the oldest is sent again if Google still has not shown it (the first run from then
+    /// on does it).
+    pub retry_at: Option<DateTime<Utc>>,
+}
+
+fn awaiting_confirmation(
+    c: &mut AnyConnection,
+    user: UserId,
+    kind: SyncKind,
+) -> StoreResult<Option<AwaitingConfirmation>> {
+    let (count, oldest) = sync_state::awaiting_confirmation(c, user, kind)?;
+    let wait = crmsync_engine::planner::PlanPolicy::default().pending_confirm_after;
+    Ok((count > 0).then(|| AwaitingConfirmation {
+        count,
+        retry_at: oldest.map(|since| since + wait),
+    }))
 }
 
 /// Every kind of one user.
@@ -96,7 +137,10 @@ fn connection_status(
     user: &User,
 ) -> StoreResult<(ConnectionStatus, Option<String>)> {
     let domain = crate::sync::google::domain_of(&user.google_alias).to_string();
-    let row = connections::get_connection(c, user.id)?;
+    // An OAuth connection without a refresh token (left by a Connect never finished, before
+    // such starts stopped touching the connection) is no connection: the domain's applies.
+    let row = connections::get_connection(c, user.id)?
+        .filter(|r| r.method != ConnectionMethod::Oauth || r.has_refresh_token);
     let sa = connections::get_service_account(c, &domain)?;
     let connect_hint = format!(
         "upload the service-account key of {domain} (PUT /api/v1/google/service-account) or connect \
@@ -104,18 +148,6 @@ fn connection_status(
         user.id
     );
     Ok(match row {
-        Some(r) if r.method == ConnectionMethod::Oauth && !r.has_refresh_token => (
-            ConnectionStatus {
-                method: r.method.as_str().into(),
-                state: "not_configured".into(),
-                last_error: r.last_error,
-            },
-            Some(format!(
-                "{} started connecting with OAuth but never finished: open the authorization URL \
-                 again (POST /api/v1/users/{}/google/oauth/start)",
-                user.email, user.id
-            )),
-        ),
         Some(r) if r.method == ConnectionMethod::ServiceAccount && sa.is_none() => (
             ConnectionStatus {
                 method: r.method.as_str().into(),
@@ -176,6 +208,7 @@ pub fn user_status(
         let queued = job.as_ref().and_then(|j| j.requested_run_id);
         let failing = parked::failing_items(c, user.id, kind, 20)?;
         let parked = parked::count_parked(c, user.id, kind)?;
+        let awaiting = awaiting_confirmation(c, user.id, kind)?;
         let mut message = None;
         let mut last_error = job.as_ref().and_then(|j| j.last_error.clone()).or_else(|| {
             last_run
@@ -248,6 +281,7 @@ pub fn user_status(
                 last_run,
                 failing,
                 parked,
+                awaiting_confirmation: awaiting,
             },
         );
     }
@@ -265,14 +299,72 @@ pub fn all_status(c: &mut AnyConnection, now: DateTime<Utc>) -> StoreResult<Vec<
     let mut out = Vec::new();
     let mut after = None;
     loop {
-        let page = users::list_users(c, after, 500)?;
-        let Some(last) = page.last().map(|u| u.id) else {
-            break;
-        };
-        for u in &page {
-            out.push(user_status(c, u, now)?);
+        let page = fleet_page(c, after, 500, None, now)?;
+        out.extend(page.items.into_iter().map(|(_, st)| st));
+        match page.next_after {
+            Some(next) => after = Some(next),
+            None => break,
         }
-        after = Some(last);
     }
     Ok(out)
+}
+
+/// How many users one [`fleet_page`] looks at, at most, when it filters by state: a page of a
+/// filtered list may hold fewer items than asked (even none) and still continue.
+pub const FLEET_SCAN_LIMIT: usize = 2000;
+
+/// One page of [`fleet_page`].
+#[derive(Clone, Debug)]
+pub struct FleetPage {
+    /// Each listed user with its status, ordered by user id.
+    pub items: Vec<(User, UserSyncStatus)>,
+    /// Where the next page starts (after this user id); `None` when there are no more users.
+    pub next_after: Option<UserId>,
+}
+
+/// The status of the users after `after` (ordered by id, keyset paging as `GET /users`), at most
+/// `limit` of them; with `state`, only the users having some kind in that state (looking at
+/// [`FLEET_SCAN_LIMIT`] users at most). Read in one transaction at `now`, each user's status as
+/// [`user_status`] makes it.
+pub fn fleet_page(
+    c: &mut AnyConnection,
+    after: Option<UserId>,
+    limit: usize,
+    state: Option<SyncState>,
+    now: DateTime<Utc>,
+) -> StoreResult<FleetPage> {
+    let limit = limit.max(1);
+    let mut items = Vec::new();
+    let mut cursor = after;
+    let mut scanned = 0usize;
+    loop {
+        let batch = users::list_users(c, cursor, limit)?;
+        let exhausted = batch.len() < limit;
+        for u in batch {
+            cursor = Some(u.id);
+            scanned += 1;
+            let st = user_status(c, &u, now)?;
+            if state.is_none_or(|want| st.kinds.values().any(|k| k.state == want)) {
+                items.push((u, st));
+                if items.len() == limit {
+                    return Ok(FleetPage {
+                        items,
+                        next_after: cursor,
+                    });
+                }
+            }
+            if scanned >= FLEET_SCAN_LIMIT.max(limit) {
+                return Ok(FleetPage {
+                    items,
+                    next_after: cursor,
+                });
+            }
+        }
+        if exhausted {
+            return Ok(FleetPage {
+                items,
+                next_after: None,
+            });
+        }
+    }
 }

@@ -8,7 +8,7 @@ use crmsync_connectors::{
 };
 use crmsync_engine::ids::UserId;
 use crmsync_engine::model::{ConnectionMethod, User};
-use crmsync_schema::{app_settings, connections, Store};
+use crmsync_schema::{app_settings, connections, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -85,9 +85,11 @@ impl AccountProvider {
             .run(move |store| {
                 store.read(|c| {
                     let conn_row = connections::get_connection(c, u.id)?;
+                    // A Connect never finished leaves no refresh token: such a user syncs
+                    // through the domain's service account like everyone else.
                     if let Some(row) = conn_row
                         .as_ref()
-                        .filter(|r| r.method == ConnectionMethod::Oauth)
+                        .filter(|r| r.method == ConnectionMethod::Oauth && r.has_refresh_token)
                     {
                         let token = connections::refresh_token(store, c, u.id)?;
                         let client: Option<OAuthClient> =
@@ -118,7 +120,16 @@ impl AccountProvider {
                     }
                 })
             })
-            .await?;
+            .await
+            .map_err(|e| match e {
+                // A key that cannot read the user's secrets is a credential problem: the user
+                // shows `auth_error` with what to do, as when Google refuses the credentials.
+                StoreError::Secret(_) | StoreError::MissingSecretKey => SyncError::Auth {
+                    user: user.google_alias.clone(),
+                    message: e.to_string(),
+                },
+                other => SyncError::Store(other),
+            })?;
         let not_connected = || {
             SyncError::NotConfigured(format!(
                 "{} has no Google connection: upload the service-account key of {} (PUT /api/v1/google/service-account) \
@@ -154,9 +165,10 @@ impl AccountProvider {
                 false,
             )),
             (None, _, _) => Err(SyncError::NotConfigured(format!(
-                "{} started connecting with OAuth but never finished: open the authorization URL again \
-                 (POST /api/v1/users/{}/google/oauth/start)",
-                user.email, user.id
+                "{} has an OAuth connection without a refresh token: connect again \
+                 (POST /api/v1/users/{}/google/oauth/start) or reset the connection \
+                 (DELETE /api/v1/users/{}/google/connection) to use the domain's service account",
+                user.email, user.id, user.id
             ))),
             _ => Err(SyncError::NotConfigured(
                 "no OAuth client is configured: set it with PUT /api/v1/google/oauth-client".into(),

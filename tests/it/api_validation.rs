@@ -167,3 +167,131 @@ db_test!(async fn invalid_requests_get_4xx_json_and_change_nothing(db) {
         assert_eq!(app.snapshot(), before, "{what}: the database changed");
     }
 });
+
+db_test!(async fn strict_input_is_refused_and_changes_nothing(db) {
+    let app = TestApp::start(&db).await;
+    let owner = app.user("owner@example.com").await;
+    let tag = app.tag("mine", "private", Some(&owner)).await;
+    let (_, contact) = app.post("/contacts", json!({"given_name": "C", "family_name": "D", "emails": [{"address": "c@d.example", "kind": "work"}]})).await;
+    let contact = id_of(&contact);
+    let timed = |extra: Value| {
+        let mut base = json!({"title": "T", "start": "2026-03-01T10:00:00Z", "end": "2026-03-01T11:00:00Z",
+            "time_zone": "UTC", "display_in_calendar": true, "organizer_user_id": owner});
+        for (k, v) in extra.as_object().unwrap() {
+            base[k] = v.clone();
+        }
+        base
+    };
+    let (_, activity) = app.post("/activities", timed(json!({}))).await;
+    let activity = id_of(&activity);
+    let user_path = format!("/users/{owner}");
+    let contact_path = format!("/contacts/{contact}");
+    let activity_path = format!("/activities/{activity}");
+    let settings_path = format!("/users/{owner}/sync-settings/contacts");
+    let new_contact = |extra: Value| {
+        let mut base = json!({"given_name": "A", "family_name": "B"});
+        for (k, v) in extra.as_object().unwrap() {
+            base[k] = v.clone();
+        }
+        base
+    };
+    let garbage_key = json!({
+        "type": "service_account",
+        "project_id": "p",
+        "private_key_id": "k1",
+        "private_key": "-----BEGIN PRIVATE KEY-----\nR2FyYmFnZSwgbm90IGEga2V5IGF0IGFsbA==\n-----END PRIVATE KEY-----\n",
+        "client_email": "sync@p.iam.gserviceaccount.com",
+        "client_id": "1234567890",
+        "auth_uri": "https://accounts.google.com/o/oauth2/auth",
+        "token_uri": "https://oauth2.googleapis.com/token",
+    });
+    let before = app.snapshot();
+
+    let u422 = StatusCode::UNPROCESSABLE_ENTITY;
+    // (what, method, path, body, the text the message must contain)
+    let cases: Vec<(&str, Method, String, Value, &str)> = vec![
+        // A JSON array where an object is expected.
+        ("array as a new user", Method::POST, "/users".into(), json!(["x@example.com", "Name"]), "object"),
+        ("empty array as a contact change", Method::PATCH, contact_path.clone(), json!([]), "object"),
+        ("array as a user change", Method::PATCH, user_path.clone(), json!([]), "object"),
+        ("string as a tag", Method::POST, "/tags".into(), json!("x"), "object"),
+        // An empty change.
+        ("empty user change", Method::PATCH, user_path.clone(), json!({}), "nothing to change"),
+        ("empty contact change", Method::PATCH, contact_path.clone(), json!({}), "nothing to change"),
+        ("empty activity change", Method::PATCH, activity_path.clone(), json!({}), "nothing to change"),
+        // null on a field that cannot be null.
+        ("null display_name", Method::PATCH, user_path.clone(), json!({"display_name": null}), "display_name"),
+        ("null time_zone", Method::PATCH, user_path.clone(), json!({"time_zone": null}), "time_zone"),
+        ("null given_name", Method::PATCH, contact_path.clone(), json!({"given_name": null}), "given_name"),
+        ("null emails", Method::PATCH, contact_path.clone(), json!({"emails": null}), "emails"),
+        ("null title", Method::PATCH, activity_path.clone(), json!({"title": null}), "title"),
+        ("null all_day", Method::PATCH, activity_path.clone(), json!({"all_day": null}), "all_day"),
+        ("null start", Method::PATCH, activity_path.clone(), json!({"start": null}), "start"),
+        // Unknown fields inside nested objects.
+        ("unknown address field", Method::POST, "/contacts".into(), new_contact(json!({"addresses": [{"city": "Berlin", "zip": "10115"}]})), "zip"),
+        ("unknown address field in a change", Method::PATCH, contact_path.clone(), json!({"addresses": [{"city": "Berlin", "zip": "10115"}]}), "addresses[0]"),
+        ("unknown email field", Method::PATCH, contact_path.clone(), json!({"emails": [{"address": "a@b.example", "label": "x"}]}), "emails[0]"),
+        ("unknown phone field", Method::POST, "/contacts".into(), new_contact(json!({"phones": [{"number": "123", "ext": "4"}]})), "phones[0]"),
+        ("unknown participant field", Method::POST, "/activities".into(), timed(json!({"participants": [{"email": "a@b.example", "role": "x"}]})), "participants[0]"),
+        // Impossible dates.
+        ("birthday year -1", Method::POST, "/contacts".into(), new_contact(json!({"birthday": "-0001-05-06"})), "birthday"),
+        ("birthday year 0", Method::POST, "/contacts".into(), new_contact(json!({"birthday": "0000-05-06"})), "birthday"),
+        ("birthday year -1 in a change", Method::PATCH, contact_path.clone(), json!({"birthday": "-0001-05-06"}), "birthday"),
+        ("birthday without a day", Method::POST, "/contacts".into(), new_contact(json!({"birthday": "--02-30"})), "birthday"),
+        ("start in year 0", Method::POST, "/activities".into(), timed(json!({"start": "0000-03-01T10:00:00Z"})), "start"),
+        ("end in year 9999", Method::POST, "/activities".into(), timed(json!({"end": "9999-03-01T11:00:00Z"})), "end"),
+        ("change start to year 0", Method::PATCH, activity_path.clone(), json!({"start": "0000-03-01T10:00:00Z"}), "start"),
+        ("change end to year 9999", Method::PATCH, activity_path.clone(), json!({"end": "9999-03-01T11:00:00Z"}), "end"),
+        ("all-day in year 0", Method::POST, "/activities".into(), timed(json!({"all_day": true, "start": "0000-03-01", "end": "2026-03-02"})), "start"),
+        ("leap second", Method::POST, "/activities".into(), timed(json!({"start": "2026-06-30T23:59:60Z", "end": "2026-07-01T01:00:00Z"})), "start"),
+        ("leap second in a change", Method::PATCH, activity_path.clone(), json!({"end": "2026-06-30T23:59:60Z"}), "end"),
+        // Control characters in names.
+        ("NUL in given_name", Method::POST, "/contacts".into(), new_contact(json!({"given_name": "A\u{0}B"})), "given_name"),
+        ("BEL in given_name", Method::PATCH, contact_path.clone(), json!({"given_name": "A\u{7}"}), "given_name"),
+        ("newline in family_name", Method::PATCH, contact_path.clone(), json!({"family_name": "A\nB"}), "family_name"),
+        ("NUL in a street", Method::POST, "/contacts".into(), new_contact(json!({"addresses": [{"street": "Main St\u{0}"}]})), "addresses[0].street"),
+        ("BEL in notes", Method::PATCH, contact_path.clone(), json!({"notes": "ring\u{7}"}), "notes"),
+        ("NUL in display_name", Method::POST, "/users".into(), json!({"email": "x@example.com", "display_name": "X\u{0}"}), "display_name"),
+        ("BEL in display_name", Method::PATCH, user_path.clone(), json!({"display_name": "X\u{7}"}), "display_name"),
+        ("NUL in title", Method::POST, "/activities".into(), timed(json!({"title": "T\u{0}"})), "title"),
+        ("BEL in title", Method::PATCH, activity_path.clone(), json!({"title": "T\u{7}"}), "title"),
+        ("ESC in location", Method::PATCH, activity_path.clone(), json!({"location": "\u{1b}[31mRoom"}), "location"),
+        ("BEL in a tag name", Method::POST, "/tags".into(), json!({"name": "t\u{7}", "visibility": "public"}), "name"),
+        // Schedules that fire every second or never.
+        ("cron every second", Method::PUT, settings_path.clone(), json!({"auto_sync": true, "cron": "* * * * * *", "tag_id": tag}), "cron"),
+        ("cron twice a minute", Method::PUT, settings_path.clone(), json!({"auto_sync": true, "cron": "0,30 0 9 * * *", "tag_id": tag}), "cron"),
+        ("cron never", Method::PUT, settings_path.clone(), json!({"auto_sync": true, "cron": "0 0 0 30 2 *", "tag_id": tag}), "cron"),
+        ("cron in the past", Method::PUT, settings_path.clone(), json!({"auto_sync": true, "cron": "0 0 0 1 1 * 2020", "tag_id": tag}), "cron"),
+        // A service-account key that does not parse.
+        ("garbage private key", Method::PUT, "/google/service-account".into(), json!({"domain": "example.com", "key": garbage_key}), "key.private_key"),
+    ];
+    for (what, method, path, body, names) in cases {
+        let (status, resp) = app.call(method, &path, Some(body)).await;
+        assert_error(status, &resp, u422, what);
+        let message = resp["error"]["message"].as_str().unwrap();
+        assert!(message.contains(names), "{what}: the message does not name {names:?}: {message}");
+        assert_eq!(app.snapshot(), before, "{what}: the database changed");
+    }
+    let stored = app
+        .store
+        .read(|c| crmsync_schema::connections::get_service_account(c, "example.com"))
+        .unwrap();
+    assert!(stored.is_none(), "a key that does not parse was stored");
+
+    // Lenient where Google is: a birthday without a year (Feb 29 too), line breaks and tabs in
+    // notes and streets, a schedule that fires once a year; `null` clears what may be cleared.
+    let (s, v) = app.post("/contacts", new_contact(json!({"birthday": "--02-29", "notes": "line 1\r\nline 2\tend",
+        "addresses": [{"street": "Main St 1\nBack house", "city": "Berlin"}]}))).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["birthday"], "--02-29");
+    let (s, v) = app.patch(&contact_path, json!({"birthday": "--12-10"})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["birthday"], "--12-10");
+    let (s, v) = app.patch(&contact_path, json!({"birthday": null, "notes": "x"})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(v.get("birthday").is_none_or(Value::is_null), "{v}");
+    let (s, v) = app.patch(&activity_path, json!({"location": null})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = app.put(&settings_path, Some(json!({"auto_sync": true, "cron": "0 0 9 1 1 *", "tag_id": tag}))).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+});

@@ -18,6 +18,7 @@ mod sched_connections;
 mod sched_schedule;
 mod sched_support;
 mod sched_workers;
+mod security;
 mod store_feed;
 mod store_misc;
 mod sync_activities;

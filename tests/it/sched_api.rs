@@ -177,6 +177,7 @@ db_test!(async fn sync_routes_refuse_bad_requests_clearly(db) {
         (Method::PUT, "/google/service-account".to_string()),
         (Method::PUT, "/google/oauth-client".to_string()),
         (Method::POST, format!("/users/{alice}/google/oauth/start")),
+        (Method::DELETE, format!("/users/{alice}/google/connection")),
     ] {
         let resp = app.client.request(method.clone(), format!("{}{path}", app.base)).send().await.unwrap();
         let (s, v) = read(resp).await;

@@ -134,6 +134,23 @@ db_test!(async fn sync_and_status_commands_use_the_job_queue_and_show_the_status
     assert_eq!(v[0]["kinds"]["contacts"]["state"], "idle");
     assert!(v[0]["kinds"]["contacts"]["last_success_at"].is_string());
 
+    // A run that fails shows its error and what to do on the status; the next success clears it.
+    emu.emulator().set_faults(vec![crmsync_emulator::FaultRule::error("people.people.connections.list", 404, 1)]);
+    let (ok, out, err) = crmsync(db.url(), &key, &google, &["sync", "--user", "alice@example.com", "--kind", "contacts"]);
+    emu.emulator().clear_faults();
+    assert!(!ok, "a failed run is a failed command: {out}\n{err}");
+    let (ok, out, err) = crmsync(db.url(), &key, &google, &["status", "--user", "alice@example.com"]);
+    assert!(ok, "{err}");
+    let error_line = out.lines().find(|l| l.trim_start().starts_with("last error:")).unwrap_or_else(|| panic!("no last error line: {out}"));
+    assert!(error_line.contains("404") || error_line.to_lowercase().contains("not found"), "{error_line}");
+    let contacts_line = out.lines().find(|l| l.trim_start().starts_with("contacts")).expect("a contacts line");
+    assert!(!contacts_line.contains("last success: -"), "the earlier success is still shown: {contacts_line}");
+    let (ok, out, err) = crmsync(db.url(), &key, &google, &["sync", "--user", "alice@example.com", "--kind", "contacts"]);
+    assert!(ok, "{out}\n{err}");
+    let (ok, out, err) = crmsync(db.url(), &key, &google, &["status", "--user", "alice@example.com"]);
+    assert!(ok, "{err}");
+    assert!(!out.contains("last error:"), "a success clears the error: {out}");
+
     let (ok, _, err) = crmsync(db.url(), &key, &google, &["status", "--user", "nobody@example.com"]);
     assert!(!ok && err.contains("no CRM user has the e-mail nobody@example.com"), "{err}");
     emu.shutdown().await;

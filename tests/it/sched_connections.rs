@@ -168,7 +168,9 @@ async fn connect(app: &ApiWorld, user: &User) -> String {
     let q: std::collections::HashMap<_, _> = parsed.query_pairs().into_owned().collect();
     assert_eq!(q["login_hint"], user.google_alias);
     assert_eq!(q["access_type"], "offline");
-    assert_eq!(q["scope"], crmsync_connectors::ALL_SCOPES.join(" "));
+    let mut scopes: Vec<&str> = crmsync_connectors::ALL_SCOPES.to_vec();
+    scopes.extend(crmsync_connectors::IDENTITY_SCOPES);
+    assert_eq!(q["scope"], scopes.join(" "));
     assert_eq!(q["redirect_uri"], format!("{}/oauth/callback", app.root));
     let browser = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -348,8 +350,8 @@ db_test!(async fn oauth_callback_failures_answer_clearly_and_connect_nothing(db)
         .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert!(r.text().await.unwrap().contains("invalid_grant"));
-    let conn = connection(&app.world, &bob);
-    assert!(!conn.has_refresh_token, "a failed callback stored a token");
+    let conn = app.world.store.read(|c| connections::get_connection(c, bob.id)).unwrap();
+    assert!(conn.is_none(), "a failed callback stored a connection: {conn:?}");
     let u = app.world.store.read(|c| users::get_user(c, bob.id)).unwrap();
     assert_eq!(u.id, bob.id);
     app.stop().await;

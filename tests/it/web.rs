@@ -2,13 +2,20 @@
 //! (Debian's headless chromium driven through chromedriver over WebDriver), the token from the
 //! link is used, users and their per-kind status are listed, "Start synchronization" runs a sync
 //! and shows its outcome, the run appears in the history, its changes open from it, and a wrong
-//! token shows the API's error instead of an empty page.
+//! token shows the API's error instead of an empty page; with 600 users every one is listed,
+//! read through the paged bulk status route. Every answer carries the security headers (the page
+//! its strict CSP), and `/api/v1/sync-status` pages and filters by state.
 
 use crate::sched_support::ApiWorld;
-use crate::support::TestApp;
+use crate::support::{assert_error, id_of, read, t0, TestApp};
 use crate::sync_support::SyncWorld;
+use crmsync_schema::db_test;
 use crmsync_schema::test_support::TestDb;
+use crmsync_schema::users::{self, NewUser};
 use fantoccini::{Client, ClientBuilder, Locator};
+use reqwest::header::HeaderMap;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -26,6 +33,14 @@ async fn the_admin_page_is_served() {
         .starts_with("text/html"));
     let body = resp.text().await.expect("body");
     assert!(body.contains("Start synchronization") && body.contains("/sync-status"));
+    // The script is a file of its own (the CSP allows no inline script).
+    let script = reqwest::get(format!("{root}/app.js"))
+        .await
+        .expect("GET /app.js")
+        .text()
+        .await
+        .expect("script");
+    assert!(script.contains("Start synchronization") && script.contains("/sync-status"));
 }
 
 /// A chromedriver process on a free loopback port, killed on drop.
@@ -203,4 +218,334 @@ async fn the_admin_page_starts_a_sync_and_shows_runs_and_changes_in_a_browser() 
     b.close().await.expect("close the browser");
     drop(driver);
     app.stop().await;
+}
+
+/// The headers every answer carries: not cached, not sniffed, no referrer, not framed.
+fn assert_security_headers(h: &HeaderMap, what: &str) {
+    let get = |name: &str| {
+        h.get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_else(|| panic!("{what}: no {name} header in {h:?}"))
+            .to_string()
+    };
+    assert_eq!(get("cache-control"), "no-store", "{what}");
+    assert_eq!(get("x-content-type-options"), "nosniff", "{what}");
+    assert_eq!(get("referrer-policy"), "no-referrer", "{what}");
+    assert_eq!(get("x-frame-options"), "DENY", "{what}");
+    assert!(
+        get("content-security-policy").contains("frame-ancestors 'none'"),
+        "{what}: {h:?}"
+    );
+}
+
+/// The value of one directive of a Content-Security-Policy.
+fn csp_directive(csp: &str, name: &str) -> Option<String> {
+    csp.split(';').map(str::trim).find_map(|d| {
+        d.strip_prefix(name)
+            .filter(|rest| rest.starts_with(' '))
+            .map(|rest| rest.trim().to_string())
+    })
+}
+
+#[tokio::test]
+async fn every_answer_carries_the_security_headers() {
+    let db = TestDb::sqlite();
+    let app = TestApp::start(&db).await;
+    let root = app.base.trim_end_matches("/api/v1").to_string();
+    let client = reqwest::Client::new();
+
+    // The page: a strict CSP without inline script, and never framed.
+    let resp = client.get(format!("{root}/")).send().await.expect("GET /");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_security_headers(resp.headers(), "GET /");
+    let csp = resp.headers()["content-security-policy"]
+        .to_str()
+        .expect("csp")
+        .to_string();
+    let script_src = csp_directive(&csp, "script-src").expect("a script-src directive");
+    assert_eq!(script_src, "'self'", "{csp}");
+    assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{csp}");
+    assert_eq!(csp_directive(&csp, "default-src").as_deref(), Some("'none'"), "{csp}");
+    assert_eq!(csp_directive(&csp, "frame-ancestors").as_deref(), Some("'none'"), "{csp}");
+    let html = resp.text().await.expect("page");
+    for (i, _) in html.match_indices("<script") {
+        assert!(
+            html[i..].starts_with("<script src="),
+            "an inline script in the page: {}",
+            &html[i..(i + 60).min(html.len())]
+        );
+    }
+    assert!(!html.contains(" style=") && !html.contains("<style"), "inline styles in the page");
+    let lower = html.to_lowercase();
+    assert!(!lower.contains(" onclick=") && !lower.contains(" onload="), "inline handlers");
+
+    // Its script and style sheet.
+    for (path, kind) in [("/app.js", "text/javascript"), ("/app.css", "text/css")] {
+        let resp = client.get(format!("{root}{path}")).send().await.expect(path);
+        assert_eq!(resp.status(), StatusCode::OK, "{path}");
+        assert_security_headers(resp.headers(), path);
+        let ct = resp.headers()["content-type"].to_str().unwrap_or("");
+        assert!(ct.starts_with(kind), "{path}: {ct}");
+        let text = resp.text().await.expect("body");
+        assert!(!text.contains("innerHTML") && !text.contains("localStorage.setItem"), "{path}");
+    }
+
+    // An answer carrying contact data, and API errors (not found, no token, bad JSON).
+    let (s, c) = app
+        .post(
+            "/contacts",
+            json!({"given_name": "Grace", "family_name": "Hopper",
+                   "emails": [{"address": "grace@navy.example", "kind": "work"}], "phones": []}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{c}");
+    let id = id_of(&c);
+    let resp = client
+        .get(format!("{}/contacts/{id}", app.base))
+        .bearer_auth(&app.token)
+        .send()
+        .await
+        .expect("GET contact");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_security_headers(resp.headers(), "GET /api/v1/contacts/{id}");
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap_or("")
+        .starts_with("application/json"));
+    let missing = format!("{}/contacts/{}", app.base, uuid::Uuid::new_v4());
+    for (what, req) in [
+        ("a missing contact", client.get(&missing).bearer_auth(&app.token)),
+        ("no token", client.get(format!("{}/contacts/{id}", app.base))),
+        (
+            "bad JSON",
+            client
+                .post(format!("{}/contacts", app.base))
+                .bearer_auth(&app.token)
+                .header("content-type", "application/json")
+                .body("{"),
+        ),
+        ("an unknown API route", client.get(format!("{}/nope", app.base)).bearer_auth(&app.token)),
+        ("an unknown route", client.get(format!("{root}/nope"))),
+    ] {
+        let resp = req.send().await.expect(what);
+        assert_security_headers(resp.headers(), what);
+        let (s, body) = read(resp).await;
+        assert!(s.is_client_error(), "{what}: {s} {body}");
+        assert_error(s, &body, s, what);
+    }
+
+    // The OAuth callback page, even when it can only say what went wrong.
+    let resp = client
+        .get(format!("{root}/oauth/callback"))
+        .send()
+        .await
+        .expect("GET /oauth/callback");
+    assert!(resp.status().is_client_error(), "{}", resp.status());
+    assert_security_headers(resp.headers(), "GET /oauth/callback");
+    let resp = client
+        .get(format!("{root}/oauth/callback?code=x&state=nope"))
+        .send()
+        .await
+        .expect("GET /oauth/callback?state");
+    assert_security_headers(resp.headers(), "GET /oauth/callback?code&state");
+
+    // An unsupported method on a page route: a JSON 405 saying what is allowed.
+    for (method, path) in [
+        (Method::POST, "/"),
+        (Method::DELETE, "/"),
+        (Method::PUT, "/app.js"),
+        (Method::POST, "/oauth/callback"),
+    ] {
+        let what = format!("{method} {path}");
+        let resp = client
+            .request(method, format!("{root}{path}"))
+            .send()
+            .await
+            .expect("request");
+        assert_security_headers(resp.headers(), &what);
+        let allow = resp
+            .headers()
+            .get("allow")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        assert!(allow.contains("GET"), "{what}: Allow {allow:?}");
+        let (s, body) = read(resp).await;
+        let code = assert_error(s, &body, StatusCode::METHOD_NOT_ALLOWED, &what);
+        assert_eq!(code, "method_not_allowed", "{what}");
+    }
+}
+
+db_test!(async fn the_bulk_status_route_pages_and_filters_by_state(db) {
+    let app = TestApp::start(&db).await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(app.user(&format!("user{i}@example.com")).await);
+    }
+    ids.sort();
+    // Two users have a contacts sync waiting for a worker (no scheduler here): `queued`.
+    for id in [&ids[1], &ids[3]] {
+        let (s, v) = app.post(&format!("/users/{id}/sync/contacts"), json!({})).await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    }
+
+    // Every user, in id order, over pages of 2, 2 and 1.
+    let mut seen: Vec<Value> = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/sync-status?limit=2&cursor={c}"),
+            None => "/sync-status?limit=2".to_string(),
+        };
+        let (s, page) = app.get(&path).await;
+        assert_eq!(s, StatusCode::OK, "{page}");
+        pages += 1;
+        seen.extend(page["items"].as_array().expect("items").iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+        assert!(pages < 10, "the pages never end");
+    }
+    assert_eq!(pages, 3);
+    let order: Vec<&str> = seen.iter().map(|i| i["user_id"].as_str().expect("user_id")).collect();
+    assert_eq!(order, ids.iter().map(String::as_str).collect::<Vec<_>>());
+    // Each item: the user's name next to exactly what GET /users/{id}/sync-status answers.
+    for item in &seen {
+        let id = item["user_id"].as_str().unwrap();
+        let (s, single) = app.get(&format!("/users/{id}/sync-status")).await;
+        assert_eq!(s, StatusCode::OK, "{single}");
+        assert!(item["email"].as_str().is_some_and(|e| e.ends_with("@example.com")), "{item}");
+        assert_eq!(item["display_name"], item["email"], "{item}");
+        let mut without_name = item.clone();
+        without_name.as_object_mut().unwrap().remove("display_name");
+        assert_eq!(without_name, single);
+    }
+    let states: Vec<&str> = seen
+        .iter()
+        .map(|i| i["kinds"]["contacts"]["state"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        states,
+        ["not_configured", "queued", "not_configured", "queued", "not_configured"]
+    );
+
+    // Only the users with a kind in a state; paged the same way.
+    let (s, q) = app.get("/sync-status?state=queued").await;
+    assert_eq!(s, StatusCode::OK, "{q}");
+    let queued: Vec<&str> = q["items"].as_array().unwrap().iter().map(|i| i["user_id"].as_str().unwrap()).collect();
+    assert_eq!(queued, [ids[1].as_str(), ids[3].as_str()]);
+    assert_eq!(q["next_cursor"], Value::Null);
+    let (_, p1) = app.get("/sync-status?state=queued&limit=1").await;
+    assert_eq!(p1["items"][0]["user_id"], ids[1].as_str());
+    let c1 = p1["next_cursor"].as_str().expect("a full page continues");
+    let (_, p2) = app.get(&format!("/sync-status?state=queued&limit=1&cursor={c1}")).await;
+    assert_eq!(p2["items"][0]["user_id"], ids[3].as_str());
+    assert_eq!(p2["items"].as_array().map(Vec::len), Some(1));
+    let c2 = p2["next_cursor"].as_str().expect("a full page continues");
+    let (_, p3) = app.get(&format!("/sync-status?state=queued&limit=1&cursor={c2}")).await;
+    assert_eq!(p3["items"], json!([]));
+    assert_eq!(p3["next_cursor"], Value::Null);
+    let (_, all) = app.get("/sync-status?state=not_configured").await;
+    assert_eq!(all["items"].as_array().map(Vec::len), Some(5), "every user has activities not configured");
+    let (_, none) = app.get("/sync-status?state=auth_error").await;
+    assert_eq!(none["items"], json!([]));
+    let (_, empty) = app.get("/sync-status?state=").await;
+    assert_eq!(empty["items"].as_array().map(Vec::len), Some(5), "an empty state is no filter");
+
+    // Bad input: a clear 400, never a crash.
+    for bad in [
+        "/sync-status?state=sleeping",
+        "/sync-status?limit=0",
+        "/sync-status?limit=501",
+        "/sync-status?cursor=not-a-user",
+        "/sync-status?colour=red",
+    ] {
+        let (s, v) = app.get(bad).await;
+        assert_error(s, &v, StatusCode::BAD_REQUEST, bad);
+    }
+    // And a token, as every API route.
+    let resp = reqwest::get(format!("{}/sync-status", app.base)).await.expect("no token");
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+});
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_page_lists_every_user_through_the_paged_bulk_status_in_a_browser() {
+    let db = TestDb::sqlite();
+    let app = TestApp::start(&db).await;
+    app.store
+        .write(|c| {
+            for i in 0..600 {
+                users::create_user(
+                    c,
+                    &NewUser {
+                        email: format!("user{i:03}@example.com"),
+                        display_name: format!("User {i:03}"),
+                        google_alias: None,
+                        time_zone: None,
+                    },
+                    t0(),
+                )?;
+            }
+            Ok(())
+        })
+        .expect("600 users");
+    let root = app.base.trim_end_matches("/api/v1").to_string();
+    let driver = start_driver().await;
+    let b = browser(&driver).await;
+    b.goto(&format!("{root}/#token={}", app.token))
+        .await
+        .expect("open the page");
+    text_when(&b, "#message", |t| t == "600 user(s).").await;
+    let rows = b
+        .find_all(Locator::Css("#users tbody tr"))
+        .await
+        .expect("rows");
+    assert_eq!(rows.len(), 600, "every user is listed, past the first page");
+    let all = text_when(&b, "#users tbody", |t| t.contains("user599@example.com")).await;
+    assert!(all.contains("user000@example.com"), "the first user too");
+    let last = text_when(&b, "#users tbody tr:last-child", |t| !t.is_empty()).await;
+    assert!(last.contains("not_configured"), "the last user's status is shown: {last}");
+    let resets = b
+        .find_all(Locator::Css("#users tbody button[data-reset]"))
+        .await
+        .expect("reset buttons");
+    assert_eq!(resets.len(), 600, "a Reset connection button per user");
+    assert_eq!(resets[0].text().await.expect("label"), "Reset connection");
+
+    // The requests the page made: users and statuses in pages of 500, none per user.
+    let urls = b
+        .execute(
+            "return performance.getEntriesByType('resource').map((e) => e.name);",
+            vec![],
+        )
+        .await
+        .expect("resource timing");
+    let urls: Vec<String> = serde_json::from_value(urls).expect("urls");
+    let count = |needle: &str| urls.iter().filter(|u| u.contains(needle)).count();
+    assert_eq!(count("/api/v1/users?"), 2, "{urls:?}");
+    assert_eq!(count("/api/v1/sync-status?"), 2, "{urls:?}");
+    assert!(
+        !urls.iter().any(|u| u.contains("/api/v1/users/") && u.contains("/sync-status")),
+        "a status request per user: {urls:?}"
+    );
+
+    // The style sheet applied (CSP style-src 'self'), and the token kept for the session only.
+    let margin = b
+        .execute("return getComputedStyle(document.body).margin;", vec![])
+        .await
+        .expect("style");
+    assert_eq!(margin, json!("0px"));
+    let stored = b
+        .execute(
+            "return [sessionStorage.getItem('crmsync.token'), localStorage.getItem('crmsync.token')];",
+            vec![],
+        )
+        .await
+        .expect("storage");
+    assert_eq!(stored, json!([app.token, null]));
+
+    b.close().await.expect("close the browser");
+    drop(driver);
 }
