@@ -148,3 +148,17 @@ macro_rules! db_test {
         }
     };
 }
+
+/// Reverts the last applied migration (its `down.sql`), for tests of upgrades from the version
+/// before it. Returns the reverted migration's version.
+pub fn revert_last_migration(store: &Store) -> crate::StoreResult<String> {
+    use crate::db::{AnyConnection, POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
+    use diesel_migrations::MigrationHarness;
+    let mut conn = store.conn()?;
+    let reverted = match &mut *conn {
+        AnyConnection::Sqlite(c) => c.revert_last_migration(SQLITE_MIGRATIONS),
+        AnyConnection::Postgresql(c) => c.revert_last_migration(POSTGRES_MIGRATIONS),
+    }
+    .map_err(|e| crate::StoreError::Migration(e.to_string()))?;
+    Ok(reverted.to_string())
+}
