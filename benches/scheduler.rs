@@ -455,14 +455,21 @@ async fn round(
     let secs = t0.elapsed().as_secs_f64();
     let cpu = CpuSample::take(&procs).since(&cpu0);
     drop(procs);
-    let rows: Vec<(String, Option<chrono::NaiveDateTime>, Option<chrono::NaiveDateTime>)> =
-        store.read(|c| {
-            use crmsync_schema::schema::sync_runs;
-            Ok(sync_runs::table
-                .filter(sync_runs::started_at.ge(since))
-                .select((sync_runs::state, sync_runs::started_at, sync_runs::finished_at))
-                .load(c)?)
-        })?;
+    let rows: Vec<(
+        String,
+        Option<chrono::NaiveDateTime>,
+        Option<chrono::NaiveDateTime>,
+    )> = store.read(|c| {
+        use crmsync_schema::schema::sync_runs;
+        Ok(sync_runs::table
+            .filter(sync_runs::started_at.ge(since))
+            .select((
+                sync_runs::state,
+                sync_runs::started_at,
+                sync_runs::finished_at,
+            ))
+            .load(c)?)
+    })?;
     let succeeded = rows.iter().filter(|(st, _, _)| st == "succeeded").count();
     let durations: Vec<f64> = rows
         .into_iter()

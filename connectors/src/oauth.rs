@@ -85,7 +85,9 @@ impl TokenGrant {
             .get("email")
             .and_then(Value::as_str)
             .filter(|_| verified)
-            .ok_or_else(|| refuse("Google did not give the consenting account's verified e-mail"))?;
+            .ok_or_else(|| {
+                refuse("Google did not give the consenting account's verified e-mail")
+            })?;
         Ok(ConsentingAccount {
             email: email.trim().to_ascii_lowercase(),
             account_id: claims

@@ -560,7 +560,11 @@ impl AuthState {
             Some((private, hex::encode(rand::thread_rng().gen::<[u8; 20]>())))
         });
         let Some((private, kid)) = key else {
-            return Err(OAuthError::new(500, "server_error", "The ID token key is unavailable."));
+            return Err(OAuthError::new(
+                500,
+                "server_error",
+                "The ID token key is unavailable.",
+            ));
         };
         let header = json!({"alg": "RS256", "kid": kid, "typ": "JWT"});
         let mut claims = json!({
@@ -571,9 +575,9 @@ impl AuthState {
             "iat": now.timestamp(),
             "exp": now.timestamp() + ACCESS_TOKEN_SECONDS,
         });
-        let email_scope = scopes.iter().any(|s| {
-            s == "email" || s == "https://www.googleapis.com/auth/userinfo.email"
-        });
+        let email_scope = scopes
+            .iter()
+            .any(|s| s == "email" || s == "https://www.googleapis.com/auth/userinfo.email");
         if email_scope {
             claims["email"] = json!(user);
             claims["email_verified"] = json!(true);

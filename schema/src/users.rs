@@ -105,7 +105,11 @@ pub fn user_by_alias(conn: &mut AnyConnection, alias: &str) -> StoreResult<Optio
 
 /// One Google account serves one CRM user: a `Conflict` naming the holder when another user
 /// (not `except`) already syncs with `alias`.
-fn check_alias_free(conn: &mut AnyConnection, alias: &str, except: Option<UserId>) -> StoreResult<()> {
+fn check_alias_free(
+    conn: &mut AnyConnection,
+    alias: &str,
+    except: Option<UserId>,
+) -> StoreResult<()> {
     match user_by_alias(conn, alias)? {
         Some(holder) if Some(holder.id) != except => Err(alias_taken(alias, &holder)),
         _ => Ok(()),

@@ -170,11 +170,7 @@ fn parse_date(field: &str, s: &str) -> Check<NaiveDate> {
 
 /// Rules on the text a client sends (not on stored values, which may have come from Google): no
 /// control characters in the title and location; notes may have line breaks and tabs.
-fn check_input_text(
-    title: Option<&str>,
-    location: Option<&str>,
-    notes: Option<&str>,
-) -> Check {
+fn check_input_text(title: Option<&str>, location: Option<&str>, notes: Option<&str>) -> Check {
     if let Some(t) = title {
         validate::line("title", t)?;
     }

@@ -71,8 +71,7 @@ fn json_content_type(headers: &HeaderMap) -> bool {
     match essence.split_once('/') {
         Some((ty, sub)) => {
             ty.eq_ignore_ascii_case("application")
-                && (sub.eq_ignore_ascii_case("json")
-                    || sub.to_ascii_lowercase().ends_with("+json"))
+                && (sub.eq_ignore_ascii_case("json") || sub.to_ascii_lowercase().ends_with("+json"))
         }
         None => false,
     }
@@ -141,7 +140,11 @@ fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         if e.inner().is_data() {
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", e.to_string())
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                e.to_string(),
+            )
         } else {
             syntax_error(e.inner())
         }

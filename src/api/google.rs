@@ -437,8 +437,9 @@ fn escape(s: &str) -> String {
 
 fn page(title: &str, message: &str) -> String {
     format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>crmsync: {t}</title></head>\
-         <body style=\"font-family:sans-serif;max-width:40em;margin:3em auto\"><h1>{t}</h1><p>{m}</p></body></html>",
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>crmsync: {t}</title>\
+         <link rel=\"stylesheet\" href=\"/app.css\"></head>\
+         <body class=\"callback\"><h1>{t}</h1><p>{m}</p></body></html>",
         t = escape(title),
         m = escape(message)
     )

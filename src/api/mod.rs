@@ -188,12 +188,15 @@ pub fn router(state: AppState) -> Router {
         ))
 }
 
-/// The Content-Security-Policy of every answer that sets none: nothing may load or run (inline
-/// style attributes aside, for the OAuth callback page), and nothing may frame it.
+/// The Content-Security-Policy of every answer that sets none: nothing may load or run but this
+/// server's stylesheet (for the OAuth callback page), and nothing may frame it.
 pub const DEFAULT_CSP: &str =
-    "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+    "default-src 'none'; style-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-fn security_header(name: header::HeaderName, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {
+fn security_header(
+    name: header::HeaderName,
+    value: &'static str,
+) -> SetResponseHeaderLayer<HeaderValue> {
     SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
 }
 

@@ -80,7 +80,10 @@ pub fn cron_expression(expr: &str, now: DateTime<Utc>) -> Check {
             )))
         }
     }
-    if next.windows(2).any(|w| w[1] - w[0] < chrono::Duration::seconds(60)) {
+    if next
+        .windows(2)
+        .any(|w| w[1] - w[0] < chrono::Duration::seconds(60))
+    {
         return Err(Invalid(format!(
             "cron: {expr:?} fires more often than once a minute; give the seconds field a single \
              value, e.g. \"0 */5 * * * *\" (every five minutes)"

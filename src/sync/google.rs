@@ -161,7 +161,11 @@ impl AccountProvider {
         match (token, client, secret) {
             (Some(refresh_token), Some(client), Some(client_secret)) => Ok((
                 fingerprint,
-                Credentials::OAuthRefresh { client_id: client.client_id, client_secret, refresh_token },
+                Credentials::OAuthRefresh {
+                    client_id: client.client_id,
+                    client_secret,
+                    refresh_token,
+                },
                 false,
             )),
             (None, _, _) => Err(SyncError::NotConfigured(format!(

@@ -30,8 +30,10 @@ async fn set_oauth_client(app: &ApiWorld) {
         .call(
             Method::PUT,
             "/google/oauth-client",
-            Some(json!({"client_id": client_id, "client_secret": client_secret,
-                        "redirect_uri": format!("{}/oauth/callback", app.root)})),
+            Some(
+                json!({"client_id": client_id, "client_secret": client_secret,
+                        "redirect_uri": format!("{}/oauth/callback", app.root)}),
+            ),
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
@@ -62,7 +64,11 @@ async fn consent_as(mut url: url::Url, account: &str, root: &str) -> (StatusCode
     let pairs: Vec<(String, String)> = url
         .query_pairs()
         .map(|(k, v)| {
-            let v = if k == "login_hint" { account.to_string() } else { v.to_string() };
+            let v = if k == "login_hint" {
+                account.to_string()
+            } else {
+                v.to_string()
+            };
             (k.to_string(), v)
         })
         .collect();
@@ -73,8 +79,14 @@ async fn consent_as(mut url: url::Url, account: &str, root: &str) -> (StatusCode
         .expect("client");
     let consent = browser.get(url).send().await.expect("consent");
     assert_eq!(consent.status(), StatusCode::FOUND);
-    let callback = consent.headers()[LOCATION].to_str().expect("location").to_string();
-    assert!(callback.starts_with(&format!("{root}/oauth/callback?")), "{callback}");
+    let callback = consent.headers()[LOCATION]
+        .to_str()
+        .expect("location")
+        .to_string();
+    assert!(
+        callback.starts_with(&format!("{root}/oauth/callback?")),
+        "{callback}"
+    );
     let page = browser
         .get(&callback)
         .header(ACCEPT, "text/html")
@@ -296,31 +308,61 @@ fn the_binary_refuses_to_start_with_a_wrong_or_malformed_key() {
     .expect("open");
     store.run_migrations().expect("migrate");
     store
-        .write(|c| connections::put_service_account(&store, c, "example.com", r#"{"client_email":"sa@x.iam.gserviceaccount.com","client_id":"1"}"#, Utc::now()).map(|_| ()))
+        .write(|c| {
+            connections::put_service_account(
+                &store,
+                c,
+                "example.com",
+                r#"{"client_email":"sa@x.iam.gserviceaccount.com","client_id":"1"}"#,
+                Utc::now(),
+            )
+            .map(|_| ())
+        })
         .expect("a secret");
     drop(store);
     let run = |key: Option<&str>| {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_crmsync"));
-        cmd.args(["sync", "--user", "nobody@example.com", "--google-endpoint", "http://127.0.0.1:9"])
-            .env("DATABASE_URL", &url)
-            .env("RUST_LOG", "warn")
-            .env_remove("CRMSYNC_SECRET_KEY");
+        cmd.args([
+            "sync",
+            "--user",
+            "nobody@example.com",
+            "--google-endpoint",
+            "http://127.0.0.1:9",
+        ])
+        .env("DATABASE_URL", &url)
+        .env("RUST_LOG", "warn")
+        .env_remove("CRMSYNC_SECRET_KEY");
         if let Some(k) = key {
             cmd.env("CRMSYNC_SECRET_KEY", k);
         }
         let out = cmd.output().expect("run crmsync");
-        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
     let (ok, err) = run(Some(&generate_key()));
-    assert!(!ok && err.contains("refusing to start") && err.contains("not the key"), "{err}");
+    assert!(
+        !ok && err.contains("refusing to start") && err.contains("not the key"),
+        "{err}"
+    );
     let (ok, err) = run(None);
-    assert!(!ok && err.contains("refusing to start") && err.contains("CRMSYNC_SECRET_KEY is not set"), "{err}");
+    assert!(
+        !ok && err.contains("refusing to start") && err.contains("CRMSYNC_SECRET_KEY is not set"),
+        "{err}"
+    );
     let (ok, err) = run(Some("not-base64!"));
-    assert!(!ok && err.contains("CRMSYNC_SECRET_KEY must be the base64"), "{err}");
+    assert!(
+        !ok && err.contains("CRMSYNC_SECRET_KEY must be the base64"),
+        "{err}"
+    );
     assert!(!err.contains("cannot open the database"), "{err}");
     // The right key gets past the check (and then finds no such user).
     let (ok, err) = run(Some(&key_a));
-    assert!(!ok && err.contains("no CRM user has the e-mail nobody@example.com"), "{err}");
+    assert!(
+        !ok && err.contains("no CRM user has the e-mail nobody@example.com"),
+        "{err}"
+    );
 }
 
 db_test!(async fn records_awaiting_googles_confirmation_are_counted_in_the_status(db) {
@@ -352,11 +394,22 @@ db_test!(async fn records_awaiting_googles_confirmation_are_counted_in_the_statu
 });
 
 /// A server with short limits on loopback.
-async fn limited_server(db: &TestDb, limits: crmsync::server::ServerLimits) -> std::net::SocketAddr {
-    let state = crmsync::api::AppState::new(db.store(), std::sync::Arc::new(crmsync::clock::SystemClock));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+async fn limited_server(
+    db: &TestDb,
+    limits: crmsync::server::ServerLimits,
+) -> std::net::SocketAddr {
+    let state =
+        crmsync::api::AppState::new(db.store(), std::sync::Arc::new(crmsync::clock::SystemClock));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    tokio::spawn(crmsync::server::serve_with(state, listener, std::future::pending(), limits));
+    tokio::spawn(crmsync::server::serve_with(
+        state,
+        listener,
+        std::future::pending(),
+        limits,
+    ));
     addr
 }
 
@@ -388,7 +441,9 @@ async fn slow_and_idle_clients_are_cut_off_while_requests_still_answer() {
     let mut slow = Vec::new();
     for _ in 0..60 {
         let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        s.write_all(b"GET /api/v1/users HTTP/1.1\r\nHost: x\r\n").await.expect("write");
+        s.write_all(b"GET /api/v1/users HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .expect("write");
         slow.push(s);
     }
     // A client that sends a head and half its body.
@@ -399,24 +454,42 @@ async fn slow_and_idle_clients_are_cut_off_while_requests_still_answer() {
         .expect("write");
     // A normal request still answers (401: no token), within a few timeouts.
     let t0 = Instant::now();
-    let resp = tokio::time::timeout(std::time::Duration::from_secs(10), reqwest::get(format!("http://{addr}/api/v1/users")))
-        .await
-        .expect("a normal request answers while slow clients hold connections")
-        .expect("response");
+    let resp = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        reqwest::get(format!("http://{addr}/api/v1/users")),
+    )
+    .await
+    .expect("a normal request answers while slow clients hold connections")
+    .expect("response");
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     assert!(t0.elapsed() < std::time::Duration::from_secs(10));
     // Every slow client is cut off.
     for s in slow.iter_mut() {
-        assert!(closed_within(s, std::time::Duration::from_secs(5)).await, "a half-sent request head kept its connection");
+        assert!(
+            closed_within(s, std::time::Duration::from_secs(5)).await,
+            "a half-sent request head kept its connection"
+        );
     }
-    assert!(closed_within(&mut half_body, std::time::Duration::from_secs(5)).await, "a half-sent body kept its connection");
+    assert!(
+        closed_within(&mut half_body, std::time::Duration::from_secs(5)).await,
+        "a half-sent body kept its connection"
+    );
     // An idle keep-alive connection is closed too.
     let mut idle = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    idle.write_all(b"GET /healthz-nope HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("write");
+    idle.write_all(b"GET /healthz-nope HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
     let mut buf = [0u8; 1024];
     let n = idle.read(&mut buf).await.expect("an answer");
-    assert!(n > 0 && buf.starts_with(b"HTTP/1.1 "), "{:?}", String::from_utf8_lossy(&buf[..n]));
-    assert!(closed_within(&mut idle, std::time::Duration::from_secs(5)).await, "an idle keep-alive connection stayed open");
+    assert!(
+        n > 0 && buf.starts_with(b"HTTP/1.1 "),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    assert!(
+        closed_within(&mut idle, std::time::Duration::from_secs(5)).await,
+        "an idle keep-alive connection stayed open"
+    );
 }
 
 #[cfg(unix)]
@@ -425,10 +498,28 @@ fn sqlite_database_files_are_private_to_their_owner() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().expect("dir");
     let path = dir.path().join("crm.db");
-    let store = Store::open_with(&format!("sqlite://{}", path.display()), StoreOptions::default()).expect("open");
+    let store = Store::open_with(
+        &format!("sqlite://{}", path.display()),
+        StoreOptions::default(),
+    )
+    .expect("open");
     store.run_migrations().expect("migrate");
-    store.write(|c| users::create_user(c, &users::NewUser { email: "a@example.com".into(), display_name: "A".into(), google_alias: None, time_zone: None }, Utc::now())).expect("write");
-    let mode = |p: &std::path::Path| std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777;
+    store
+        .write(|c| {
+            users::create_user(
+                c,
+                &users::NewUser {
+                    email: "a@example.com".into(),
+                    display_name: "A".into(),
+                    google_alias: None,
+                    time_zone: None,
+                },
+                Utc::now(),
+            )
+        })
+        .expect("write");
+    let mode =
+        |p: &std::path::Path| std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777;
     assert_eq!(mode(&path), 0o600);
     let wal = dir.path().join("crm.db-wal");
     assert!(wal.exists(), "WAL mode");
@@ -437,6 +528,10 @@ fn sqlite_database_files_are_private_to_their_owner() {
     drop(store);
     // A database made readable by others is made private again on open.
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-    let _store = Store::open_with(&format!("sqlite://{}", path.display()), StoreOptions::default()).expect("open");
+    let _store = Store::open_with(
+        &format!("sqlite://{}", path.display()),
+        StoreOptions::default(),
+    )
+    .expect("open");
     assert_eq!(mode(&path), 0o600);
 }

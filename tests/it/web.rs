@@ -9,7 +9,10 @@
 use crate::sched_support::ApiWorld;
 use crate::support::{assert_error, id_of, read, t0, TestApp};
 use crate::sync_support::SyncWorld;
+use crmsync_engine::ids::SyncKind;
+use crmsync_engine::planner::LinkState;
 use crmsync_schema::db_test;
+use crmsync_schema::sync_state::{self, LinkWrite};
 use crmsync_schema::test_support::TestDb;
 use crmsync_schema::users::{self, NewUser};
 use fantoccini::{Client, ClientBuilder, Locator};
@@ -264,9 +267,20 @@ async fn every_answer_carries_the_security_headers() {
         .to_string();
     let script_src = csp_directive(&csp, "script-src").expect("a script-src directive");
     assert_eq!(script_src, "'self'", "{csp}");
-    assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{csp}");
-    assert_eq!(csp_directive(&csp, "default-src").as_deref(), Some("'none'"), "{csp}");
-    assert_eq!(csp_directive(&csp, "frame-ancestors").as_deref(), Some("'none'"), "{csp}");
+    assert!(
+        !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
+        "{csp}"
+    );
+    assert_eq!(
+        csp_directive(&csp, "default-src").as_deref(),
+        Some("'none'"),
+        "{csp}"
+    );
+    assert_eq!(
+        csp_directive(&csp, "frame-ancestors").as_deref(),
+        Some("'none'"),
+        "{csp}"
+    );
     let html = resp.text().await.expect("page");
     for (i, _) in html.match_indices("<script") {
         assert!(
@@ -275,19 +289,32 @@ async fn every_answer_carries_the_security_headers() {
             &html[i..(i + 60).min(html.len())]
         );
     }
-    assert!(!html.contains(" style=") && !html.contains("<style"), "inline styles in the page");
+    assert!(
+        !html.contains(" style=") && !html.contains("<style"),
+        "inline styles in the page"
+    );
     let lower = html.to_lowercase();
-    assert!(!lower.contains(" onclick=") && !lower.contains(" onload="), "inline handlers");
+    assert!(
+        !lower.contains(" onclick=") && !lower.contains(" onload="),
+        "inline handlers"
+    );
 
     // Its script and style sheet.
     for (path, kind) in [("/app.js", "text/javascript"), ("/app.css", "text/css")] {
-        let resp = client.get(format!("{root}{path}")).send().await.expect(path);
+        let resp = client
+            .get(format!("{root}{path}"))
+            .send()
+            .await
+            .expect(path);
         assert_eq!(resp.status(), StatusCode::OK, "{path}");
         assert_security_headers(resp.headers(), path);
         let ct = resp.headers()["content-type"].to_str().unwrap_or("");
         assert!(ct.starts_with(kind), "{path}: {ct}");
         let text = resp.text().await.expect("body");
-        assert!(!text.contains("innerHTML") && !text.contains("localStorage.setItem"), "{path}");
+        assert!(
+            !text.contains("innerHTML") && !text.contains("localStorage.setItem"),
+            "{path}"
+        );
     }
 
     // An answer carrying contact data, and API errors (not found, no token, bad JSON).
@@ -314,8 +341,14 @@ async fn every_answer_carries_the_security_headers() {
         .starts_with("application/json"));
     let missing = format!("{}/contacts/{}", app.base, uuid::Uuid::new_v4());
     for (what, req) in [
-        ("a missing contact", client.get(&missing).bearer_auth(&app.token)),
-        ("no token", client.get(format!("{}/contacts/{id}", app.base))),
+        (
+            "a missing contact",
+            client.get(&missing).bearer_auth(&app.token),
+        ),
+        (
+            "no token",
+            client.get(format!("{}/contacts/{id}", app.base)),
+        ),
         (
             "bad JSON",
             client
@@ -324,7 +357,12 @@ async fn every_answer_carries_the_security_headers() {
                 .header("content-type", "application/json")
                 .body("{"),
         ),
-        ("an unknown API route", client.get(format!("{}/nope", app.base)).bearer_auth(&app.token)),
+        (
+            "an unknown API route",
+            client
+                .get(format!("{}/nope", app.base))
+                .bearer_auth(&app.token),
+        ),
         ("an unknown route", client.get(format!("{root}/nope"))),
     ] {
         let resp = req.send().await.expect(what);
@@ -385,6 +423,14 @@ db_test!(async fn the_bulk_status_route_pages_and_filters_by_state(db) {
     ids.sort();
     // Two users have a contacts sync waiting for a worker (no scheduler here): `queued`.
     for id in [&ids[1], &ids[3]] {
+        let tag = app.tag(&format!("sync {id}"), "private", Some(id)).await;
+        let (s, v) = app
+            .put(
+                &format!("/users/{id}/sync-settings/contacts"),
+                Some(json!({"auto_sync": false, "interval_minutes": 60, "tag_id": tag})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
         let (s, v) = app.post(&format!("/users/{id}/sync/contacts"), json!({})).await;
         assert_eq!(s, StatusCode::ACCEPTED, "{v}");
     }
@@ -474,10 +520,12 @@ db_test!(async fn the_bulk_status_route_pages_and_filters_by_state(db) {
 async fn the_admin_page_lists_every_user_through_the_paged_bulk_status_in_a_browser() {
     let db = TestDb::sqlite();
     let app = TestApp::start(&db).await;
-    app.store
+    let first = app
+        .store
         .write(|c| {
+            let mut first = None;
             for i in 0..600 {
-                users::create_user(
+                let u = users::create_user(
                     c,
                     &NewUser {
                         email: format!("user{i:03}@example.com"),
@@ -487,10 +535,31 @@ async fn the_admin_page_lists_every_user_through_the_paged_bulk_status_in_a_brow
                     },
                     t0(),
                 )?;
+                first.get_or_insert(u.id);
+            }
+            Ok(first.expect("a user"))
+        })
+        .expect("600 users");
+    // Two contacts of the first user were sent to Google and await its confirmation.
+    app.store
+        .write(|c| {
+            for _ in 0..2 {
+                let w = LinkWrite {
+                    crm_id: uuid::Uuid::new_v4().to_string(),
+                    google_id: None,
+                    state: LinkState::Pending,
+                    snapshot: Default::default(),
+                    etag: None,
+                    google_updated: None,
+                    crm_change_seq: 0,
+                    pending_since: Some(t0()),
+                    end_reason: None,
+                };
+                sync_state::insert_link(c, first, SyncKind::Contacts, &w, t0())?;
             }
             Ok(())
         })
-        .expect("600 users");
+        .expect("pending links");
     let root = app.base.trim_end_matches("/api/v1").to_string();
     let driver = start_driver().await;
     let b = browser(&driver).await;
@@ -506,13 +575,29 @@ async fn the_admin_page_lists_every_user_through_the_paged_bulk_status_in_a_brow
     let all = text_when(&b, "#users tbody", |t| t.contains("user599@example.com")).await;
     assert!(all.contains("user000@example.com"), "the first user too");
     let last = text_when(&b, "#users tbody tr:last-child", |t| !t.is_empty()).await;
-    assert!(last.contains("not_configured"), "the last user's status is shown: {last}");
+    assert!(
+        last.contains("not_configured"),
+        "the last user's status is shown: {last}"
+    );
     let resets = b
         .find_all(Locator::Css("#users tbody button[data-reset]"))
         .await
         .expect("reset buttons");
     assert_eq!(resets.len(), 600, "a Reset connection button per user");
     assert_eq!(resets[0].text().await.expect("label"), "Reset connection");
+    let row = text_when(
+        &b,
+        &format!("#users tbody tr[data-user-id=\"{first}\"]"),
+        |t| t.contains("user000@example.com"),
+    )
+    .await;
+    assert_eq!(
+        row.matches("records await confirmation from Google; retried at")
+            .count(),
+        1,
+        "shown for contacts only: {row}"
+    );
+    assert!(row.contains("2 records await"), "{row}");
 
     // The requests the page made: users and statuses in pages of 500, none per user.
     let urls = b
@@ -527,7 +612,9 @@ async fn the_admin_page_lists_every_user_through_the_paged_bulk_status_in_a_brow
     assert_eq!(count("/api/v1/users?"), 2, "{urls:?}");
     assert_eq!(count("/api/v1/sync-status?"), 2, "{urls:?}");
     assert!(
-        !urls.iter().any(|u| u.contains("/api/v1/users/") && u.contains("/sync-status")),
+        !urls
+            .iter()
+            .any(|u| u.contains("/api/v1/users/") && u.contains("/sync-status")),
         "a status request per user: {urls:?}"
     );
 
