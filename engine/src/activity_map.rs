@@ -576,86 +576,6 @@ pub fn event_presence(e: &Event, ctx: &CalendarContext) -> Presence {
     }
 }
 
-/// Presence of a CRM activity in `user`'s sync (SPEC section 4): deleted; not organized by the
-/// user, not shown in the calendar or cancelled = out of scope; an activity not yet linked must
-/// also start on or after `synchronize_from` (in its own time zone).
-pub fn activity_presence(
-    a: &ActivityData,
-    deleted: bool,
-    user: UserId,
-    synchronize_from: Option<NaiveDate>,
-    linked: bool,
-) -> Presence {
-    if deleted {
-        return Presence::Deleted;
-    }
-    if a.organizer_user_id != user
-        || !a.display_in_calendar
-        || a.status == ActivityStatus::Cancelled
-    {
-        return Presence::OutOfScope;
-    }
-    if !linked {
-        if let Some(from) = synchronize_from {
-            if start_date(a) < from {
-                return Presence::OutOfScope;
-            }
-        }
-    }
-    Presence::InScope
-}
-
-/// The local start date of an activity, in its own time zone.
-pub fn start_date(a: &ActivityData) -> NaiveDate {
-    match a.time {
-        ActivityTime::AllDay { start, .. } => start,
-        ActivityTime::Timed { start, .. } => match a.time_zone.parse::<chrono_tz::Tz>() {
-            Ok(tz) => start.with_timezone(&tz).date_naive(),
-            Err(_) => start.date_naive(),
-        },
-    }
-}
-
-/// The organizer rule (SPEC section 4): if the activity's organizer has not set up activity sync,
-/// the participant running the sync becomes the organizer. Returns the new organizer, if any.
-pub fn organizer_fallback(
-    a: &ActivityData,
-    running_user: UserId,
-    organizer_has_activity_sync: bool,
-) -> Option<UserId> {
-    if organizer_has_activity_sync || a.organizer_user_id == running_user {
-        return None;
-    }
-    a.participants
-        .iter()
-        .any(|p| p.user_id == Some(running_user))
-        .then_some(running_user)
-}
-
-fn words(s: &str) -> Vec<String> {
-    s.split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(|w| w.to_lowercase())
-        .collect()
-}
-
-/// Trigger words (SPEC section 4): with a non-empty list, only titles containing one of them as a
-/// whole word (or whole-word phrase), case-insensitively, are imported.
-pub fn matches_trigger_words(title: &str, trigger_words: &[String]) -> bool {
-    let phrases: Vec<Vec<String>> = trigger_words
-        .iter()
-        .map(|w| words(w))
-        .filter(|w| !w.is_empty())
-        .collect();
-    if phrases.is_empty() {
-        return true;
-    }
-    let title = words(title);
-    phrases
-        .iter()
-        .any(|p| title.windows(p.len()).any(|w| w == p.as_slice()))
-}
-
 /// The e-mail addresses a set of canonical fields lists as participants.
 pub fn participant_emails(f: &Fields) -> Vec<String> {
     participants_of(f).into_iter().map(|(e, _)| e).collect()
@@ -699,6 +619,7 @@ pub fn describe(f: &Fields) -> BTreeMap<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::activity_policy::start_date;
     use chrono::{Duration, TimeZone};
     use google_calendar3::api::EventOrganizer;
     use proptest::prelude::*;
@@ -897,47 +818,10 @@ mod tests {
     }
 
     #[test]
-    fn trigger_words_match_whole_words_case_insensitively() {
-        let words = vec!["CRM".to_string(), "sales call".to_string()];
-        assert!(matches_trigger_words("Quarterly crm review", &words));
-        assert!(matches_trigger_words("Sales Call with ACME", &words));
-        assert!(!matches_trigger_words("CRMs are great", &words));
-        assert!(!matches_trigger_words("Salesforce call", &words));
-        assert!(matches_trigger_words("anything", &[]));
-    }
-
-    #[test]
     fn event_ids_are_base32hex() {
         let id = event_id(ActivityId(uuid::Uuid::new_v4()));
         assert_eq!(id.len(), 32);
         assert!(id.chars().all(|c| matches!(c, '0'..='9' | 'a'..='v')));
     }
 
-    #[test]
-    fn organizer_fallback_only_for_participants_when_organizer_has_no_sync() {
-        let runner = UserId(uuid::Uuid::from_u128(99));
-        let mut a = ActivityData {
-            title: "x".into(),
-            time: ActivityTime::AllDay {
-                start: NaiveDate::from_ymd_opt(2026, 5, 1).unwrap_or_default(),
-                end: NaiveDate::from_ymd_opt(2026, 5, 2).unwrap_or_default(),
-            },
-            time_zone: "UTC".into(),
-            location: None,
-            notes: None,
-            status: ActivityStatus::Planned,
-            display_in_calendar: true,
-            organizer_user_id: organizer(),
-            participants: vec![],
-        };
-        assert_eq!(organizer_fallback(&a, runner, false), None);
-        a.participants.push(Participant {
-            user_id: Some(runner),
-            contact_id: None,
-            email: "r@example.com".into(),
-            response_status: ResponseStatus::Accepted,
-        });
-        assert_eq!(organizer_fallback(&a, runner, false), Some(runner));
-        assert_eq!(organizer_fallback(&a, runner, true), None);
-    }
 }

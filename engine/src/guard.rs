@@ -3,6 +3,7 @@
 //! cancel. Protects against an emptied group, a wrong account or a bulk mistake being propagated
 //! as thousands of untags.
 
+use crate::planner::{ItemPlan, LinkAction, LinkState, Rule, ScopeOp, SidePlan};
 use serde::{Deserialize, Serialize};
 
 /// When the guard trips.
@@ -71,4 +72,54 @@ mod tests {
         assert!(check(20, 10, &p).is_err());
         assert!(check(0, 0, &p).is_ok());
     }
+}
+
+/// How undoing a link end puts back a record that left Google's scope.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RejoinGoogle {
+    /// Put the record back into the scope (contacts: re-add it to the sync group).
+    Rejoin,
+    /// Create it again (activities: insert the event again; a cancelled one is restored).
+    Recreate,
+}
+
+/// The undoing of a link end, when the admin cancels a mass change: the side that left comes
+/// back (re-tagged, re-added, re-created, shown again) and the link stays, journaled as
+/// [`Rule::Rejoin`]. `None` when the end stands: a record deleted in the CRM stays deleted, and
+/// a plan that ends no link has nothing to undo.
+pub fn undo_end(plan: &ItemPlan, google_left: RejoinGoogle) -> Option<ItemPlan> {
+    let LinkAction::End { snapshot, reason } = &plan.link else {
+        return None;
+    };
+    let mut p = plan.clone();
+    let back_in = |snapshot: &crate::fields::Fields| LinkAction::Update {
+        state: LinkState::Active,
+        snapshot: snapshot.clone(),
+    };
+    let recreate = |p: &mut ItemPlan| {
+        p.crm.scope = ScopeOp::Keep;
+        p.google = SidePlan::create(snapshot.clone());
+        p.link = LinkAction::Update {
+            state: LinkState::Pending,
+            snapshot: snapshot.clone(),
+        };
+    };
+    match (reason, google_left) {
+        (Rule::GoogleLeftScope, RejoinGoogle::Rejoin) => {
+            p.crm.scope = ScopeOp::Keep;
+            p.google.scope = ScopeOp::Join;
+            p.link = back_in(snapshot);
+        }
+        (Rule::GoogleLeftScope, RejoinGoogle::Recreate) | (Rule::GoogleDeleted, _) => {
+            recreate(&mut p)
+        }
+        (Rule::CrmLeftScope, _) => {
+            p.google.scope = ScopeOp::Keep;
+            p.crm.scope = ScopeOp::Join;
+            p.link = back_in(snapshot);
+        }
+        _ => return None,
+    }
+    p.rule = Rule::Rejoin;
+    Some(p)
 }

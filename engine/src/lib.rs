@@ -3,9 +3,11 @@
 //! a clock or touches a database: time and state come in as arguments, a plan comes out.
 
 pub mod activity_map;
+pub mod activity_policy;
 pub mod contact_map;
 pub mod fields;
 pub mod guard;
+pub mod identity;
 pub mod ids;
 pub mod merge;
 pub mod model;

@@ -158,12 +158,22 @@ pub struct SidePlan {
 }
 
 impl SidePlan {
-    fn none(current: Fields) -> Self {
+    /// Nothing written: the side keeps `current`.
+    pub fn none(current: Fields) -> Self {
         SidePlan {
             create: false,
             update: Vec::new(),
             scope: ScopeOp::Keep,
             target: current,
+        }
+    }
+    /// Create the record, inside the scope, with `target`.
+    pub fn create(target: Fields) -> Self {
+        SidePlan {
+            create: true,
+            update: Vec::new(),
+            scope: ScopeOp::Keep,
+            target,
         }
     }
     /// True when nothing is written to this side.
@@ -218,6 +228,8 @@ pub enum Rule {
     PendingCreateAbandoned,
     NeedsGoogleRead,
     MergeIntoSurvivor,
+    /// One of crmsync's own duplicates (see [`crate::identity`]) taken out of the scope.
+    DuplicateRemoved,
 }
 
 impl Rule {
@@ -243,6 +255,7 @@ impl Rule {
             Rule::PendingCreateAbandoned => "pending_create_abandoned",
             Rule::NeedsGoogleRead => "needs_google_read",
             Rule::MergeIntoSurvivor => "merge_into_survivor",
+            Rule::DuplicateRemoved => "duplicate_removed",
         }
     }
 }
@@ -298,7 +311,7 @@ pub fn plan_item(item: &Item, policy: &PlanPolicy, now: DateTime<Utc>) -> ItemPl
     }
 }
 
-fn empty_plan(crm: Option<&CrmState>, google: Option<&GoogleState>, rule: Rule) -> ItemPlan {
+pub(crate) fn empty_plan(crm: Option<&CrmState>, google: Option<&GoogleState>, rule: Rule) -> ItemPlan {
     ItemPlan {
         link_id: None,
         crm_id: crm.map(|c| c.id.clone()),

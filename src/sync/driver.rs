@@ -3,17 +3,22 @@
 //! change feed, pending creates, the reconciliation after a full listing, the link ends through
 //! the mass-untag guard, and the cursors stored last (with the records that failed: one that
 //! keeps failing is parked, stops holding the cursors back and is retried by id in every run).
-//! Each kind supplies the steps through [`KindRun`].
+//! The item machinery lives in [`crate::sync::executor`]; a kind supplies what differs through
+//! [`Kind`].
 
 use crate::sync::crash::CrashPoint;
 use crate::sync::error::SyncError;
-use crate::sync::tally::{guard_decision, GuardDecision, Tally};
-use crate::sync::{RunBody, RunCtx};
+use crate::sync::executor::{Executor, Item};
+use crate::sync::tally::{guard_decision, GuardDecision};
+use crate::sync::{RunBody, SyncConfig};
+use chrono::{DateTime, Utc};
 use crmsync_connectors::{ErrorKind, GoogleError};
-use crmsync_engine::ids::SyncKind;
-use crmsync_engine::planner::LinkState;
+use crmsync_engine::guard::{self, RejoinGoogle};
+use crmsync_engine::ids::{SyncKind, UserId};
+use crmsync_engine::planner::{CrmState, GoogleState, LinkState, PlanPolicy};
 use crmsync_schema::parked::{self, ItemSide};
-use crmsync_schema::sync_state::{self, Cursor};
+use crmsync_schema::sync_state::{self, Cursor, Link};
+use crmsync_schema::{AnyConnection, StoreResult};
 
 /// One page of a Google listing.
 pub(crate) struct ListedPage<T> {
@@ -25,94 +30,142 @@ pub(crate) struct ListedPage<T> {
 /// How many CRM changes are read and planned at a time.
 pub(crate) const CRM_CHUNK: usize = 200;
 
-/// What a kind supplies to [`drive`].
-pub(crate) trait KindRun {
-    /// A Google record as listed.
-    type Listed;
-    /// A CRM record from the change feed.
-    type Record: Send + 'static;
-    /// An item ready to be carried out.
-    type Prepared;
+/// What a kind supplies: its records on both sides and how they map to the planner's view, its
+/// listing and reads by id, which records enter the sync, how listed records are matched to
+/// links and CRM records, its Google writes, and the CRM side of a commit. Everything else (the
+/// passes, the item machinery, the guard, the cursors) is shared.
+pub(crate) trait Kind: Sized + Send + 'static {
+    /// The CRM record.
+    type Record: Clone + Send + Sync + 'static;
+    /// The Google record (as listed and written).
+    type Remote: Clone + Send + Sync + 'static;
+    /// Per-item mapping context (activities: who the attendees are).
+    type Extra: Clone + Send + Sync + 'static;
+    /// What selects this run's records in the CRM change feed (the user, the sync tag).
+    type Scope: Clone + Send + 'static;
+    /// What the CRM side of a commit needs, moved into the store's blocking task.
+    type CommitCtx: Clone + Send + Sync + 'static;
 
     const KIND: SyncKind;
+    /// The Google record in messages ("Google contact", "calendar event").
+    const REMOTE_NOUN: &'static str;
 
-    fn ctx(&self) -> &RunCtx;
-    fn tally(&mut self) -> &mut Tally;
+    fn record_id(r: &Self::Record) -> String;
+    fn record_seq(r: &Self::Record) -> i64;
+    fn remote_id(g: &Self::Remote) -> Option<String>;
+    fn remote_etag(g: &Self::Remote) -> Option<String>;
+    fn remote_updated(g: &Self::Remote) -> Option<DateTime<Utc>>;
+    /// A record Google no longer has, as a sync listing shows it.
+    fn deleted_remote(id: String) -> Self::Remote;
+    /// The Google id a record's Google side has before it exists (kinds with deterministic ids).
+    fn planned_google_id(_r: &Self::Record) -> Option<String> {
+        None
+    }
+    fn policy(config: &SyncConfig) -> &PlanPolicy;
+
+    /// The CRM side of an item, for the planner.
+    fn crm_state(&self, r: &Self::Record, linked: bool) -> CrmState;
+    /// The Google side of an item, for the planner (`None`: not a record this kind syncs).
+    fn google_state(
+        &self,
+        g: &Self::Remote,
+        extra: &Self::Extra,
+        linked: bool,
+    ) -> Option<GoogleState>;
 
     /// One page of the listing (full when `sync_token` is `None`).
     async fn list(
         &mut self,
         sync_token: Option<&str>,
         page_token: Option<&str>,
-    ) -> Result<ListedPage<Self::Listed>, GoogleError>;
-    /// Plans and carries out one page of the listing.
-    async fn google_batch(&mut self, items: Vec<Self::Listed>) -> Result<(), SyncError>;
-    /// What selects this run's records in the CRM change feed (the user, the sync tag).
-    type Scope: Clone + Send + 'static;
+    ) -> Result<ListedPage<Self::Remote>, GoogleError>;
+    /// Google records by id: each id with its record, `None` when Google no longer has it.
+    async fn read_by_ids(
+        &mut self,
+        ids: &[String],
+    ) -> Vec<(String, Result<Option<Self::Remote>, GoogleError>)>;
     fn scope(&self) -> Self::Scope;
     /// Up to `limit` of the scope's CRM records changed after `seq`, in change order.
     fn changed_since(
-        c: &mut crmsync_schema::AnyConnection,
+        c: &mut AnyConnection,
         scope: &Self::Scope,
         seq: i64,
         limit: usize,
-    ) -> crmsync_schema::StoreResult<Vec<Self::Record>>;
-    fn change_seq(r: &Self::Record) -> i64;
-    /// Plans and carries out a chunk of the CRM change feed.
-    async fn crm_batch(&mut self, chunk: Vec<Self::Record>) -> Result<(), SyncError>;
-    /// Parked Google records, read again by id and carried out like listed ones (a record gone
-    /// from Google comes back as deleted).
-    async fn retry_google(&mut self, ids: Vec<String>) -> Result<(), SyncError>;
-    /// Parked CRM records, read again by id and carried out like fed ones.
-    async fn retry_crm(&mut self, ids: Vec<String>) -> Result<(), SyncError>;
-    /// Pending creates not settled in this run.
-    async fn pending_pass(&mut self) -> Result<(), SyncError>;
-    /// After a full listing: links whose Google record was not listed.
-    async fn reconcile_unlisted(&mut self) -> Result<(), SyncError>;
-    /// The link ends collected for the guard.
-    fn take_ends(&mut self) -> Vec<Self::Prepared>;
-    /// The undoing of a link end (the admin cancelled a mass change).
-    fn restore(p: Self::Prepared) -> Self::Prepared;
-    /// Carries out plans (`final_phase`: link ends included).
-    async fn execute(
-        &mut self,
-        items: Vec<Self::Prepared>,
-        final_phase: bool,
+    ) -> StoreResult<Vec<Self::Record>>;
+    /// CRM records by id (unknown ids are skipped).
+    fn records_by_ids(c: &mut AnyConnection, ids: &[String]) -> StoreResult<Vec<Self::Record>>;
+
+    /// The mapping context of a batch about to be planned.
+    async fn context(
+        ex: &mut Executor<'_, Self>,
+        remotes: &[&Self::Remote],
+        records: &[&Self::Record],
+        links: &[&Link],
+    ) -> Result<Self::Extra, SyncError>;
+    /// Listed Google records, matched to links and CRM records and planned.
+    async fn plan_listed(
+        ex: &mut Executor<'_, Self>,
+        listed: Vec<Self::Remote>,
+    ) -> Result<Vec<Item<Self>>, SyncError>;
+    /// Whether a changed CRM record without a link enters the sync (and as which record).
+    async fn admit(
+        ex: &mut Executor<'_, Self>,
+        r: Self::Record,
+    ) -> Result<Option<Self::Record>, SyncError>;
+    /// Whether a full listing should have shown a linked record.
+    fn expected_in_listing(&self, _link: &Link) -> bool {
+        true
+    }
+    /// Carries out the Google side of `work` (creates after [`Executor::commit_intents`]).
+    async fn write_google(
+        ex: &mut Executor<'_, Self>,
+        work: &mut [Item<Self>],
     ) -> Result<(), SyncError>;
+    fn commit_ctx(&self) -> Self::CommitCtx;
+    /// The CRM side of a carried-out plan, in the commit's transaction; returns the record as
+    /// written (or as it was).
+    fn commit_crm(
+        c: &mut AnyConnection,
+        user: UserId,
+        cc: &Self::CommitCtx,
+        item: &Item<Self>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Self::Record>>;
     /// What the cursor records besides the token: the container and the listing parameters.
     fn cursor_extras(&self, old: &Cursor) -> (Option<String>, Option<String>);
+    /// How undoing a link end puts back a record that left Google's scope.
+    const REJOIN_GOOGLE: RejoinGoogle;
 }
 
 /// Runs the passes of one run and stores the cursors; `token` is the sync token to start from.
-pub(crate) async fn drive<R: KindRun>(
-    run: &mut R,
+pub(crate) async fn drive<K: Kind>(
+    ex: &mut Executor<'_, K>,
     cursor: Cursor,
     token: Option<String>,
     crm_high: i64,
 ) -> Result<RunBody, SyncError> {
-    let alias = run.ctx().user.google_alias.clone();
-    let uid = run.ctx().user.id;
+    let uid = ex.uid();
 
     // 0. Records that failed in earlier runs (parked ones are retried below).
-    let failing = run
-        .ctx()
+    let failing = ex
+        .ctx
         .store
-        .run(move |s| s.read(|c| parked::failing_items(c, uid, R::KIND, 10_000)))
+        .run(move |s| s.read(|c| parked::failing_items(c, uid, K::KIND, 10_000)))
         .await?;
-    let park_after = run.ctx().config.park_after;
-    run.tally().load_failures(failing, park_after);
+    let park_after = ex.ctx.config.park_after;
+    ex.tally.load_failures(failing, park_after);
 
     // 1. Google pass.
-    run.tally().in_google_pass = true;
+    ex.tally.in_google_pass = true;
     let mut token = token;
     let mut full = token.is_none();
     let mut page_token: Option<String> = None;
     let new_token = loop {
-        let page = match run.list(token.as_deref(), page_token.as_deref()).await {
+        let page = match ex.kind.list(token.as_deref(), page_token.as_deref()).await {
             Ok(p) => p,
             Err(e) if e.kind == ErrorKind::SyncTokenExpired && token.is_some() => {
                 tracing::info!(
-                    kind = R::KIND.as_str(),
+                    kind = K::KIND.as_str(),
                     "sync token no longer valid: full re-listing, reconciled against the links"
                 );
                 token = None;
@@ -120,98 +173,109 @@ pub(crate) async fn drive<R: KindRun>(
                 page_token = None;
                 continue;
             }
-            Err(e) => return Err(SyncError::from_google(&alias, e)),
+            Err(e) => return Err(ex.google_err(e)),
         };
         tracing::debug!(
             items = page.items.len(),
             more = page.next_page_token.is_some(),
             "listing page"
         );
-        run.google_batch(page.items).await?;
+        ex.google_pass(page.items).await?;
         match page.next_page_token {
             Some(t) => {
-                run.ctx().crash_point(CrashPoint::MidPagination)?;
+                ex.ctx.crash_point(CrashPoint::MidPagination)?;
                 page_token = Some(t);
             }
             None => break page.next_sync_token,
         }
     };
-    run.tally().in_google_pass = false;
+    ex.tally.in_google_pass = false;
 
     // 2. CRM pass, up to the change sequence read when the run started.
     let mut after = cursor.crm_seq;
-    let scope = run.scope();
+    let scope = ex.kind.scope();
     loop {
         let (from, scope) = (after, scope.clone());
-        let chunk = run
-            .ctx()
+        let chunk = ex
+            .ctx
             .store
-            .run(move |s| s.read(|c| R::changed_since(c, &scope, from, CRM_CHUNK)))
+            .run(move |s| s.read(|c| K::changed_since(c, &scope, from, CRM_CHUNK)))
             .await?;
-        let chunk: Vec<R::Record> = chunk
+        let chunk: Vec<K::Record> = chunk
             .into_iter()
-            .filter(|r| R::change_seq(r) <= crm_high)
+            .filter(|r| K::record_seq(r) <= crm_high)
             .collect();
         let Some(last) = chunk.last() else { break };
-        after = R::change_seq(last);
-        run.crm_batch(chunk).await?;
+        after = K::record_seq(last);
+        ex.crm_pass(chunk).await?;
         if after >= crm_high {
             break;
         }
     }
 
     // 2b. Parked records, retried by id.
-    let parked_google = run.tally().parked(ItemSide::Google);
+    let parked_google = ex.tally.parked(ItemSide::Google);
     if !parked_google.is_empty() {
         tracing::info!(
             count = parked_google.len(),
             "retrying parked Google records"
         );
-        run.tally().in_google_pass = true;
-        run.retry_google(parked_google).await?;
-        run.tally().in_google_pass = false;
+        ex.tally.in_google_pass = true;
+        ex.retry_google(parked_google).await?;
+        ex.tally.in_google_pass = false;
     }
-    let parked_crm = run.tally().parked(ItemSide::Crm);
+    let parked_crm = ex.tally.parked(ItemSide::Crm);
     if !parked_crm.is_empty() {
         tracing::info!(count = parked_crm.len(), "retrying parked CRM records");
-        run.retry_crm(parked_crm).await?;
+        ex.retry_crm(parked_crm).await?;
     }
 
     // 3. Pending creates; after a full listing, links whose record was not listed.
-    run.pending_pass().await?;
+    ex.pending_pass().await?;
     if full {
-        run.ctx().crash_point(CrashPoint::DuringFullResync)?;
-        run.reconcile_unlisted().await?;
+        ex.ctx.crash_point(CrashPoint::DuringFullResync)?;
+        ex.reconcile_unlisted().await?;
     }
 
     // 4. Link ends, through the mass-untag guard.
-    let ends = run.take_ends();
+    let ends = std::mem::take(&mut ex.ends);
     if !ends.is_empty() {
-        let linked = run
-            .ctx()
+        let linked = ex
+            .ctx
             .store
-            .run(move |s| s.read(|c| sync_state::count_links(c, uid, R::KIND, LinkState::Active)))
+            .run(move |s| s.read(|c| sync_state::count_links(c, uid, K::KIND, LinkState::Active)))
             .await?;
-        match guard_decision(run.ctx(), linked, ends.len()) {
+        match guard_decision(ex.ctx, linked, ends.len()) {
             GuardDecision::Block(message) => {
-                let tally = run.tally();
-                tally.body.blocked = Some(message);
-                return Ok(std::mem::take(&mut tally.body));
+                ex.tally.body.blocked = Some(message);
+                return Ok(std::mem::take(&mut ex.tally.body));
             }
             GuardDecision::Restore => {
-                let restored = ends.into_iter().map(R::restore).collect();
-                run.execute(restored, true).await?;
+                let undone = ends
+                    .into_iter()
+                    .map(|mut item| {
+                        if let Some(plan) = guard::undo_end(&item.plan, K::REJOIN_GOOGLE) {
+                            if plan.google.create {
+                                // Created again from the snapshot, not written over what is gone.
+                                item.remote = None;
+                            }
+                            item.plan = plan;
+                        }
+                        item
+                    })
+                    .collect();
+                ex.execute(undone, true).await?;
             }
-            GuardDecision::Proceed => run.execute(ends, true).await?,
+            GuardDecision::Proceed => ex.execute(ends, true).await?,
         }
     }
 
     // 5. The cursors, only after everything they cover is committed.
-    run.ctx()
+    ex.ctx
         .crash_point(CrashPoint::AfterLocalCommitBeforeTokenStore)?;
-    let (container, params) = run.cursor_extras(&cursor);
-    let now = run.ctx().now();
-    let tally = run.tally();
+    let (container, params) = ex.kind.cursor_extras(&cursor);
+    let now = ex.ctx.now();
+    let tally = &mut ex.tally;
     let new_cursor = Cursor {
         google_sync_token: if tally.google_incomplete {
             cursor.google_sync_token.clone().filter(|_| !full)
@@ -227,12 +291,12 @@ pub(crate) async fn drive<R: KindRun>(
     let body = std::mem::take(&mut tally.body);
     // The failing records and the cursors together: a cursor never passes a failed record
     // that is not parked.
-    run.ctx()
+    ex.ctx
         .store
         .run(move |s| {
             s.write(|c| {
-                parked::record_outcome(c, uid, R::KIND, &failed, &cleared, park_after, now)?;
-                sync_state::put_cursor(c, uid, R::KIND, &new_cursor, now)
+                parked::record_outcome(c, uid, K::KIND, &failed, &cleared, park_after, now)?;
+                sync_state::put_cursor(c, uid, K::KIND, &new_cursor, now)
             })
         })
         .await?;

@@ -3,6 +3,8 @@
 //! the plan out against Google (in batches) and the CRM store, records every effect in the
 //! journal, and stores the cursors only after everything they cover is committed.
 //!
+//! - `driver`: the shape of every run and the [`driver::Kind`] trait a kind implements;
+//!   `executor`: the item machinery every kind shares (planning, passes, intents, commit).
 //! - [`contacts`]: contacts <-> People (sync tag, sync group, e-mail linking, delete-as-untag).
 //! - [`activities`]: activities <-> the organizer's primary calendar.
 //! - [`google`]: Google access per user (service account or OAuth refresh token).
@@ -13,6 +15,7 @@ mod commit;
 pub mod contacts;
 pub mod crash;
 mod driver;
+mod executor;
 pub mod error;
 pub mod google;
 pub mod record;

@@ -1,0 +1,676 @@
+//! The item machinery every kind shares: an [`Item`] (its plan, link, both sides, the written
+//! result, failure), the run's state (tally, records handled, records listed, link ends), and
+//! the passes that turn records into planned items and carry them out: the CRM change feed,
+//! pending creates, links read back after a full listing, parked records retried by id, the
+//! intents committed before Google creates, the batch splitter that isolates refused records,
+//! and the local commit. A kind ([`Kind`]) supplies its record adapters, its identity
+//! resolution of listed records and its Google writes.
+
+use crate::sync::commit::{commit_items, commit_link, link_record, write_intents, LinkCommit};
+use crate::sync::crash::CrashPoint;
+use crate::sync::driver::Kind;
+use crate::sync::error::SyncError;
+use crate::sync::record::JournalCtx;
+use crate::sync::tally::Tally;
+use crate::sync::RunCtx;
+use chrono::{DateTime, Utc};
+use crmsync_connectors::{ErrorKind, GoogleError};
+use crmsync_engine::identity::KnownLink;
+use crmsync_engine::ids::{LinkId, UserId};
+use crmsync_engine::planner::{self, GoogleObs, ItemPlan, LinkState, PairReason, Presence};
+use crmsync_schema::sync_state::{self, JournalEntry, Link, LinkWrite};
+use crmsync_schema::{AnyConnection, StoreResult};
+use std::collections::{HashMap, HashSet};
+
+/// Items per local transaction (and per Google batch where the API has batches).
+pub(crate) const BATCH: usize = 200;
+/// Links read per page when a pass walks every link of a state.
+const LINK_PAGE: usize = 1000;
+
+/// One record pair with its plan, and what carrying it out has produced so far.
+pub(crate) struct Item<K: Kind> {
+    pub plan: ItemPlan,
+    /// The link as loaded (if any).
+    pub link: Option<Link>,
+    pub crm: Option<K::Record>,
+    /// The Google record as last read (the base of a write), when known.
+    pub remote: Option<K::Remote>,
+    /// The Google record as Google returned it after this run's write.
+    pub written: Option<K::Remote>,
+    /// The link row id once it exists (pending links are inserted before Google creates).
+    pub link_id: Option<LinkId>,
+    /// The kind's mapping context for this item (activities: who the attendees are).
+    pub extra: K::Extra,
+    pub failed: bool,
+}
+
+impl<K: Kind> Clone for Item<K> {
+    fn clone(&self) -> Self {
+        Item {
+            plan: self.plan.clone(),
+            link: self.link.clone(),
+            crm: self.crm.clone(),
+            remote: self.remote.clone(),
+            written: self.written.clone(),
+            link_id: self.link_id,
+            extra: self.extra.clone(),
+            failed: self.failed,
+        }
+    }
+}
+
+impl<K: Kind> Item<K> {
+    /// The CRM id: the record's, else the link's.
+    pub fn crm_id(&self) -> Option<String> {
+        self.crm
+            .as_ref()
+            .map(K::record_id)
+            .or_else(|| self.link.as_ref().map(|l| l.crm_id.clone()))
+    }
+
+    /// The Google id: what Google answered, else what was read, planned, linked, or (for kinds
+    /// with deterministic ids) what the record's Google side will be called.
+    pub fn google_id(&self) -> Option<String> {
+        self.written
+            .as_ref()
+            .and_then(K::remote_id)
+            .or_else(|| self.remote.as_ref().and_then(K::remote_id))
+            .or_else(|| self.plan.google_id.as_ref().map(|g| g.0.clone()))
+            .or_else(|| self.link.as_ref().and_then(|l| l.google_id.clone()))
+            .or_else(|| self.crm.as_ref().and_then(K::planned_google_id))
+    }
+}
+
+/// What identity resolution needs to know of a link.
+pub(crate) fn known_link(l: &Link) -> KnownLink<'_> {
+    KnownLink {
+        google_id: l.google_id.as_deref(),
+        state: l.state,
+    }
+}
+
+/// The inputs of one item's plan.
+pub(crate) struct Observed<K: Kind> {
+    pub link: Option<Link>,
+    pub crm: Option<K::Record>,
+    pub google: GoogleObs,
+    pub remote: Option<K::Remote>,
+    pub paired: Option<PairReason>,
+    pub extra: K::Extra,
+}
+
+/// One run of one kind: the kind, and what the run has done so far.
+pub(crate) struct Executor<'a, K: Kind> {
+    pub ctx: &'a RunCtx,
+    pub kind: K,
+    pub tally: Tally,
+    /// CRM ids already handled in this run (each record is planned once).
+    pub handled: HashSet<String>,
+    /// Google ids listed in this run (for the reconciliation after a full listing).
+    pub listed: HashSet<String>,
+    /// Plans that end a link: carried out after the mass-untag guard.
+    pub ends: Vec<Item<K>>,
+}
+
+impl<'a, K: Kind> Executor<'a, K> {
+    pub fn new(ctx: &'a RunCtx, kind: K) -> Self {
+        Executor {
+            ctx,
+            kind,
+            tally: Tally::default(),
+            handled: HashSet::new(),
+            listed: HashSet::new(),
+            ends: Vec::new(),
+        }
+    }
+
+    pub fn uid(&self) -> UserId {
+        self.ctx.user.id
+    }
+
+    /// A Google failure that stops the run (credentials and outages), in the run's words.
+    pub fn google_err(&self, e: GoogleError) -> SyncError {
+        SyncError::from_google(&self.ctx.user.google_alias, e)
+    }
+
+    /// Plans one item.
+    pub fn plan(&self, o: Observed<K>) -> Item<K> {
+        let item = planner::Item {
+            link: o.link.as_ref().map(link_record),
+            crm: o
+                .crm
+                .as_ref()
+                .map(|r| self.kind.crm_state(r, o.link.is_some())),
+            google: o.google,
+            paired: o.paired,
+        };
+        let plan = planner::plan_item(&item, K::policy(&self.ctx.config), self.ctx.now());
+        Item {
+            link_id: o.link.as_ref().map(|l| l.id),
+            plan,
+            link: o.link,
+            crm: o.crm,
+            remote: o.remote,
+            written: None,
+            extra: o.extra,
+            failed: false,
+        }
+    }
+
+    /// What Google holds for a linked item, from a fresh read (`None`: confirmed missing).
+    pub fn observe(
+        &self,
+        remote: Option<&K::Remote>,
+        extra: &K::Extra,
+    ) -> (GoogleObs, Option<K::Remote>) {
+        match remote.and_then(|r| Some((self.kind.google_state(r, extra, true)?, r))) {
+            Some((s, r)) => (GoogleObs::Seen(s), Some(r.clone())),
+            None => (GoogleObs::Missing, None),
+        }
+    }
+
+    /// Records a failed item; it is retried by the next run (and parked if it keeps failing).
+    pub fn fail(&mut self, item: &mut Item<K>, message: String, google_side: bool) {
+        item.failed = true;
+        let seq = item.crm.as_ref().map(K::record_seq);
+        self.tally
+            .item_error(item.crm_id(), item.google_id(), seq, message, google_side);
+    }
+
+    /// Re-plans an item against what Google holds now (`Missing`: confirmed gone). A re-plan
+    /// that ends the link goes through the guard; one that would re-create the Google record is
+    /// left to the next run.
+    pub fn replan(&mut self, p: &mut Item<K>, google: GoogleObs) {
+        let item = planner::Item {
+            link: p.link.as_ref().map(link_record),
+            crm: p
+                .crm
+                .as_ref()
+                .map(|r| self.kind.crm_state(r, p.link.is_some())),
+            google,
+            paired: None,
+        };
+        let plan = planner::plan_item(&item, K::policy(&self.ctx.config), self.ctx.now());
+        if plan.ends_link() || plan.google.create {
+            if plan.ends_link() {
+                let mut later = p.clone();
+                later.plan = plan;
+                self.ends.push(later);
+            }
+            p.failed = true;
+            return;
+        }
+        p.plan = plan;
+    }
+
+    /// Reads Google records by id; absent ones are missing from the map.
+    pub async fn fetch(&mut self, ids: &[String]) -> Result<HashMap<String, K::Remote>, SyncError> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut out = HashMap::new();
+        for (id, r) in self.kind.read_by_ids(ids).await {
+            match r {
+                Ok(Some(remote)) => {
+                    out.insert(id, remote);
+                }
+                Ok(None) => {}
+                Err(e) => return Err(self.google_err(e)),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn links_by_crm_ids(&self, ids: Vec<String>) -> Result<HashMap<String, Link>, SyncError> {
+        let uid = self.uid();
+        Ok(self
+            .ctx
+            .store
+            .run(move |s| s.read(|c| sync_state::links_by_crm_ids(c, uid, K::KIND, &ids)))
+            .await?
+            .into_iter()
+            .map(|l| (l.crm_id.clone(), l))
+            .collect())
+    }
+
+    async fn records_by_ids(
+        &self,
+        ids: Vec<String>,
+    ) -> Result<HashMap<String, K::Record>, SyncError> {
+        Ok(self
+            .ctx
+            .store
+            .run(move |s| s.read(|c| K::records_by_ids(c, &ids)))
+            .await?
+            .into_iter()
+            .map(|r| (K::record_id(&r), r))
+            .collect())
+    }
+
+    /// One page of links of `state` after `after`, in id order.
+    pub async fn link_page(
+        &self,
+        state: LinkState,
+        after: Option<LinkId>,
+    ) -> Result<Vec<Link>, SyncError> {
+        let uid = self.uid();
+        Ok(self
+            .ctx
+            .store
+            .run(move |s| {
+                s.read(|c| sync_state::links_in_state(c, uid, K::KIND, state, after, LINK_PAGE))
+            })
+            .await?)
+    }
+
+    /// Plans and carries out records of the Google listing.
+    pub async fn google_pass(&mut self, listed: Vec<K::Remote>) -> Result<(), SyncError> {
+        if listed.is_empty() {
+            return Ok(());
+        }
+        self.listed.extend(listed.iter().filter_map(K::remote_id));
+        let batch = K::plan_listed(self, listed).await?;
+        self.execute(batch, false).await
+    }
+
+    /// Plans and carries out a chunk of the CRM change feed.
+    pub async fn crm_pass(&mut self, chunk: Vec<K::Record>) -> Result<(), SyncError> {
+        let chunk: Vec<K::Record> = chunk
+            .into_iter()
+            .filter(|r| !self.handled.contains(&K::record_id(r)))
+            .collect();
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        let links = self
+            .links_by_crm_ids(chunk.iter().map(K::record_id).collect())
+            .await?;
+        let mut work: Vec<(K::Record, Option<Link>)> = Vec::new();
+        for r in chunk {
+            let link = links.get(&K::record_id(&r)).cloned();
+            let r = match &link {
+                // The engine's own write, already in the snapshot.
+                Some(l) if l.crm_change_seq == K::record_seq(&r) => continue,
+                Some(_) => r,
+                None => match K::admit(self, r).await? {
+                    Some(r) => r,
+                    None => continue,
+                },
+            };
+            self.handled.insert(K::record_id(&r));
+            work.push((r, link));
+        }
+        if work.is_empty() {
+            return Ok(());
+        }
+        // A record that comes back into scope needs its Google side's current state.
+        let returning = |kind: &K, r: &K::Record, l: &Option<Link>| -> Option<Option<String>> {
+            let l = l.as_ref().filter(|l| l.state == LinkState::Ended)?;
+            (kind.crm_state(r, true).presence == Presence::InScope)
+                .then(|| l.google_id.clone().or_else(|| K::planned_google_id(r)))
+        };
+        let reread: Vec<String> = work
+            .iter()
+            .filter_map(|(r, l)| returning(&self.kind, r, l).flatten())
+            .collect();
+        let fetched = self.fetch(&reread).await?;
+        let extra = {
+            let remotes: Vec<&K::Remote> = fetched.values().collect();
+            let records: Vec<&K::Record> = work.iter().map(|(r, _)| r).collect();
+            let links: Vec<&Link> = work.iter().filter_map(|(_, l)| l.as_ref()).collect();
+            K::context(self, &remotes, &records, &links).await?
+        };
+        let mut batch = Vec::with_capacity(work.len());
+        for (r, l) in work {
+            let (google, remote) = match returning(&self.kind, &r, &l) {
+                Some(id) => self.observe(id.and_then(|g| fetched.get(&g)), &extra),
+                None => (GoogleObs::NotObserved, None),
+            };
+            batch.push(self.plan(Observed {
+                link: l,
+                crm: Some(r),
+                google,
+                remote,
+                paired: None,
+                extra: extra.clone(),
+            }));
+        }
+        self.execute(batch, false).await
+    }
+
+    /// Parked Google records, read again by id (one gone from Google comes back as deleted) and
+    /// carried out like listed ones.
+    pub async fn retry_google(&mut self, ids: Vec<String>) -> Result<(), SyncError> {
+        let mut remotes = Vec::with_capacity(ids.len());
+        for (id, r) in self.kind.read_by_ids(&ids).await {
+            match r {
+                Ok(Some(remote)) => remotes.push(remote),
+                Ok(None) => remotes.push(K::deleted_remote(id)),
+                Err(e) if e.kind == ErrorKind::Auth => return Err(self.google_err(e)),
+                Err(e) => {
+                    let message = format!("reading the parked {} failed: {e}", K::REMOTE_NOUN);
+                    self.tally.item_error(None, Some(id), None, message, true);
+                }
+            }
+        }
+        self.google_pass(remotes).await
+    }
+
+    /// Parked CRM records, read again by id and carried out like fed ones.
+    pub async fn retry_crm(&mut self, ids: Vec<String>) -> Result<(), SyncError> {
+        let records: Vec<K::Record> = self.records_by_ids(ids).await?.into_values().collect();
+        self.crm_pass(records).await
+    }
+
+    /// Pending creates not settled in this run: planned without a Google observation (retried
+    /// once they waited long enough).
+    pub async fn pending_pass(&mut self) -> Result<(), SyncError> {
+        let mut after = None;
+        loop {
+            let page = self.link_page(LinkState::Pending, after).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id);
+            let todo: Vec<Link> = page
+                .into_iter()
+                .filter(|l| !self.handled.contains(&l.crm_id))
+                .collect();
+            self.replan_links(todo, false).await?;
+        }
+        Ok(())
+    }
+
+    /// After a full listing: active links whose Google record was not listed (though the
+    /// listing should have shown it) are read back; only a record Google confirms missing
+    /// counts as deleted.
+    pub async fn reconcile_unlisted(&mut self) -> Result<(), SyncError> {
+        let mut after = None;
+        loop {
+            let page = self.link_page(LinkState::Active, after).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id);
+            let unlisted: Vec<Link> = page
+                .into_iter()
+                .filter(|l| !self.handled.contains(&l.crm_id))
+                .filter(|l| {
+                    l.google_id
+                        .as_ref()
+                        .is_some_and(|g| !self.listed.contains(g))
+                })
+                .filter(|l| self.kind.expected_in_listing(l))
+                .collect();
+            self.replan_links(unlisted, true).await?;
+        }
+        Ok(())
+    }
+
+    /// Plans links with a fresh read of their Google record (`read`) or without one.
+    async fn replan_links(&mut self, links: Vec<Link>, read: bool) -> Result<(), SyncError> {
+        for chunk in links.chunks(BATCH) {
+            let records = self
+                .records_by_ids(chunk.iter().map(|l| l.crm_id.clone()).collect())
+                .await?;
+            let fetched = if read {
+                let ids: Vec<String> = chunk.iter().filter_map(|l| l.google_id.clone()).collect();
+                self.fetch(&ids).await?
+            } else {
+                HashMap::new()
+            };
+            let extra = {
+                let remotes: Vec<&K::Remote> = fetched.values().collect();
+                let recs: Vec<&K::Record> = records.values().collect();
+                let lrefs: Vec<&Link> = chunk.iter().collect();
+                K::context(self, &remotes, &recs, &lrefs).await?
+            };
+            let mut batch = Vec::with_capacity(chunk.len());
+            for l in chunk {
+                self.handled.insert(l.crm_id.clone());
+                let (google, remote) = match &l.google_id {
+                    Some(g) if read => self.observe(fetched.get(g), &extra),
+                    _ => (GoogleObs::NotObserved, None),
+                };
+                batch.push(self.plan(Observed {
+                    link: Some(l.clone()),
+                    crm: records.get(&l.crm_id).cloned(),
+                    google,
+                    remote,
+                    paired: None,
+                    extra: extra.clone(),
+                }));
+            }
+            self.execute(batch, false).await?;
+        }
+        Ok(())
+    }
+
+    /// Carries out plans: the kind's Google writes, then the local commit in batches. Link
+    /// ends wait for the guard unless `final_phase`.
+    pub async fn execute(
+        &mut self,
+        items: Vec<Item<K>>,
+        final_phase: bool,
+    ) -> Result<(), SyncError> {
+        let labels = self.ctx.journal.labels;
+        let mut work = Vec::new();
+        for p in items {
+            if p.plan.ends_link() && !final_phase {
+                self.ends.push(p);
+            } else if p.plan.deferred || p.plan.is_noop() {
+                self.tally.body.counts.add_plan(&p.plan, labels);
+            } else {
+                work.push(p);
+            }
+        }
+        if work.is_empty() {
+            return Ok(());
+        }
+        K::write_google(self, &mut work).await?;
+        for chunk in work.chunks_mut(BATCH) {
+            self.commit(chunk).await?;
+        }
+        Ok(())
+    }
+
+    /// Commits the intents of Google creates (a pending link per item, so a crash after Google
+    /// applied a create is recovered by adoption, never by a duplicate), then passes the crash
+    /// point before the remote write.
+    pub async fn commit_intents(
+        &mut self,
+        work: &mut [Item<K>],
+        idx: &[usize],
+    ) -> Result<(), SyncError> {
+        let (uid, now) = (self.uid(), self.ctx.now());
+        let intents: Vec<(Option<LinkId>, LinkWrite)> = idx
+            .iter()
+            .map(|&i| {
+                let p = &work[i];
+                let write = LinkWrite {
+                    crm_id: p.crm_id().unwrap_or_default(),
+                    google_id: p.crm.as_ref().and_then(K::planned_google_id),
+                    state: LinkState::Pending,
+                    snapshot: p.plan.google.target.clone(),
+                    etag: None,
+                    google_updated: None,
+                    crm_change_seq: p.crm.as_ref().map(K::record_seq).unwrap_or(0),
+                    pending_since: Some(now),
+                    end_reason: None,
+                };
+                (p.link_id, write)
+            })
+            .collect();
+        let ids = write_intents(&self.ctx.store, uid, K::KIND, intents, now).await?;
+        for (&i, id) in idx.iter().zip(ids) {
+            work[i].link_id = Some(id);
+        }
+        self.ctx.crash_point(CrashPoint::BeforeRemoteWrite)
+    }
+
+    /// The local commit of carried-out items: CRM writes, links and journal in one transaction
+    /// (one per item if the batch fails, so one bad item does not block the others).
+    async fn commit(&mut self, chunk: &mut [Item<K>]) -> Result<(), SyncError> {
+        let todo: Vec<Item<K>> = chunk.iter().filter(|p| !p.failed).cloned().collect();
+        let (uid, jctx, now, cc) = (
+            self.uid(),
+            self.ctx.journal,
+            self.ctx.now(),
+            self.kind.commit_ctx(),
+        );
+        let results = commit_items(&self.ctx.store, todo, now, move |c, p| {
+            commit_item::<K>(c, uid, &jctx, &cc, p, now)
+        })
+        .await?;
+        for (mut p, r) in results {
+            match r {
+                Ok(()) => self.tally.body.counts.add_plan(&p.plan, jctx.labels),
+                Err(e) => self.fail(&mut p, format!("saving in the CRM failed: {e}"), true),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes one carried-out plan locally: the kind's CRM writes, then the link and the journal.
+fn commit_item<K: Kind>(
+    c: &mut AnyConnection,
+    uid: UserId,
+    jctx: &JournalCtx,
+    cc: &K::CommitCtx,
+    p: &Item<K>,
+    now: DateTime<Utc>,
+) -> StoreResult<Vec<JournalEntry>> {
+    let record = K::commit_crm(c, uid, cc, p, now)?;
+    let remote = p.written.as_ref().or(p.remote.as_ref());
+    let lc = LinkCommit {
+        user: uid,
+        journal: jctx,
+        plan: &p.plan,
+        link: p.link.as_ref(),
+        link_id: p.link_id,
+        crm_id: record.as_ref().map(K::record_id).or_else(|| p.crm_id()),
+        crm_seq: record.as_ref().map(K::record_seq).unwrap_or(0),
+        google_id: p.google_id(),
+        etag: remote
+            .and_then(K::remote_etag)
+            .or_else(|| p.link.as_ref().and_then(|l| l.etag.clone())),
+        google_updated: remote
+            .and_then(K::remote_updated)
+            .or_else(|| p.link.as_ref().and_then(|l| l.google_updated)),
+        google_written: p.written.is_some(),
+    };
+    commit_link(c, lc, now)
+}
+
+/// Calls [`isolating`] may spend on one batch before it stops splitting.
+pub(crate) const MAX_SPLIT_CALLS: usize = 32;
+
+/// Sends `items` with `call` as one request; when Google refuses the whole request as invalid
+/// (400: People validates a batch all or nothing), splits it in halves until each refused record
+/// is alone, so one record Google will not take cannot hold back the others (about 2·log2(n)
+/// extra calls per refused record). When Google refuses everything (a systematic error rather
+/// than a bad record), the splitting stops after [`MAX_SPLIT_CALLS`] extra calls and the rest
+/// fails as a group. Returns each request's outcome with the positions (in `items`) it covered.
+pub(crate) async fn isolating<T, R, F, Fut>(
+    items: Vec<T>,
+    mut call: F,
+) -> Vec<(Vec<usize>, Result<R, GoogleError>)>
+where
+    T: Clone,
+    F: FnMut(Vec<T>) -> Fut,
+    Fut: std::future::Future<Output = Result<R, GoogleError>>,
+{
+    let mut out = Vec::new();
+    let mut todo: Vec<Vec<usize>> = vec![(0..items.len()).collect()];
+    let mut calls = 0usize;
+    while let Some(group) = todo.pop() {
+        if group.is_empty() {
+            continue;
+        }
+        let batch = group.iter().map(|&i| items[i].clone()).collect();
+        calls += 1;
+        match call(batch).await {
+            Err(e)
+                if e.kind == ErrorKind::BadRequest
+                    && group.len() > 1
+                    && calls <= MAX_SPLIT_CALLS =>
+            {
+                tracing::warn!(
+                    items = group.len(),
+                    error = %e,
+                    "Google refused the whole batch: splitting it to isolate the refused record"
+                );
+                let (a, b) = group.split_at(group.len() / 2);
+                todo.push(b.to_vec());
+                todo.push(a.to_vec());
+            }
+            result => out.push((group, result)),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::cell::Cell;
+
+    /// The requests `isolating` made: the positions each covered, and its outcome.
+    type Groups = Vec<(Vec<usize>, Result<(), GoogleError>)>;
+
+    /// Runs `isolating` over `n` items of which `bad` are refused: a request fails with 400
+    /// when it carries any refused item. Returns the groups and the number of requests.
+    fn run(n: usize, bad: &HashSet<usize>) -> (Groups, usize) {
+        let calls = Cell::new(0usize);
+        let items: Vec<usize> = (0..n).collect();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let groups = rt.block_on(isolating(items, |batch: Vec<usize>| {
+            calls.set(calls.get() + 1);
+            let refused = batch.iter().any(|i| bad.contains(i));
+            async move {
+                if refused {
+                    Err(GoogleError::local(
+                        ErrorKind::BadRequest,
+                        "people.people.batchCreateContacts",
+                        "refused",
+                    ))
+                } else {
+                    Ok(())
+                }
+            }
+        }));
+        (groups, calls.get())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+
+        /// Every item is covered exactly once; no good item ends in a failed group when the
+        /// splitting budget suffices; a refused item never ends in a successful group.
+        #[test]
+        fn isolating_covers_every_item_and_isolates_refused_ones(
+            n in 1usize..=200,
+            bad in proptest::collection::hash_set(0usize..200, 0..4),
+        ) {
+            let bad: HashSet<usize> = bad.into_iter().filter(|b| *b < n).collect();
+            let (groups, calls) = run(n, &bad);
+            let mut seen: Vec<usize> = groups.iter().flat_map(|(g, _)| g.clone()).collect();
+            seen.sort_unstable();
+            prop_assert_eq!(seen, (0..n).collect::<Vec<_>>());
+            for (g, r) in &groups {
+                if r.is_ok() {
+                    prop_assert!(g.iter().all(|i| !bad.contains(i)));
+                }
+            }
+            prop_assert!(calls <= 1 + MAX_SPLIT_CALLS + 16, "{} calls", calls);
+            if bad.len() <= 2 {
+                // Within budget: each refused record fails alone, the rest goes through.
+                for (g, r) in &groups {
+                    if r.is_err() {
+                        prop_assert_eq!(g.len(), 1);
+                    }
+                }
+            }
+        }
+    }
+}
