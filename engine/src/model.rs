@@ -407,3 +407,27 @@ pub enum ConnectionMethod {
     Oauth,
 }
 str_enum!(ConnectionMethod { ServiceAccount => "service_account", Oauth => "oauth" });
+
+/// What the sync needs of any CRM record: its id and the change sequence of its last write.
+pub trait CrmRecord {
+    fn record_id(&self) -> String;
+    fn change_seq(&self) -> i64;
+}
+
+impl CrmRecord for Contact {
+    fn record_id(&self) -> String {
+        self.id.to_string()
+    }
+    fn change_seq(&self) -> i64 {
+        self.change_seq
+    }
+}
+
+impl CrmRecord for Activity {
+    fn record_id(&self) -> String {
+        self.id.to_string()
+    }
+    fn change_seq(&self) -> i64 {
+        self.change_seq
+    }
+}

@@ -18,7 +18,7 @@ use crate::db::{require_transaction, AnyConnection};
 use crate::error::{StoreError, StoreResult};
 use crate::schema::{google_connections, sync_jobs, sync_runs, sync_settings};
 use crate::util::{from_db_time, parse_col, to_db_time};
-use crate::{runs, settings, sync_state};
+use crate::{runs, settings};
 use chrono::{DateTime, Duration, NaiveDateTime, Utc};
 use crmsync_engine::ids::{RunId, SyncKind, UserId};
 use diesel::prelude::*;
@@ -241,7 +241,7 @@ pub fn request_run(
     }
     let default = serde_json::json!({});
     let run_id =
-        sync_state::create_run(conn, user, kind, "manual", options.unwrap_or(&default), now)?;
+        runs::create_run(conn, user, kind, "manual", options.unwrap_or(&default), now)?;
     diesel::update(key(user, kind))
         .set((
             sync_jobs::requested_at.eq(Some(to_db_time(now))),
@@ -268,6 +268,9 @@ pub struct Claim {
     pub options: serde_json::Value,
     /// When the claim was made (the run's start, the anchor of the next interval).
     pub claimed_at: DateTime<Utc>,
+    /// When the run fell due: the scheduled time, the manual request, or the expiry of the lease
+    /// of the worker it is taken over from (`claimed_at` minus this is the scheduling lag).
+    pub due_at: Option<DateTime<Utc>>,
     pub lease_expires_at: DateTime<Utc>,
     /// Set when this claim takes over a run whose worker stopped renewing its lease.
     pub taken_over_from: Option<String>,
@@ -397,6 +400,11 @@ fn claim(
         let (user, kind) = (job.user_id, job.kind);
         let mut taken_over_from = None;
         let mut from_request = false;
+        let due_at = if job.running_run_id.is_some() {
+            job.lease_expires_at
+        } else {
+            job.requested_at.or(job.next_due_at)
+        };
         let mut run = None;
         if let Some(left) = job.running_run_id {
             match runs::get_run(conn, left)? {
@@ -425,7 +433,7 @@ fn claim(
             None => {
                 let trigger = if from_request { "manual" } else { "schedule" };
                 let id =
-                    sync_state::create_run(conn, user, kind, trigger, &serde_json::json!({}), now)?;
+                    runs::create_run(conn, user, kind, trigger, &serde_json::json!({}), now)?;
                 runs::get_run(conn, id)?.ok_or_else(|| StoreError::not_found("sync run", id))?
             }
         };
@@ -456,6 +464,7 @@ fn claim(
             trigger: run.trigger,
             options: run.options,
             claimed_at: now,
+            due_at,
             lease_expires_at: expires,
             taken_over_from,
         });
@@ -505,6 +514,55 @@ fn forget_finished_run(
         }
     }
     Ok(())
+}
+
+/// Jobs that are due and that no live lease holds: what the workers have not claimed yet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Overdue {
+    /// Scheduled runs whose time has come (users whose connection is not `active` are skipped
+    /// by the scheduler and not counted).
+    pub scheduled: i64,
+    /// Manual starts waiting for a worker.
+    pub manual: i64,
+    /// The earliest due time (or request time) among them.
+    pub oldest: Option<DateTime<Utc>>,
+}
+
+/// Counts the due, unclaimed jobs at `now` (for the `/metrics` gauges).
+pub fn overdue(conn: &mut AnyConnection, now: DateTime<Utc>) -> StoreResult<Overdue> {
+    use diesel::dsl::{count_star, min};
+    let ts = to_db_time(now);
+    let lease_free = || {
+        sync_jobs::lease_owner
+            .is_null()
+            .or(sync_jobs::lease_expires_at.lt(ts))
+    };
+    let not_connected = google_connections::table
+        .filter(google_connections::state.ne("active"))
+        .select(google_connections::user_id);
+    let (scheduled, oldest_due): (i64, Option<NaiveDateTime>) = sync_jobs::table
+        .filter(sync_jobs::next_due_at.le(ts))
+        .filter(sync_jobs::requested_at.is_null())
+        .filter(sync_jobs::running_run_id.is_null())
+        .filter(lease_free())
+        .filter(diesel::dsl::not(sync_jobs::user_id.eq_any(not_connected)))
+        .select((count_star(), min(sync_jobs::next_due_at)))
+        .first(conn)?;
+    let (manual, oldest_request): (i64, Option<NaiveDateTime>) = sync_jobs::table
+        .filter(sync_jobs::requested_at.is_not_null())
+        .filter(lease_free())
+        .select((count_star(), min(sync_jobs::requested_at)))
+        .first(conn)?;
+    let oldest = [oldest_due, oldest_request]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(from_db_time);
+    Ok(Overdue {
+        scheduled,
+        manual,
+        oldest,
+    })
 }
 
 /// Extends `worker`'s lease on (user, kind) to `expires_at`. `false` when the lease is no longer

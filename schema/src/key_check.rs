@@ -74,8 +74,17 @@ fn describe(service_accounts: i64, tokens: i64, settings: &[String]) -> String {
 }
 
 /// Checks the store's key against the database (see the module doc). `Err(StoreError::Secret)`
-/// carries a [`KeyProblem`]'s message: the caller refuses to start.
+/// carries a [`KeyProblem`]'s message: the caller refuses to start. Several processes may start
+/// at once (workers on PostgreSQL): when another one records the check value first, the check
+/// runs again against it.
 pub fn verify_secret_key(store: &Store, now: DateTime<Utc>) -> StoreResult<KeyStatus> {
+    match verify_once(store, now) {
+        Err(StoreError::Conflict(_)) => verify_once(store, now),
+        other => other,
+    }
+}
+
+fn verify_once(store: &Store, now: DateTime<Utc>) -> StoreResult<KeyStatus> {
     store.write(|c| {
         let (sa, tokens, settings) = secret_inventory(c)?;
         let count = (sa + tokens) as usize + settings.len();

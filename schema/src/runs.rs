@@ -1,10 +1,11 @@
-//! Reading sync runs (the executor, in `sync_state.rs`, writes them): one run's record, the
-//! recent runs of a (user, kind), and the history the API lists.
+//! Sync runs: their life cycle as the executor writes it (queued, running, finished with its
+//! outcome) and what is read back: one run's record, the recent runs of a (user, kind), the last
+//! success, and the history the API lists.
 
 use crate::db::AnyConnection;
 use crate::error::{StoreError, StoreResult};
 use crate::schema::sync_runs;
-use crate::util::{from_db_time, parse_col};
+use crate::util::{from_db_time, parse_col, to_db_time};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use crmsync_engine::ids::{RunId, SyncKind, UserId};
 use diesel::prelude::*;
@@ -162,4 +163,96 @@ pub fn count_runs(conn: &mut AnyConnection) -> StoreResult<Vec<(UserId, SyncKind
             ))
         })
         .collect()
+}
+
+/// Creates a run in state `queued`.
+pub fn create_run(
+    conn: &mut AnyConnection,
+    user: UserId,
+    kind: SyncKind,
+    trigger: &str,
+    options: &serde_json::Value,
+    now: DateTime<Utc>,
+) -> StoreResult<RunId> {
+    let id = RunId::new_random();
+    diesel::insert_into(sync_runs::table)
+        .values((
+            sync_runs::id.eq(id.to_string()),
+            sync_runs::user_id.eq(user.to_string()),
+            sync_runs::kind.eq(kind.as_str()),
+            sync_runs::trigger.eq(trigger),
+            sync_runs::state.eq("queued"),
+            sync_runs::requested_at.eq(to_db_time(now)),
+            sync_runs::counts.eq("{}"),
+            sync_runs::conflicts.eq(0),
+            sync_runs::errors.eq("[]"),
+            sync_runs::options.eq(options.to_string()),
+        ))
+        .execute(conn)?;
+    Ok(id)
+}
+
+/// Marks a run as running.
+pub fn start_run(
+    conn: &mut AnyConnection,
+    id: RunId,
+    worker: Option<&str>,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    diesel::update(sync_runs::table.find(id.to_string()))
+        .set((
+            sync_runs::state.eq("running"),
+            sync_runs::started_at.eq(Some(to_db_time(now))),
+            sync_runs::worker.eq(worker),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// How a run ended.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunOutcome {
+    /// `succeeded` | `failed` | `blocked` | `skipped`.
+    pub state: String,
+    pub counts: serde_json::Value,
+    pub conflicts: i32,
+    pub errors: serde_json::Value,
+    pub message: Option<String>,
+}
+
+/// Records how a run ended.
+pub fn finish_run(
+    conn: &mut AnyConnection,
+    id: RunId,
+    o: &RunOutcome,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    diesel::update(sync_runs::table.find(id.to_string()))
+        .set((
+            sync_runs::state.eq(&o.state),
+            sync_runs::finished_at.eq(Some(to_db_time(now))),
+            sync_runs::counts.eq(o.counts.to_string()),
+            sync_runs::conflicts.eq(o.conflicts),
+            sync_runs::errors.eq(o.errors.to_string()),
+            sync_runs::message.eq(&o.message),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// When (user, kind) last synced successfully.
+pub fn last_success(
+    conn: &mut AnyConnection,
+    user: UserId,
+    kind: SyncKind,
+) -> StoreResult<Option<DateTime<Utc>>> {
+    let t: Option<Option<NaiveDateTime>> = sync_runs::table
+        .filter(sync_runs::user_id.eq(user.to_string()))
+        .filter(sync_runs::kind.eq(kind.as_str()))
+        .filter(sync_runs::state.eq("succeeded"))
+        .order(sync_runs::finished_at.desc())
+        .select(sync_runs::finished_at)
+        .first(conn)
+        .optional()?;
+    Ok(t.flatten().map(from_db_time))
 }

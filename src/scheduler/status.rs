@@ -195,7 +195,7 @@ pub fn user_status(
         let st = settings::get_sync_settings(c, user.id, kind)?;
         let job = jobs::get_job(c, user.id, kind)?;
         let last_run = runs::recent_runs(c, user.id, kind, 1)?.into_iter().next();
-        let last_success_at = sync_state::last_success(c, user.id, kind)?;
+        let last_success_at = runs::last_success(c, user.id, kind)?;
         let leased = job.as_ref().is_some_and(|j| j.is_leased(now));
         let running = job
             .as_ref()

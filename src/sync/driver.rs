@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use crmsync_connectors::{ErrorKind, GoogleError};
 use crmsync_engine::guard::{self, RejoinGoogle};
 use crmsync_engine::ids::{SyncKind, UserId};
+use crmsync_engine::model::CrmRecord;
 use crmsync_engine::planner::{CrmState, GoogleState, LinkState, PlanPolicy};
 use crmsync_schema::parked::{self, ItemSide};
 use crmsync_schema::sync_state::{self, Cursor, Link};
@@ -27,6 +28,16 @@ pub(crate) struct ListedPage<T> {
     pub next_sync_token: Option<String>,
 }
 
+/// What the sync needs of any Google record.
+pub(crate) trait RemoteRecord: Sized {
+    fn remote_id(&self) -> Option<String>;
+    fn etag(&self) -> Option<String>;
+    /// When Google last changed it.
+    fn updated(&self) -> Option<DateTime<Utc>>;
+    /// A record Google no longer has, as a sync listing shows it.
+    fn deleted(id: String) -> Self;
+}
+
 /// How many CRM changes are read and planned at a time.
 pub(crate) const CRM_CHUNK: usize = 200;
 
@@ -36,9 +47,9 @@ pub(crate) const CRM_CHUNK: usize = 200;
 /// passes, the item machinery, the guard, the cursors) is shared.
 pub(crate) trait Kind: Sized + Send + 'static {
     /// The CRM record.
-    type Record: Clone + Send + Sync + 'static;
+    type Record: CrmRecord + Clone + Send + Sync + 'static;
     /// The Google record (as listed and written).
-    type Remote: Clone + Send + Sync + 'static;
+    type Remote: RemoteRecord + Clone + Send + Sync + 'static;
     /// Per-item mapping context (activities: who the attendees are).
     type Extra: Clone + Send + Sync + 'static;
     /// What selects this run's records in the CRM change feed (the user, the sync tag).
@@ -50,13 +61,6 @@ pub(crate) trait Kind: Sized + Send + 'static {
     /// The Google record in messages ("Google contact", "calendar event").
     const REMOTE_NOUN: &'static str;
 
-    fn record_id(r: &Self::Record) -> String;
-    fn record_seq(r: &Self::Record) -> i64;
-    fn remote_id(g: &Self::Remote) -> Option<String>;
-    fn remote_etag(g: &Self::Remote) -> Option<String>;
-    fn remote_updated(g: &Self::Remote) -> Option<DateTime<Utc>>;
-    /// A record Google no longer has, as a sync listing shows it.
-    fn deleted_remote(id: String) -> Self::Remote;
     /// The Google id a record's Google side has before it exists (kinds with deterministic ids).
     fn planned_google_id(_r: &Self::Record) -> Option<String> {
         None
@@ -203,10 +207,10 @@ pub(crate) async fn drive<K: Kind>(
             .await?;
         let chunk: Vec<K::Record> = chunk
             .into_iter()
-            .filter(|r| K::record_seq(r) <= crm_high)
+            .filter(|r| r.change_seq() <= crm_high)
             .collect();
         let Some(last) = chunk.last() else { break };
-        after = K::record_seq(last);
+        after = last.change_seq();
         ex.crm_pass(chunk).await?;
         if after >= crm_high {
             break;

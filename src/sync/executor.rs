@@ -8,7 +8,7 @@
 
 use crate::sync::commit::{commit_items, commit_link, link_record, write_intents, LinkCommit};
 use crate::sync::crash::CrashPoint;
-use crate::sync::driver::Kind;
+use crate::sync::driver::{Kind, RemoteRecord};
 use crate::sync::error::SyncError;
 use crate::sync::record::JournalCtx;
 use crate::sync::tally::Tally;
@@ -17,6 +17,7 @@ use chrono::{DateTime, Utc};
 use crmsync_connectors::{ErrorKind, GoogleError};
 use crmsync_engine::identity::KnownLink;
 use crmsync_engine::ids::{LinkId, UserId};
+use crmsync_engine::model::CrmRecord;
 use crmsync_engine::planner::{self, GoogleObs, ItemPlan, LinkState, PairReason, Presence};
 use crmsync_schema::sync_state::{self, JournalEntry, Link, LinkWrite};
 use crmsync_schema::{AnyConnection, StoreResult};
@@ -64,7 +65,7 @@ impl<K: Kind> Item<K> {
     pub fn crm_id(&self) -> Option<String> {
         self.crm
             .as_ref()
-            .map(K::record_id)
+            .map(CrmRecord::record_id)
             .or_else(|| self.link.as_ref().map(|l| l.crm_id.clone()))
     }
 
@@ -73,8 +74,8 @@ impl<K: Kind> Item<K> {
     pub fn google_id(&self) -> Option<String> {
         self.written
             .as_ref()
-            .and_then(K::remote_id)
-            .or_else(|| self.remote.as_ref().and_then(K::remote_id))
+            .and_then(RemoteRecord::remote_id)
+            .or_else(|| self.remote.as_ref().and_then(RemoteRecord::remote_id))
             .or_else(|| self.plan.google_id.as_ref().map(|g| g.0.clone()))
             .or_else(|| self.link.as_ref().and_then(|l| l.google_id.clone()))
             .or_else(|| self.crm.as_ref().and_then(K::planned_google_id))
@@ -172,7 +173,7 @@ impl<'a, K: Kind> Executor<'a, K> {
     /// Records a failed item; it is retried by the next run (and parked if it keeps failing).
     pub fn fail(&mut self, item: &mut Item<K>, message: String, google_side: bool) {
         item.failed = true;
-        let seq = item.crm.as_ref().map(K::record_seq);
+        let seq = item.crm.as_ref().map(CrmRecord::change_seq);
         self.tally
             .item_error(item.crm_id(), item.google_id(), seq, message, google_side);
     }
@@ -243,7 +244,7 @@ impl<'a, K: Kind> Executor<'a, K> {
             .run(move |s| s.read(|c| K::records_by_ids(c, &ids)))
             .await?
             .into_iter()
-            .map(|r| (K::record_id(&r), r))
+            .map(|r| (r.record_id(), r))
             .collect())
     }
 
@@ -268,7 +269,8 @@ impl<'a, K: Kind> Executor<'a, K> {
         if listed.is_empty() {
             return Ok(());
         }
-        self.listed.extend(listed.iter().filter_map(K::remote_id));
+        self.listed
+            .extend(listed.iter().filter_map(RemoteRecord::remote_id));
         let batch = K::plan_listed(self, listed).await?;
         self.execute(batch, false).await
     }
@@ -277,27 +279,27 @@ impl<'a, K: Kind> Executor<'a, K> {
     pub async fn crm_pass(&mut self, chunk: Vec<K::Record>) -> Result<(), SyncError> {
         let chunk: Vec<K::Record> = chunk
             .into_iter()
-            .filter(|r| !self.handled.contains(&K::record_id(r)))
+            .filter(|r| !self.handled.contains(&r.record_id()))
             .collect();
         if chunk.is_empty() {
             return Ok(());
         }
         let links = self
-            .links_by_crm_ids(chunk.iter().map(K::record_id).collect())
+            .links_by_crm_ids(chunk.iter().map(CrmRecord::record_id).collect())
             .await?;
         let mut work: Vec<(K::Record, Option<Link>)> = Vec::new();
         for r in chunk {
-            let link = links.get(&K::record_id(&r)).cloned();
+            let link = links.get(&r.record_id()).cloned();
             let r = match &link {
                 // The engine's own write, already in the snapshot.
-                Some(l) if l.crm_change_seq == K::record_seq(&r) => continue,
+                Some(l) if l.crm_change_seq == r.change_seq() => continue,
                 Some(_) => r,
                 None => match K::admit(self, r).await? {
                     Some(r) => r,
                     None => continue,
                 },
             };
-            self.handled.insert(K::record_id(&r));
+            self.handled.insert(r.record_id());
             work.push((r, link));
         }
         if work.is_empty() {
@@ -345,7 +347,7 @@ impl<'a, K: Kind> Executor<'a, K> {
         for (id, r) in self.kind.read_by_ids(&ids).await {
             match r {
                 Ok(Some(remote)) => remotes.push(remote),
-                Ok(None) => remotes.push(K::deleted_remote(id)),
+                Ok(None) => remotes.push(K::Remote::deleted(id)),
                 Err(e) if e.kind == ErrorKind::Auth => return Err(self.google_err(e)),
                 Err(e) => {
                     let message = format!("reading the parked {} failed: {e}", K::REMOTE_NOUN);
@@ -470,10 +472,22 @@ impl<'a, K: Kind> Executor<'a, K> {
         Ok(())
     }
 
+    /// The positions in `work` of the Google creates to send, with their intents committed
+    /// (see [`Self::commit_intents`]); empty when there are none.
+    pub async fn begin_creates(&mut self, work: &mut [Item<K>]) -> Result<Vec<usize>, SyncError> {
+        let idx: Vec<usize> = (0..work.len())
+            .filter(|&i| work[i].plan.google.create && !work[i].failed)
+            .collect();
+        if !idx.is_empty() {
+            self.commit_intents(work, &idx).await?;
+        }
+        Ok(idx)
+    }
+
     /// Commits the intents of Google creates (a pending link per item, so a crash after Google
     /// applied a create is recovered by adoption, never by a duplicate), then passes the crash
     /// point before the remote write.
-    pub async fn commit_intents(
+    async fn commit_intents(
         &mut self,
         work: &mut [Item<K>],
         idx: &[usize],
@@ -490,7 +504,7 @@ impl<'a, K: Kind> Executor<'a, K> {
                     snapshot: p.plan.google.target.clone(),
                     etag: None,
                     google_updated: None,
-                    crm_change_seq: p.crm.as_ref().map(K::record_seq).unwrap_or(0),
+                    crm_change_seq: p.crm.as_ref().map(CrmRecord::change_seq).unwrap_or(0),
                     pending_since: Some(now),
                     end_reason: None,
                 };
@@ -545,14 +559,17 @@ fn commit_item<K: Kind>(
         plan: &p.plan,
         link: p.link.as_ref(),
         link_id: p.link_id,
-        crm_id: record.as_ref().map(K::record_id).or_else(|| p.crm_id()),
-        crm_seq: record.as_ref().map(K::record_seq).unwrap_or(0),
+        crm_id: record
+            .as_ref()
+            .map(CrmRecord::record_id)
+            .or_else(|| p.crm_id()),
+        crm_seq: record.as_ref().map(CrmRecord::change_seq).unwrap_or(0),
         google_id: p.google_id(),
         etag: remote
-            .and_then(K::remote_etag)
+            .and_then(RemoteRecord::etag)
             .or_else(|| p.link.as_ref().and_then(|l| l.etag.clone())),
         google_updated: remote
-            .and_then(K::remote_updated)
+            .and_then(RemoteRecord::updated)
             .or_else(|| p.link.as_ref().and_then(|l| l.google_updated)),
         google_written: p.written.is_some(),
     };

@@ -15,10 +15,11 @@ mod commit;
 pub mod contacts;
 pub mod crash;
 mod driver;
-mod executor;
 pub mod error;
+mod executor;
 pub mod google;
 pub mod record;
+mod remote;
 mod tally;
 
 use crate::clock::SharedClock;
@@ -29,7 +30,8 @@ use crmsync_engine::guard::GuardPolicy;
 use crmsync_engine::ids::{RunId, SyncKind, UserId};
 use crmsync_engine::model::{ConnectionState, User};
 use crmsync_engine::planner::PlanPolicy;
-use crmsync_schema::sync_state::{self, RunOutcome};
+use crmsync_schema::runs::{self, RunOutcome};
+use crmsync_schema::sync_state;
 use crmsync_schema::{connections, users, Store};
 use error::SyncError;
 use google::AccountProvider;
@@ -259,7 +261,7 @@ impl SyncEngine {
         let run_id = self
             .store
             .run(move |s| {
-                s.write(|c| sync_state::create_run(c, user, kind, trigger.as_str(), &opts, now))
+                s.write(|c| runs::create_run(c, user, kind, trigger.as_str(), &opts, now))
             })
             .await?;
         self.execute(run_id, user, kind, options, None).await
@@ -281,7 +283,7 @@ impl SyncEngine {
         async move {
             let now = self.clock.now();
             let w = worker.clone();
-            self.store.run(move |s| s.write(|c| sync_state::start_run(c, run_id, w.as_deref(), now))).await?;
+            self.store.run(move |s| s.write(|c| runs::start_run(c, run_id, w.as_deref(), now))).await?;
             tracing::info!("run started");
             let mut metrics_before = CallMetrics::default();
             let result = self.run_kind(run_id, user_id, kind, options, &mut metrics_before).await;
@@ -336,7 +338,7 @@ impl SyncEngine {
                 message: report.message.clone(),
             };
             let now = self.clock.now();
-            self.store.run(move |s| s.write(|c| sync_state::finish_run(c, run_id, &outcome, now))).await?;
+            self.store.run(move |s| s.write(|c| runs::finish_run(c, run_id, &outcome, now))).await?;
             tracing::info!(state = state.as_str(), counts = ?report.counts, errors = report.errors.len(), "run finished");
             Ok(report)
         }

@@ -149,29 +149,6 @@ impl Kind for Activities {
     const REMOTE_NOUN: &'static str = "calendar event";
     const REJOIN_GOOGLE: RejoinGoogle = RejoinGoogle::Recreate;
 
-    fn record_id(a: &Activity) -> String {
-        a.id.to_string()
-    }
-    fn record_seq(a: &Activity) -> i64 {
-        a.change_seq
-    }
-    fn remote_id(e: &Event) -> Option<String> {
-        e.id.clone()
-    }
-    fn remote_etag(e: &Event) -> Option<String> {
-        e.etag.clone()
-    }
-    fn remote_updated(e: &Event) -> Option<DateTime<Utc>> {
-        e.updated
-    }
-    fn deleted_remote(id: String) -> Event {
-        // As a sync listing shows a deleted event.
-        Event {
-            id: Some(id),
-            status: Some("cancelled".into()),
-            ..Default::default()
-        }
-    }
     fn planned_google_id(a: &Activity) -> Option<String> {
         Some(map::event_id(a.id))
     }

@@ -23,13 +23,10 @@ pub(super) async fn google_inserts(
     ex: &mut Executor<'_, Activities>,
     work: &mut [Item<Activities>],
 ) -> Result<(), SyncError> {
-    let idx: Vec<usize> = (0..work.len())
-        .filter(|&i| work[i].plan.google.create && !work[i].failed)
-        .collect();
+    let idx = ex.begin_creates(work).await?;
     if idx.is_empty() {
         return Ok(());
     }
-    ex.commit_intents(work, &idx).await?;
     let cal = ex.kind.cal.clone();
     let calendar = ex.kind.calendar.clone();
     let jobs: Vec<(usize, Event)> = idx

@@ -112,31 +112,6 @@ impl Kind for Contacts {
     const REMOTE_NOUN: &'static str = "Google contact";
     const REJOIN_GOOGLE: RejoinGoogle = RejoinGoogle::Rejoin;
 
-    fn record_id(r: &Contact) -> String {
-        r.id.to_string()
-    }
-    fn record_seq(r: &Contact) -> i64 {
-        r.change_seq
-    }
-    fn remote_id(g: &Person) -> Option<String> {
-        g.resource_name.clone()
-    }
-    fn remote_etag(g: &Person) -> Option<String> {
-        g.etag.clone()
-    }
-    fn remote_updated(g: &Person) -> Option<DateTime<Utc>> {
-        contact_map::person_updated_at(g)
-    }
-    fn deleted_remote(id: String) -> Person {
-        Person {
-            resource_name: Some(id),
-            metadata: Some(crmsync_connectors::people1::api::PersonMetadata {
-                deleted: Some(true),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
-    }
     fn policy(config: &SyncConfig) -> &PlanPolicy {
         &config.contacts_policy
     }

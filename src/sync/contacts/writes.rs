@@ -22,13 +22,10 @@ pub(super) async fn google_creates(
     ex: &mut Executor<'_, Contacts>,
     chunk: &mut [Item<Contacts>],
 ) -> Result<(), SyncError> {
-    let idx: Vec<usize> = (0..chunk.len())
-        .filter(|&i| chunk[i].plan.google.create && !chunk[i].failed)
-        .collect();
+    let idx = ex.begin_creates(chunk).await?;
     if idx.is_empty() {
         return Ok(());
     }
-    ex.commit_intents(chunk, &idx).await?;
     let persons: Vec<Person> = idx
         .iter()
         .map(|&i| {
