@@ -9,7 +9,7 @@
 
 use crate::auth::TokenProvider;
 use crate::error::{ErrorKind, GoogleError};
-use crate::metrics::MetricsRecorder;
+use crate::metrics::{export, MetricsRecorder};
 use crate::rate_limit::RateLimiter;
 use crate::retry::{parse_retry_after, Idempotency, RetryHint, RetryPolicy};
 use google_apis_common::{Delegate, Retry};
@@ -127,6 +127,97 @@ pub(crate) async fn post_form(
     Ok((status, serde_json::from_slice(&bytes).ok()))
 }
 
+/// The `User-Agent` the client crates send (requests built here look the same to Google).
+pub(crate) const CLIENT_USER_AGENT: &str = "google-api-rust-client/7.0.0";
+
+/// What [`raw_request`] sends: method, full URL (with `alt=json` and the other query
+/// parameters), extra headers, and an optional JSON body.
+pub(crate) struct RawRequest<'a> {
+    pub method: hyper::Method,
+    pub url: &'a str,
+    pub headers: &'a [(hyper::header::HeaderName, &'a str)],
+    pub body: Option<&'a [u8]>,
+}
+
+/// One request the client crates cannot express (they have no way to set a request header such
+/// as `If-Match`), sent the way their `doit()` sends it: a bearer token from `auth` for `scope`,
+/// the crates' `User-Agent`, a JSON body, and the delegate told about the attempt
+/// (`pre_request`, `http_error`, `http_failure`). A non-2xx answer with a JSON body becomes
+/// `Error::BadRequest(body)`, other failures `Failure`/`HttpError`/`MissingToken`, exactly as
+/// the crates report them, so [`Caller::run`] classifies, retries and counts it like any other
+/// call. On success returns the response head and body bytes (decode them inside the attempt).
+pub(crate) async fn raw_request(
+    client: &ApiClient,
+    auth: &dyn google_apis_common::GetToken,
+    scope: &str,
+    dlg: &mut dyn Delegate,
+    request: RawRequest<'_>,
+) -> google_apis_common::Result<(http::response::Parts, hyper::body::Bytes)> {
+    use google_apis_common::Error as E;
+    let RawRequest {
+        method,
+        url,
+        headers,
+        body,
+    } = request;
+    use hyper::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, USER_AGENT};
+    let token = match auth.get_token(&[scope]).await {
+        Ok(t) => t,
+        Err(e) => match dlg.token(e) {
+            Ok(t) => t,
+            Err(e) => {
+                dlg.finished(false);
+                return Err(E::MissingToken(e));
+            }
+        },
+    };
+    let mut builder = hyper::Request::builder()
+        .method(method)
+        .uri(url)
+        .header(USER_AGENT, CLIENT_USER_AGENT);
+    if let Some(t) = token {
+        builder = builder.header(AUTHORIZATION, format!("Bearer {t}"));
+    }
+    for (name, value) in headers {
+        builder = builder.header(name, *value);
+    }
+    let payload = match body {
+        Some(b) => {
+            builder = builder
+                .header(CONTENT_TYPE, "application/json")
+                .header(CONTENT_LENGTH, b.len() as u64);
+            Some(hyper::body::Bytes::copy_from_slice(b))
+        }
+        None => None,
+    };
+    let request = builder
+        .body(google_apis_common::to_body(payload))
+        .map_err(|e| E::Io(std::io::Error::other(format!("invalid request {url}: {e}"))))?;
+    dlg.pre_request();
+    let response = match client.request(request).await {
+        Ok(r) => r,
+        Err(err) => {
+            dlg.http_error(&err);
+            dlg.finished(false);
+            return Err(E::HttpError(err));
+        }
+    };
+    let (parts, body) = response.into_parts();
+    let bytes = google_apis_common::to_bytes(body).await.unwrap_or_default();
+    if !parts.status.is_success() {
+        let error: Result<Value, _> = serde_json::from_str(&google_apis_common::to_string(&bytes));
+        let response = google_apis_common::to_response(parts, Some(bytes));
+        dlg.http_failure(&response, error.as_ref().ok());
+        dlg.finished(false);
+        return Err(match error {
+            Ok(value) => E::BadRequest(value),
+            Err(_) => E::Failure(response),
+        });
+    }
+    dlg.finished(true);
+    Ok((parts, bytes))
+}
+
 /// What the delegate saw during one attempt.
 #[derive(Debug, Default)]
 pub(crate) struct Captured {
@@ -184,6 +275,15 @@ impl Delegate for CaptureDelegate {
 pub(crate) enum Api {
     Calendar,
     People,
+}
+
+impl Api {
+    fn as_str(self) -> &'static str {
+        match self {
+            Api::Calendar => "calendar",
+            Api::People => "people",
+        }
+    }
 }
 
 /// How a failed attempt may be handled.
@@ -265,7 +365,9 @@ impl Caller {
                 tries += 1;
                 tracing::Span::current().record("attempt", tries);
                 if let Some(l) = &self.limiter {
-                    self.metrics.throttled(l.acquire().await);
+                    let waited = l.acquire().await;
+                    self.metrics.throttled(waited);
+                    export::throttled(self.api.as_str(), waited);
                 }
                 let captured = Arc::new(Mutex::new(Captured::default()));
                 let fut = attempt(CaptureDelegate(captured.clone()));
@@ -273,9 +375,20 @@ impl Caller {
                 let cap = std::mem::take(&mut *captured.lock().unwrap_or_else(|p| p.into_inner()));
                 if cap.sent {
                     self.metrics.attempt();
+                    export::request(
+                        method,
+                        match &result {
+                            Ok(Ok((response, _))) => export::Status::Http(response.status().as_u16()),
+                            Ok(Err(_)) => cap.status.map_or(export::Status::Transport, export::Status::Http),
+                            Err(_) => export::Status::Timeout,
+                        },
+                    );
                 }
                 let (mut error, class) = match result {
-                    Ok(Ok((_response, value))) => return Ok(value),
+                    Ok(Ok((_response, value))) => {
+                        export::call(method, true);
+                        return Ok(value);
+                    }
                     Ok(Err(e)) => self.classify(method, e, &cap),
                     Err(_) => {
                         let e = GoogleError::local(
@@ -289,6 +402,7 @@ impl Caller {
                 error.attempts = tries;
                 if error.kind == ErrorKind::RateLimited {
                     self.metrics.rate_limited();
+                    export::rate_limited(method);
                 }
                 let retryable = match class {
                     FailureClass::NotSent | FailureClass::RateLimited => true,
@@ -304,6 +418,7 @@ impl Caller {
                             refreshed = true;
                             tracing::info!(method, "access token refused (401); fetching a fresh one");
                             self.metrics.retry(Duration::ZERO);
+                            export::retry(method, Duration::ZERO);
                             tries -= 1; // a token refresh does not use up an attempt
                             continue;
                         }
@@ -318,6 +433,7 @@ impl Caller {
                 };
                 if !retryable || tries >= self.retry.max_attempts {
                     self.metrics.failure();
+                    export::call(method, false);
                     if error.kind == ErrorKind::Auth || error.is_unauthorized() {
                         error.kind = ErrorKind::Auth;
                         error = self.auth.context().decorate(error, &[self.scope]);
@@ -341,6 +457,7 @@ impl Caller {
                     "retrying google call"
                 );
                 self.metrics.retry(delay);
+                export::retry(method, delay);
                 tokio::time::sleep(delay).await;
             }
         }

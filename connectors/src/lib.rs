@@ -195,6 +195,7 @@ impl GoogleAccount {
                 ),
             ),
             options.send_updates,
+            endpoints.calendar_base.clone(),
         );
         Ok(GoogleAccount {
             people,
@@ -318,6 +319,17 @@ mod tests {
             let q = EventListQuery::primary();
             assert_send(&account.calendar().list_events(&q, None, None));
             assert_send(&account.calendar().insert_event("primary", Event::default()));
+            assert_send(&account.calendar().patch_event_if_match(
+                "primary",
+                "abcde",
+                Event::default(),
+                "\"1\"",
+            ));
+            assert_send(
+                &account
+                    .calendar()
+                    .delete_event_if_match("primary", "abcde", "\"1\""),
+            );
             assert_send(&account.people().batch_update(vec![], "names"));
             assert_send(&account.people().list_connections(None, None, 10));
             assert_send(&account.people().modify_members("contactGroups/x", &[], &[]));

@@ -1,6 +1,11 @@
 //! Call accounting per account: logical calls, HTTP attempts, retries, rate-limit responses seen,
 //! time spent in backoff and in the client-side rate limiter. Lock-free atomic counters, read as
 //! a [`CallMetrics`] snapshot.
+//!
+//! The same events also go, process-wide, to the [`metrics`] facade under the names in
+//! [`names`] (labelled by API method and HTTP status only: never a user, an e-mail or an id), so
+//! that a recorder installed by the binary (the Prometheus exporter behind `GET /metrics`) counts
+//! every Google call of the process. Without a recorder the facade does nothing.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -49,6 +54,10 @@ pub(crate) struct MetricsRecorder {
 
 fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl MetricsRecorder {
@@ -127,6 +136,71 @@ impl CallMetrics {
             backoff: self.backoff.saturating_sub(earlier.backoff),
             throttled: self.throttled.saturating_sub(earlier.throttled),
             busy: self.busy.saturating_sub(earlier.busy),
+        }
+    }
+}
+
+/// Names of the process-wide metrics (see the module documentation).
+pub mod names {
+    /// Counter `{method, status}`: HTTP requests sent to a Google API (first attempts and
+    /// retries); `status` is the HTTP status code, `timeout` or `transport_error`.
+    pub const REQUESTS: &str = "crmsync_google_requests_total";
+    /// Counter `{method, result}`: logical calls (whatever the retries), `result` = `ok` | `error`.
+    pub const CALLS: &str = "crmsync_google_calls_total";
+    /// Counter `{method}`: retries (after a rate limit, a transient failure or a refused token).
+    pub const RETRIES: &str = "crmsync_google_retries_total";
+    /// Counter `{method}`: rate-limit answers (429, 403 `rateLimitExceeded` /
+    /// `userRateLimitExceeded`).
+    pub const RATE_LIMITED: &str = "crmsync_google_rate_limited_total";
+    /// Counter `{method}`: milliseconds slept in backoff before retries.
+    pub const BACKOFF_MS: &str = "crmsync_google_backoff_milliseconds_total";
+    /// Counter `{api}`: milliseconds calls waited for the client-side rate limiter (`calendar`,
+    /// `people`).
+    pub const THROTTLED_MS: &str = "crmsync_google_throttled_milliseconds_total";
+}
+
+/// Process-wide counting through the [`metrics`] facade.
+pub(crate) mod export {
+    use super::names;
+    use std::time::Duration;
+
+    /// How an attempt that reached the wire ended.
+    #[derive(Clone, Copy, Debug)]
+    pub(crate) enum Status {
+        Http(u16),
+        Timeout,
+        Transport,
+    }
+
+    pub(crate) fn request(method: &'static str, status: Status) {
+        let status = match status {
+            Status::Http(code) => code.to_string(),
+            Status::Timeout => "timeout".to_string(),
+            Status::Transport => "transport_error".to_string(),
+        };
+        metrics::counter!(names::REQUESTS, "method" => method, "status" => status).increment(1);
+    }
+
+    pub(crate) fn call(method: &'static str, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        metrics::counter!(names::CALLS, "method" => method, "result" => result).increment(1);
+    }
+
+    pub(crate) fn retry(method: &'static str, backoff: Duration) {
+        metrics::counter!(names::RETRIES, "method" => method).increment(1);
+        if !backoff.is_zero() {
+            metrics::counter!(names::BACKOFF_MS, "method" => method)
+                .increment(super::millis(backoff));
+        }
+    }
+
+    pub(crate) fn rate_limited(method: &'static str) {
+        metrics::counter!(names::RATE_LIMITED, "method" => method).increment(1);
+    }
+
+    pub(crate) fn throttled(api: &'static str, waited: Duration) {
+        if !waited.is_zero() {
+            metrics::counter!(names::THROTTLED_MS, "api" => api).increment(super::millis(waited));
         }
     }
 }

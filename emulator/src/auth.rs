@@ -181,6 +181,21 @@ pub struct AuthState {
 /// Google's issuer of ID tokens.
 pub const ID_TOKEN_ISSUER: &str = "https://accounts.google.com";
 
+/// Google's own token URLs, which the JWT-bearer grant accepts as `aud` besides the key's
+/// `token_uri` (SPEC 6.3): the current one (what Google's Python `google-auth` and Node clients
+/// always send), the v4 URL and the legacy accounts URL.
+pub const GOOGLE_TOKEN_AUDIENCES: &[&str] = &[
+    "https://oauth2.googleapis.com/token",
+    "https://www.googleapis.com/oauth2/v4/token",
+    "https://accounts.google.com/o/oauth2/token",
+];
+
+/// Whether a JWT-bearer assertion's `aud` is one Google accepts for a key whose `token_uri`
+/// is `token_uri` (exact string match, as Google compares them).
+pub fn accepted_audience(aud: &str, token_uri: &str) -> bool {
+    !aud.is_empty() && (aud == token_uri || GOOGLE_TOKEN_AUDIENCES.contains(&aud))
+}
+
 /// Whether the granted scopes ask for OpenID Connect (then the token response has an
 /// `id_token`).
 fn wants_id_token(scopes: &[String]) -> bool {
@@ -385,7 +400,7 @@ impl AuthState {
             .get("aud")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        if aud != sa.token_uri {
+        if !accepted_audience(aud, &sa.token_uri) {
             return Err(OAuthError::invalid_grant(format!(
                 "Invalid JWT: Failed audience check. The right audience is {}",
                 sa.token_uri

@@ -58,6 +58,8 @@ pub fn routes() -> Router<Emulator> {
         )
         .route("/quotas", put(set_quotas).get(get_quotas))
         .route("/people-propagation-delay", put(set_delay))
+        .route("/merge-contacts", post(merge_contacts))
+        .route("/split-series", post(split_series))
         .route("/clock", get(get_clock))
         .route("/clock/advance", post(advance_clock))
         .route("/stats", get(stats))
@@ -299,6 +301,71 @@ async fn set_delay(State(emu): State<Emulator>, body: axum::body::Bytes) -> Resp
     };
     emu.set_people_propagation_delay(b.seconds);
     Json(json!({"seconds": b.seconds})).into_response()
+}
+
+/// `{email, resource_names: [survivor, absorbed, …]}` (SPEC 6.3) or
+/// `{email, survivor, merged: [absorbed, …]}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MergeBody {
+    email: String,
+    #[serde(default)]
+    resource_names: Vec<String>,
+    #[serde(default)]
+    survivor: Option<String>,
+    #[serde(default)]
+    merged: Vec<String>,
+}
+
+async fn merge_contacts(State(emu): State<Emulator>, body: axum::body::Bytes) -> Response {
+    let b: MergeBody = match parse(&body) {
+        Ok(b) => b,
+        Err(r) => return *r,
+    };
+    if let Err(r) = require_user(&emu, &b.email) {
+        return *r;
+    }
+    let (survivor, merged) = match (b.survivor, b.resource_names.split_first()) {
+        (Some(s), None) => (s, b.merged),
+        (None, Some((s, rest))) if b.merged.is_empty() => (s.clone(), rest.to_vec()),
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "give either resource_names: [survivor, absorbed, …] or survivor and merged",
+            )
+        }
+    };
+    match emu.merge_contacts(&b.email, &survivor, &merged) {
+        Ok(person) => Json(person).into_response(),
+        Err(crate::EmulatorError::NotFound(m)) => error(StatusCode::NOT_FOUND, "not_found", m),
+        Err(e) => error(StatusCode::BAD_REQUEST, "invalid_request", e.to_string()),
+    }
+}
+
+/// `{email, instance_id, changes?}`: "this and following" as Google Calendar's UI does it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SplitBody {
+    email: String,
+    instance_id: String,
+    #[serde(default)]
+    changes: Value,
+}
+
+async fn split_series(State(emu): State<Emulator>, body: axum::body::Bytes) -> Response {
+    let b: SplitBody = match parse(&body) {
+        Ok(b) => b,
+        Err(r) => return *r,
+    };
+    if let Err(r) = require_user(&emu, &b.email) {
+        return *r;
+    }
+    match emu.split_series(&b.email, &b.instance_id, b.changes) {
+        Ok((old, new)) => Json(json!({"old": old, "new": new})).into_response(),
+        Err(crate::EmulatorError::NotFound(m)) => error(StatusCode::NOT_FOUND, "not_found", m),
+        Err(e) => error(StatusCode::BAD_REQUEST, "invalid_request", e.to_string()),
+    }
 }
 
 async fn get_clock(State(emu): State<Emulator>) -> Response {

@@ -27,6 +27,9 @@ pub enum EmulatorError {
     /// A control-plane request was malformed.
     #[error("invalid control-plane request: {0}")]
     BadRequest(String),
+    /// A control-plane request named a resource (contact, event) that does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
 }
 
 /// Which Google API (and therefore which error envelope) a request belongs to.

@@ -302,11 +302,66 @@ impl Emulator {
         self.user(email).and_then(|u| u.calendar().event_json(id))
     }
 
+    /// "This and following" on a recurring series of `user`'s calendar, as Google Calendar's UI
+    /// does it: the series of `instance_id` (`<master>_<start>`) ends with `UNTIL` just before
+    /// that instance (its exceptions from there on are cancelled), and a new series
+    /// `<master>_R<local start>` starts there with the master's fields and `changes` (a partial
+    /// Event, e.g. new `start`/`end`, `summary` or `recurrence`) merged in. Returns the old and
+    /// the new master as `events.get` would.
+    pub fn split_series(
+        &self,
+        user: &str,
+        instance_id: &str,
+        changes: Value,
+    ) -> Result<(Value, Value), EmulatorError> {
+        let u = self
+            .user(user)
+            .ok_or_else(|| EmulatorError::UnknownUser(user.to_string()))?;
+        let changes = match changes {
+            Value::Null => serde_json::Map::new(),
+            Value::Object(m) => m,
+            _ => {
+                return Err(EmulatorError::BadRequest(
+                    "changes must be a JSON object (a partial Event)".into(),
+                ))
+            }
+        };
+        crate::calendar::split_series(self, &u, instance_id, changes)
+    }
+
     /// Every live contact of the user, with all fields.
     pub fn contacts(&self, email: &str) -> Vec<Value> {
         self.user(email)
             .map(|u| u.people().all_contacts())
             .unwrap_or_default()
+    }
+
+    /// Merges contacts of `user` as Google Contacts' "Merge" does: `survivor` (`people/c…`)
+    /// keeps its resource name and takes the union of the fields and group memberships of
+    /// `merged`, which are deleted and listed in the survivor's
+    /// `metadata.previousResourceNames`. Returns the survivor with all fields.
+    pub fn merge_contacts<S: AsRef<str>>(
+        &self,
+        user: &str,
+        survivor: &str,
+        merged: &[S],
+    ) -> Result<Value, EmulatorError> {
+        let u = self
+            .user(user)
+            .ok_or_else(|| EmulatorError::UnknownUser(user.to_string()))?;
+        let merged: Vec<String> = merged.iter().map(|m| m.as_ref().to_string()).collect();
+        let delay = self.propagation_delay();
+        let now = self.now();
+        let result =
+            crate::people::merge::merge_contacts(&mut u.people(), survivor, &merged, now, delay);
+        match result {
+            Ok(p) => {
+                tracing::info!(%user, survivor, merged = ?merged, "contacts merged");
+                Ok(p)
+            }
+            Err(crate::people::merge::MergeError::NotFound(m)) => Err(EmulatorError::NotFound(m)),
+            Err(crate::people::merge::MergeError::Invalid(m)) => Err(EmulatorError::BadRequest(m)),
+        }
     }
 
     /// The user's contact groups (system and user groups), with member counts.

@@ -275,3 +275,238 @@ async fn delete_twice_is_ok_and_unknown_is_not_found() {
         .unwrap()
         .is_none());
 }
+
+/// The etag Google gave the event last.
+async fn etag_of(cal: &crmsync_connectors::CalendarClient, id: &str) -> String {
+    cal.get_event("primary", id)
+        .await
+        .unwrap()
+        .unwrap()
+        .etag
+        .unwrap()
+}
+
+fn summary(s: &str) -> Event {
+    Event {
+        summary: Some(s.into()),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn conditional_patch_succeeds_then_fails_after_a_concurrent_change() {
+    let env = Env::new().await;
+    let account = env
+        .account_with(
+            "gina@example.com",
+            crmsync_connectors::ClientOptions {
+                quota_user: Some("crm-user-7".into()),
+                ..crate::common::fast()
+            },
+        )
+        .await;
+    let cal = account.calendar();
+    let created = match cal
+        .insert_event("primary", event("cond00001", 11))
+        .await
+        .unwrap()
+    {
+        InsertOutcome::Created(e) => e,
+        other => panic!("{other:?}"),
+    };
+    let etag0 = created.etag.clone().unwrap();
+
+    // With the current etag the patch goes through and returns the new etag.
+    let patched = cal
+        .patch_event_if_match("primary", "cond00001", summary("Ours 1"), &etag0)
+        .await
+        .unwrap();
+    assert_eq!(patched.summary.as_deref(), Some("Ours 1"));
+    let etag1 = patched.etag.clone().unwrap();
+    assert_ne!(etag1, etag0);
+    assert_eq!(patched.location, created.location, "patch semantics");
+
+    // The user edits the event in Google (a second, independent client of the same user).
+    let user = env.account("gina@example.com").await;
+    let theirs = user
+        .calendar()
+        .patch_event("primary", "cond00001", summary("Theirs"))
+        .await
+        .unwrap();
+    let etag2 = theirs.etag.unwrap();
+
+    // Our write with the etag we read before their change is refused, and changes nothing.
+    let err = cal
+        .patch_event_if_match("primary", "cond00001", summary("Ours 2"), &etag1)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::PreconditionFailed, "{err}");
+    assert_eq!(err.status, Some(412));
+    assert_eq!(err.reason.as_deref(), Some("conditionNotMet"));
+    assert_eq!(err.method, "calendar.events.patch");
+    assert_eq!(err.attempts, 1, "a 412 is not retried");
+    let now = cal
+        .get_event("primary", "cond00001")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(now.summary.as_deref(), Some("Theirs"));
+    assert_eq!(now.etag.as_deref(), Some(etag2.as_str()));
+
+    // Re-read, merge, write again with the fresh etag.
+    let again = cal
+        .patch_event_if_match("primary", "cond00001", summary("Ours 2"), &etag2)
+        .await
+        .unwrap();
+    assert_eq!(again.summary.as_deref(), Some("Ours 2"));
+
+    // Same client plumbing as the other calls: method ids, 412 counted, sendUpdates and
+    // quotaUser sent, If-Match honoured by the emulator, metrics.
+    let stats = env.emu().stats();
+    assert_eq!(stats.count_status("calendar.events.patch", 200), 3);
+    assert_eq!(stats.count_status("calendar.events.patch", 412), 1);
+    let ours: Vec<_> = env
+        .emu()
+        .recent_requests()
+        .into_iter()
+        .filter(|r| r.method == "calendar.events.patch" && r.url.contains("quotaUser"))
+        .collect();
+    assert_eq!(ours.len(), 3, "{ours:?}");
+    for r in &ours {
+        assert!(r.url.contains("sendUpdates=none"), "{}", r.url);
+        assert!(r.url.contains("quotaUser=crm-user-7"), "{}", r.url);
+        assert!(r.url.contains("alt=json"), "{}", r.url);
+        assert_eq!(r.http_method, "PATCH");
+        assert_eq!(r.user.as_deref(), Some("gina@example.com"));
+    }
+    let writes = env.emu().calendar_writes();
+    assert!(writes
+        .iter()
+        .all(|w| w.send_updates.as_deref() == Some("none")));
+    let m = account.metrics();
+    assert_eq!((m.calls, m.failures), (5, 1), "{m:?}");
+}
+
+#[tokio::test]
+async fn conditional_update_and_delete() {
+    let env = Env::new().await;
+    let account = env.account("hank@example.com").await;
+    let cal = account.calendar();
+    cal.insert_event("primary", event("cond00002", 12))
+        .await
+        .unwrap();
+    let etag0 = etag_of(cal, "cond00002").await;
+    let mut full = cal
+        .get_event("primary", "cond00002")
+        .await
+        .unwrap()
+        .unwrap();
+    full.summary = Some("Replaced".into());
+    let updated = cal
+        .update_event_if_match("primary", "cond00002", full.clone(), &etag0)
+        .await
+        .unwrap();
+    assert_eq!(updated.summary.as_deref(), Some("Replaced"));
+    let etag1 = updated.etag.unwrap();
+
+    // A concurrent change by the user, then our stale update and stale delete.
+    env.account("hank@example.com")
+        .await
+        .calendar()
+        .patch_event("primary", "cond00002", summary("User's"))
+        .await
+        .unwrap();
+    full.summary = Some("Stale".into());
+    let err = cal
+        .update_event_if_match("primary", "cond00002", full, &etag1)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::PreconditionFailed, "{err}");
+    assert_eq!(err.method, "calendar.events.update");
+    let err = cal
+        .delete_event_if_match("primary", "cond00002", &etag1)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::PreconditionFailed, "{err}");
+    let now = cal
+        .get_event("primary", "cond00002")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(now.summary.as_deref(), Some("User's"));
+    assert_eq!(now.status.as_deref(), Some("confirmed"));
+
+    // With the fresh etag the delete goes through; a repeated delete is success.
+    let etag2 = now.etag.unwrap();
+    cal.delete_event_if_match("primary", "cond00002", &etag2)
+        .await
+        .unwrap();
+    let gone = cal
+        .get_event("primary", "cond00002")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(gone.status.as_deref(), Some("cancelled"));
+    cal.delete_event_if_match("primary", "cond00002", &etag2)
+        .await
+        .unwrap();
+    // Unknown event: NotFound; an empty etag is refused before anything is sent.
+    let err = cal
+        .patch_event_if_match("primary", "unknown0002", summary("x"), &etag2)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::NotFound);
+    let before = env.count("calendar.events.patch");
+    let err = cal
+        .patch_event_if_match("primary", "cond00002", summary("x"), " ")
+        .await
+        .unwrap_err();
+    assert_eq!((err.kind, err.attempts), (ErrorKind::BadRequest, 0));
+    assert_eq!(env.count("calendar.events.patch"), before);
+}
+
+#[tokio::test]
+async fn conditional_writes_retry_like_the_others() {
+    let env = Env::new().await;
+    let account = env.account("ivy@example.com").await;
+    let cal = account.calendar();
+    cal.insert_event("primary", event("cond00003", 13))
+        .await
+        .unwrap();
+    let etag = etag_of(cal, "cond00003").await;
+    // A 503 before anything is applied: retried, then applied once.
+    env.emu()
+        .set_faults(vec![FaultRule::error("calendar.events.patch", 503, 1)]);
+    let patched = cal
+        .patch_event_if_match("primary", "cond00003", summary("After 503"), &etag)
+        .await
+        .unwrap();
+    assert_eq!(patched.summary.as_deref(), Some("After 503"));
+    assert_eq!(account.metrics().retries, 1);
+    // An expired or refused token is refreshed like for any call: here a 401 fault once.
+    env.emu()
+        .set_faults(vec![FaultRule::error("calendar.events.patch", 401, 1)]);
+    let etag = patched.etag.unwrap();
+    let err = cal
+        .patch_event_if_match("primary", "cond00003", summary("After 401"), &etag)
+        .await
+        .unwrap_err();
+    // A fixed access token cannot be refreshed: the 401 is an Auth error.
+    assert_eq!(err.kind, ErrorKind::Auth, "{err}");
+    // Applied but the answer lost: the retry meets the new etag (documented caveat).
+    env.emu().set_faults(vec![
+        FaultRule::error("calendar.events.patch", 503, 1).applied()
+    ]);
+    let err = cal
+        .patch_event_if_match("primary", "cond00003", summary("Applied"), &etag)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::PreconditionFailed, "{err}");
+    assert_eq!(err.attempts, 2);
+    let now = cal
+        .get_event("primary", "cond00003")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(now.summary.as_deref(), Some("Applied"));
+}

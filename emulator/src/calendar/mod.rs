@@ -1,10 +1,12 @@
 //! Calendar v3: `events.{list,get,insert,update,patch,delete,instances,watch}`,
 //! `calendarList.get` and `channels.stop` on each user's primary calendar, with sync tokens,
 //! soft-cancel deletes, etags and `If-Match`, client-chosen ids, recurrence expansion and
-//! exceptions, and mirroring of events into the calendars of emulated attendees.
+//! exceptions, whole-series changes and "this and following" splits ([`series`]), and
+//! mirroring of events into the calendars of emulated attendees.
 
 pub mod events;
 pub mod notify;
+pub mod series;
 pub mod store;
 
 use chrono::{DateTime, Duration, Utc};
@@ -19,6 +21,7 @@ use crate::state::{Emulator, UserState};
 use crate::stats::WriteRecord;
 use crate::sync_tokens::{user_tag, PageToken, SyncToken};
 use events::*;
+use series::is_master_body;
 use store::{CalendarStore, Channel, StoredEvent};
 
 /// How far ahead open-ended series are expanded when no `timeMax` is given.
@@ -261,7 +264,7 @@ fn expand_master(
         .filter_map(|o| {
             let inst = instance_body(&ev.body, o);
             let id = inst.get("id").and_then(Value::as_str).unwrap_or("");
-            if store.get(id).is_some() || !overlaps(&inst, min, max) {
+            if store.get_attached(id).is_some() || !overlaps(&inst, min, max) {
                 return None;
             }
             Some(inst)
@@ -515,9 +518,15 @@ fn list(req: &Req) -> Result<Reply, ApiError> {
 
 /// The current body of an event or of a not-yet-materialized instance.
 fn current_body(store: &CalendarStore, id: &str) -> Option<(Map<String, Value>, bool)> {
-    if let Some(ev) = store.get(id) {
+    if let Some(ev) = store.get_attached(id) {
         return Some((ev.body.clone(), true));
     }
+    // A detached exception gives way to the occurrence of the same id, if there is one again.
+    generated_instance(store, id).or_else(|| store.get(id).map(|ev| (ev.body.clone(), true)))
+}
+
+/// The generated (not stored) instance `id` = `<master>_<stamp>` of a recurring master.
+fn generated_instance(store: &CalendarStore, id: &str) -> Option<(Map<String, Value>, bool)> {
     let (master_id, when, _) = parse_instance_id(id)?;
     let master = store.get(master_id)?;
     if !master.is_recurring_master() {
@@ -608,9 +617,10 @@ fn update(req: &Req, patch: bool) -> Result<Reply, ApiError> {
     let id = req.param(1).to_string();
     let owner = req.user.email.clone();
     let input = sanitize(req.json_object()?);
-    let (result, is_master) = {
+    let (result, touched) = {
         let mut store = req.user.calendar();
         let (current, _) = current_body(&store, &id).ok_or_else(ApiError::cal_not_found)?;
+        let was_master = is_master_body(&current);
         let etag = current
             .get("etag")
             .and_then(Value::as_str)
@@ -657,12 +667,20 @@ fn update(req: &Req, patch: bool) -> Result<Reply, ApiError> {
             organizer
         };
         apply_people(&mut body, &organizer, &owner);
-        let stored = store.put(&id, body, req.now);
-        (stored.body.clone(), stored.is_recurring_master())
+        let result = store.put(&id, body, req.now).body.clone();
+        // A changed series drops the exceptions whose occurrence no longer exists.
+        let touched = if was_master || is_master_body(&result) {
+            series::reconcile_exceptions(&mut store, &id, req.now)
+        } else {
+            Vec::new()
+        };
+        (result, touched)
     };
-    let _ = is_master;
     record_write(req, &id)?;
     mirror(req.emu, &req.user, &id, req.now);
+    for t in &touched {
+        mirror(req.emu, &req.user, t, req.now);
+    }
     notify::changed(req.emu, &req.user);
     Ok(Reply::Json(Value::Object(result)))
 }
@@ -724,18 +742,56 @@ fn delete(req: &Req) -> Result<Reply, ApiError> {
     Ok(Reply::Empty)
 }
 
+/// "This and following" as Google Calendar's UI does it (control plane): see
+/// [`series::split_series`]. Returns the old and the new master; attendee copies follow.
+pub fn split_series(
+    emu: &Emulator,
+    user: &UserState,
+    instance_id: &str,
+    changes: Map<String, Value>,
+) -> Result<(Value, Value), crate::errors::EmulatorError> {
+    let now = emu.now();
+    let owner = user.email.clone();
+    let split = {
+        let mut store = user.calendar();
+        series::split_series(&mut store, instance_id, changes, now, |id| {
+            html_link(id, &owner)
+        })?
+    };
+    for id in &split.written {
+        mirror(emu, user, id, now);
+    }
+    notify::changed(emu, user);
+    Ok((Value::Object(split.old), Value::Object(split.new)))
+}
+
 /// Copies an organizer's event into each emulated attendee's calendar (and cancels the
 /// copies of attendees who were removed or when the event is cancelled).
 fn mirror(emu: &Emulator, organizer: &UserState, id: &str, now: DateTime<Utc>) {
     let owner = organizer.email.as_str();
-    let (body, old) = {
+    let (body, old, detached) = {
         let s = organizer.calendar();
         let Some(ev) = s.get(id) else { return };
         if organizer_email(&ev.body) != owner {
             return;
         }
-        (ev.body.clone(), ev.mirrored_to.clone())
+        let mut old = ev.mirrored_to.clone();
+        // An exception of a shared series reaches the calendars holding the series, even
+        // when it is a cancelled instance that was never mirrored by itself.
+        if let Some(m) = ev
+            .body
+            .get("recurringEventId")
+            .and_then(Value::as_str)
+            .and_then(|m| s.get(m))
+        {
+            old.extend(m.mirrored_to.iter().cloned());
+        }
+        (ev.body.clone(), old, ev.detached)
     };
+    let master_id = body
+        .get("recurringEventId")
+        .and_then(Value::as_str)
+        .map(str::to_string);
     let cancelled = body.get("status").and_then(Value::as_str) == Some("cancelled");
     let new: BTreeSet<String> = if cancelled {
         BTreeSet::new()
@@ -754,10 +810,21 @@ fn mirror(emu: &Emulator, organizer: &UserState, id: &str, now: DateTime<Utc>) {
         }
         let mut copy = body.clone();
         if !new.contains(email) {
+            let holds_series = master_id
+                .as_deref()
+                .and_then(|m| s.get(m))
+                .is_some_and(|m| !m.removed_by_owner);
             match existing {
                 Some(e) if !e.is_cancelled() => {
                     copy = e.body.clone();
                     copy.insert("status".into(), json!("cancelled"));
+                }
+                // A cancelled instance of a series this attendee holds: cancel it there too.
+                None if cancelled && holds_series => {
+                    if let Some(Value::Object(ep)) = copy.get_mut("extendedProperties") {
+                        ep.remove("private");
+                    }
+                    apply_people(&mut copy, owner, email);
                 }
                 _ => continue,
             }
@@ -782,7 +849,16 @@ fn mirror(emu: &Emulator, organizer: &UserState, id: &str, now: DateTime<Utc>) {
             }
             apply_people(&mut copy, owner, email);
         }
+        let master = is_master_body(&copy)
+            && copy.get("status").and_then(Value::as_str) != Some("cancelled");
         s.put(id, copy, now);
+        if detached {
+            s.detach(id);
+        }
+        if master {
+            // The attendee's copies of exceptions follow the series change too.
+            series::reconcile_exceptions(&mut s, id, now);
+        }
         drop(s);
         notify::changed(emu, &att);
     }

@@ -20,6 +20,11 @@ pub struct StoredEvent {
     pub removed_by_owner: bool,
     /// Organizer copies: the emulated users holding a mirrored copy.
     pub mirrored_to: BTreeSet<String>,
+    /// A cancelled exception whose `originalStartTime` is no longer an occurrence of its
+    /// series (the series was moved, re-timed, shortened or its rule changed): it no longer
+    /// belongs to the series (not listed by `events.instances`, does not hide an occurrence
+    /// with the same id should the series come back to that time). Cleared by any write.
+    pub detached: bool,
 }
 
 impl StoredEvent {
@@ -146,11 +151,13 @@ impl CalendarStore {
                 seq: 0,
                 removed_by_owner: false,
                 mirrored_to: BTreeSet::new(),
+                detached: false,
             });
         if entry.seq != 0 {
             self.index.remove(&entry.seq);
         }
         entry.seq = seq;
+        entry.detached = false;
         entry.body = body;
         self.index.insert(seq, id.to_string());
         entry
@@ -172,7 +179,7 @@ impl CalendarStore {
             .is_some()
     }
 
-    /// Ids of stored exceptions of a recurring master.
+    /// The stored exceptions of a recurring master (detached ones excluded).
     pub fn exceptions_of<'a>(
         &'a self,
         master_id: &'a str,
@@ -182,6 +189,19 @@ impl CalendarStore {
             .into_iter()
             .flat_map(|ids| ids.iter())
             .filter_map(|id| self.events.get(id))
+            .filter(|e| !e.detached)
+    }
+
+    /// A stored event that is not a detached exception (see [`StoredEvent::detached`]).
+    pub fn get_attached(&self, id: &str) -> Option<&StoredEvent> {
+        self.events.get(id).filter(|e| !e.detached)
+    }
+
+    /// Marks a stored exception as detached from its series (no new version, no etag change).
+    pub fn detach(&mut self, id: &str) {
+        if let Some(e) = self.events.get_mut(id) {
+            e.detached = true;
+        }
     }
 
     pub fn all_events(&self) -> Vec<Value> {

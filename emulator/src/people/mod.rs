@@ -2,9 +2,11 @@
 //! batchCreateContacts,batchUpdateContacts,batchDeleteContacts,getBatchGet}` for the
 //! `people/me` connections of each user, with sync tokens (7-day expiry on the emulated
 //! clock, `EXPIRED_SYNC_TOKEN`), tombstones, etag preconditions and the propagation delay.
-//! Contact groups live in [`groups`].
+//! Contact groups live in [`groups`]; contact merges (a Google Contacts user action, driven
+//! through the control plane) in [`merge`].
 
 pub mod groups;
+pub mod merge;
 pub mod person;
 pub mod store;
 
@@ -116,6 +118,7 @@ fn new_contact_data(
         deleted: false,
         etag_n: 0,
         update_time: chrono::Utc::now(),
+        previous_resource_names: Vec::new(),
     })
 }
 
@@ -355,7 +358,11 @@ fn connections_list(req: &Req) -> Result<Reply, ApiError> {
                 next = Some(seq);
                 break;
             }
-            items.push(render(&c.resource_name(), &c.source_id, &v.data, &mask));
+            let mut p = render(&c.resource_name(), &c.source_id, &v.data, &mask);
+            if incremental.is_some() {
+                merge::add_previous_resource_names(&mut p, &v.data);
+            }
+            items.push(p);
         }
     }
     let mut out = Map::new();
@@ -405,6 +412,7 @@ fn get(req: &Req) -> Result<Reply, ApiError> {
             deleted: false,
             etag_n: 1,
             update_time: req.now,
+            previous_resource_names: Vec::new(),
         };
         let mut p = render(
             "people/me",

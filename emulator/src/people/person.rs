@@ -101,6 +101,9 @@ pub struct ContactData {
     pub deleted: bool,
     pub etag_n: u64,
     pub update_time: DateTime<Utc>,
+    /// Resource names of contacts merged into this one (`metadata.previousResourceNames`,
+    /// rendered only in incremental `connections.list` results, as Google documents).
+    pub previous_resource_names: Vec<String>,
 }
 
 /// Which mask parameter a mask came from (for error messages).

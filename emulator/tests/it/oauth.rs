@@ -507,3 +507,166 @@ async fn every_call_checks_token_expiry_and_scopes() {
     assert_eq!(reason(&err), (401, "authError".into()));
     env.finish().await;
 }
+
+/// Builds a JWT-bearer assertion exactly as Google's Python `google-auth`
+/// (`google.oauth2.service_account.Credentials` with `with_subject`) does: header
+/// `{"alg":"RS256","typ":"JWT","kid":<private_key_id>}`, claims `iss`, `scope`, `aud`, `iat`,
+/// `exp` (iat + 3600) and `sub`, base64url segments without padding, RS256 over
+/// `header.claims`.
+fn google_auth_assertion(
+    key: &yup_oauth2::ServiceAccountKey,
+    aud: Option<&str>,
+    iat: i64,
+) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    use rsa::pkcs8::DecodePrivateKey;
+    use rsa::signature::{SignatureEncoding, Signer};
+    let header = json!({"alg": "RS256", "typ": "JWT", "kid": key.private_key_id});
+    let mut claims = json!({
+        "iss": key.client_email,
+        "scope": CAL,
+        "iat": iat,
+        "exp": iat + 3600,
+        "sub": "alice@example.com",
+    });
+    if let Some(aud) = aud {
+        claims["aud"] = json!(aud);
+    }
+    let signing_input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let private = rsa::RsaPrivateKey::from_pkcs8_pem(&key.private_key).unwrap();
+    let signer = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(private);
+    let sig = signer.sign(signing_input.as_bytes()).to_bytes();
+    format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig))
+}
+
+async fn jwt_grant(env: &Env, assertion: &str) -> (u16, serde_json::Value) {
+    let r = env
+        .http
+        .post(format!("{}/token", env.base))
+        .form(&[
+            ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+            ("assertion", assertion),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn jwt_audiences_google_accepts() {
+    let env = Env::new().await;
+    env.post("/users", json!({"email": "alice@example.com"}))
+        .await;
+    let (key, client_id) = service_account(&env).await;
+    env.post(
+        "/domain-wide-delegation",
+        json!({"client_id": client_id, "scopes": [CAL]}),
+    )
+    .await;
+    let iat = env.emu().now().timestamp();
+
+    // What google-auth (Python) and the Node client always send, whatever the key's token_uri.
+    let (s, v) = jwt_grant(
+        &env,
+        &google_auth_assertion(&key, Some("https://oauth2.googleapis.com/token"), iat),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["token_type"], "Bearer");
+    assert_eq!(v["expires_in"], 3599);
+    let token = v["access_token"].as_str().unwrap().to_string();
+    let (_, entry) = env
+        .calendar(&token)
+        .calendar_list()
+        .get("primary")
+        .clear_scopes()
+        .add_scope(Scope::Full)
+        .doit()
+        .await
+        .unwrap();
+    assert_eq!(entry.id.as_deref(), Some("alice@example.com"));
+
+    // The key's token_uri (what yup-oauth2 sends), the v4 URL and the legacy one.
+    for aud in [
+        key.token_uri.as_str(),
+        "https://www.googleapis.com/oauth2/v4/token",
+        "https://accounts.google.com/o/oauth2/token",
+    ] {
+        let (s, v) = jwt_grant(&env, &google_auth_assertion(&key, Some(aud), iat)).await;
+        assert_eq!(s, 200, "aud {aud}: {v}");
+    }
+    // Anything else (a look-alike, another host, none at all) fails the audience check.
+    for aud in [
+        Some("https://oauth2.googleapis.com/token/"),
+        Some("http://oauth2.googleapis.com/token"),
+        Some("https://example.com/token"),
+        Some(""),
+        None,
+    ] {
+        let (s, v) = jwt_grant(&env, &google_auth_assertion(&key, aud, iat)).await;
+        assert_eq!(s, 400, "aud {aud:?}: {v}");
+        assert_eq!(v["error"], "invalid_grant");
+        assert!(
+            v["error_description"]
+                .as_str()
+                .unwrap()
+                .contains("Failed audience check"),
+            "{v}"
+        );
+    }
+    // The accepted audiences do not weaken the other checks: a stale iat still fails.
+    let (s, v) = jwt_grant(
+        &env,
+        &google_auth_assertion(
+            &key,
+            Some("https://oauth2.googleapis.com/token"),
+            iat - 7200,
+        ),
+    )
+    .await;
+    assert_eq!(s, 400, "{v}");
+    assert!(v["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("short-lived"));
+    env.finish().await;
+}
+
+/// Google's Python client against the emulator (`tests/python/google_auth_jwt.py`). Optional:
+/// runs only when `CRMSYNC_GOOGLE_AUTH_PYTHON` names a Python with `google-auth` and
+/// `requests` installed (e.g. `python3 -m venv /tmp/gauth && /tmp/gauth/bin/pip install
+/// google-auth requests`); skipped otherwise (CI has no such interpreter).
+#[tokio::test]
+async fn python_google_auth_gets_a_token() {
+    let Ok(python) = std::env::var("CRMSYNC_GOOGLE_AUTH_PYTHON") else {
+        eprintln!("skipped: set CRMSYNC_GOOGLE_AUTH_PYTHON to a python with google-auth");
+        return;
+    };
+    let env = Env::new().await;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/python/google_auth_jwt.py"
+    );
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        tokio::process::Command::new(python)
+            .arg(script)
+            .env("EMULATOR_URL", &env.base)
+            .output(),
+    )
+    .await
+    .expect("the script finishes within 2 minutes")
+    .expect("python starts");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.starts_with("ok: google-auth"), "{stdout}");
+    env.finish().await;
+}
