@@ -12,6 +12,9 @@
 //! `CRMSYNC_BENCH_CHANGES=none` measures runs with nothing to do. It also prints the CPU each
 //! component (workers, PostgreSQL, emulator) spends per run, to show what limits scaling.
 
+// A measurement program run by hand: a failed setup step stops it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use chrono::{Duration, Utc};
 use crmsync_emulator::EmulatorServer;
 use crmsync_engine::ids::SyncKind;

@@ -2,6 +2,9 @@
 //! serves on loopback for small gets and lists, with several concurrent keep-alive clients
 //! (hyper's HTTP/1.1 client, in the same process, so client work shares the cores).
 
+// A measurement program run by hand: a failed setup step stops it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use axum::body::Bytes;
 use crmsync_emulator::EmulatorServer;
 use http_body_util::{BodyExt, Empty};

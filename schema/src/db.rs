@@ -227,6 +227,8 @@ struct Inner {
     pool: Pool<AnyConnectionManager>,
     kind: DbKind,
     secrets: Option<SecretBox>,
+    /// The SQLite database file (`None` on PostgreSQL).
+    sqlite_path: Option<std::path::PathBuf>,
 }
 
 /// The handle to the CRM store: cheap to clone, `Send + Sync`. Blocking; from async code use
@@ -264,9 +266,13 @@ impl Store {
                 }
             }
         }
-        if let DatabaseUrl::Sqlite(path) = &url {
-            make_private(std::path::Path::new(path))?;
-        }
+        let sqlite_path = match &url {
+            DatabaseUrl::Sqlite(path) => {
+                make_private(std::path::Path::new(path))?;
+                Some(std::path::PathBuf::from(path))
+            }
+            DatabaseUrl::Postgres(_) => None,
+        };
         let max = options.max_connections.unwrap_or(match kind {
             DbKind::Sqlite => 8,
             DbKind::Postgres => 10,
@@ -287,6 +293,7 @@ impl Store {
                 pool,
                 kind,
                 secrets,
+                sqlite_path,
             }),
         })
     }
@@ -294,6 +301,13 @@ impl Store {
     /// Which backend this store uses.
     pub fn kind(&self) -> DbKind {
         self.inner.kind
+    }
+
+    /// Whether the SQLite database file is still where it was opened (the pool's open
+    /// connections would go on writing to a file removed from under them); always `true` on
+    /// PostgreSQL.
+    pub fn database_file_exists(&self) -> bool {
+        self.inner.sqlite_path.as_ref().is_none_or(|p| p.exists())
     }
 
     /// The secret box, or the error that says how to configure one.
@@ -324,16 +338,37 @@ impl Store {
         write_transaction(&mut conn, f)
     }
 
-    /// Runs a blocking store closure on tokio's blocking pool (for async callers).
+    /// Runs a blocking store closure on tokio's blocking pool (for async callers). A panic in
+    /// the closure is raised again in the caller (a bug is not turned into a failed run).
     pub async fn run<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Store) -> StoreResult<T> + Send + 'static,
     {
         let store = self.clone();
-        tokio::task::spawn_blocking(move || f(&store))
-            .await
-            .map_err(|e| StoreError::Task(e.to_string()))?
+        match tokio::task::spawn_blocking(move || f(&store)).await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(StoreError::Task(e.to_string())),
+        }
+    }
+
+    /// [`Store::read`] on the blocking pool, for async callers.
+    pub async fn read_async<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut AnyConnection) -> StoreResult<T> + Send + 'static,
+    {
+        self.run(move |s| s.read(f)).await
+    }
+
+    /// [`Store::write`] on the blocking pool, for async callers.
+    pub async fn write_async<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut AnyConnection) -> StoreResult<T> + Send + 'static,
+    {
+        self.run(move |s| s.write(f)).await
     }
 
     /// Applies every pending embedded migration; returns the names applied now.
@@ -359,36 +394,50 @@ impl Store {
     /// Embedded migrations that are applied and pending on this database.
     pub fn migration_status(&self) -> StoreResult<MigrationStatus> {
         let mut conn = self.conn()?;
-        let err =
-            |e: Box<dyn std::error::Error + Send + Sync>| StoreError::Migration(e.to_string());
-        let (applied, pending) = match &mut *conn {
-            AnyConnection::Sqlite(c) => (
-                c.applied_migrations()
-                    .map_err(err)?
-                    .iter()
-                    .map(|v| v.to_string())
-                    .collect(),
-                c.pending_migrations(SQLITE_MIGRATIONS)
-                    .map_err(err)?
-                    .iter()
-                    .map(|m| m.name().to_string())
-                    .collect(),
-            ),
-            AnyConnection::Postgresql(c) => (
-                c.applied_migrations()
-                    .map_err(err)?
-                    .iter()
-                    .map(|v| v.to_string())
-                    .collect(),
-                c.pending_migrations(POSTGRES_MIGRATIONS)
-                    .map_err(err)?
-                    .iter()
-                    .map(|m| m.name().to_string())
-                    .collect(),
-            ),
-        };
-        Ok(MigrationStatus { applied, pending })
+        migration_status_of(&mut conn)
     }
+
+    /// The migration status, waiting at most `timeout` for a connection (the pool's own wait is
+    /// much longer): for readiness checks, which must answer quickly when the database is gone.
+    pub fn migration_status_within(&self, timeout: Duration) -> StoreResult<MigrationStatus> {
+        let mut conn = self
+            .inner
+            .pool
+            .get_timeout(timeout)
+            .map_err(|e| StoreError::Connect(e.to_string()))?;
+        migration_status_of(&mut conn)
+    }
+}
+
+fn migration_status_of(conn: &mut AnyConnection) -> StoreResult<MigrationStatus> {
+    let err = |e: Box<dyn std::error::Error + Send + Sync>| StoreError::Migration(e.to_string());
+    let (applied, pending) = match conn {
+        AnyConnection::Sqlite(c) => (
+            c.applied_migrations()
+                .map_err(err)?
+                .iter()
+                .map(|v| v.to_string())
+                .collect(),
+            c.pending_migrations(SQLITE_MIGRATIONS)
+                .map_err(err)?
+                .iter()
+                .map(|m| m.name().to_string())
+                .collect(),
+        ),
+        AnyConnection::Postgresql(c) => (
+            c.applied_migrations()
+                .map_err(err)?
+                .iter()
+                .map(|v| v.to_string())
+                .collect(),
+            c.pending_migrations(POSTGRES_MIGRATIONS)
+                .map_err(err)?
+                .iter()
+                .map(|m| m.name().to_string())
+                .collect(),
+        ),
+    };
+    Ok(MigrationStatus { applied, pending })
 }
 
 /// Data that a pending migration's unique index would refuse, found before anything is applied,

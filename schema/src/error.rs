@@ -38,7 +38,7 @@ pub enum StoreError {
     Migration(String),
     /// Any other database error.
     #[error("database error: {0}")]
-    Database(DieselError),
+    Database(#[source] DieselError),
     /// Stored data that cannot be read back (a bad enum name, malformed JSON in a column, ...).
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),

@@ -3,6 +3,9 @@
 //! named by `CRMSYNC_TEST_POSTGRES_URL` (dropped afterwards), and [`db_test!`](crate::db_test)
 //! turns one async test body into a `<name>_sqlite` and a `<name>_postgres` test.
 
+// Test support only (feature `test-support`): a failure here fails the test that called it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use crate::db::{SecretKeySource, Store, StoreOptions};
 use crate::secrets::{generate_key, SecretBox};
 use diesel::connection::SimpleConnection;

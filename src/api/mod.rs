@@ -1,9 +1,14 @@
 //! The REST API (SPEC 6.2) under `/api/v1`: one router for `serve` and for the tests, built by
 //! [`router`] from an [`AppState`] (the store, the clock, where Google is, and the in-process
 //! scheduler to wake). Every route needs an admin bearer token, except `/oauth/callback` (the
-//! browser's return from Google's consent screen, checked by its one-time `state`); every error
-//! is JSON `{"error": {"code", "message"}}`. Handlers are thin: validate, then one store call on
-//! the blocking pool.
+//! browser's return from Google's consent screen, checked by its one-time `state`) and the
+//! operations routes `/healthz`, `/readyz` and `/metrics` ([`ops`]); every error is JSON
+//! `{"error": {"code", "message"}}`. Handlers are thin: validate, then one store call on the
+//! blocking pool.
+//!
+//! The `/api/v1` routes are registered from their `#[utoipa::path]` annotations
+//! ([`documented_routes`]), which also make the OpenAPI 3.1 document served at
+//! `GET /api/v1/openapi.json` ([`openapi`]).
 
 pub mod activities;
 pub mod auth;
@@ -11,6 +16,8 @@ pub mod contacts;
 pub mod error;
 pub mod extract;
 pub mod google;
+pub mod openapi;
+pub mod ops;
 pub mod page;
 pub mod sync;
 pub mod sync_settings;
@@ -23,7 +30,7 @@ use crate::scheduler::SchedulerHandle;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Utc};
 use crmsync_connectors::GoogleEndpoints;
@@ -32,6 +39,9 @@ use error::ApiError;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -93,54 +103,129 @@ impl AppState {
     {
         Ok(self.store.run(f).await?)
     }
+
+    /// A read transaction on the blocking pool.
+    pub async fn read_async<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut crmsync_schema::AnyConnection) -> StoreResult<T> + Send + 'static,
+    {
+        Ok(self.store.read_async(f).await?)
+    }
+
+    /// A write transaction on the blocking pool.
+    pub async fn write_async<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut crmsync_schema::AnyConnection) -> StoreResult<T> + Send + 'static,
+    {
+        Ok(self.store.write_async(f).await?)
+    }
+}
+
+/// Every `/api/v1` route, as (method, path under `/api/v1`): what the router serves and the
+/// OpenAPI document describes (a test holds both to this list).
+pub const API_ROUTES: &[(&str, &str)] = &[
+    ("GET", "/users"),
+    ("POST", "/users"),
+    ("GET", "/users/{id}"),
+    ("PATCH", "/users/{id}"),
+    ("GET", "/users/{id}/sync-settings"),
+    ("GET", "/users/{id}/sync-settings/{kind}"),
+    ("PUT", "/users/{id}/sync-settings/{kind}"),
+    ("POST", "/users/{id}/sync/{kind}"),
+    ("GET", "/users/{id}/sync-status"),
+    ("GET", "/sync-status"),
+    ("POST", "/users/{id}/google/oauth/start"),
+    ("DELETE", "/users/{id}/google/connection"),
+    ("GET", "/sync-runs"),
+    ("GET", "/sync-runs/{id}"),
+    ("GET", "/journal"),
+    ("PUT", "/google/service-account"),
+    ("PUT", "/google/oauth-client"),
+    ("GET", "/tags"),
+    ("POST", "/tags"),
+    ("GET", "/tags/{id}"),
+    ("DELETE", "/tags/{id}"),
+    ("GET", "/contacts"),
+    ("POST", "/contacts"),
+    ("GET", "/contacts/{id}"),
+    ("PATCH", "/contacts/{id}"),
+    ("DELETE", "/contacts/{id}"),
+    ("PUT", "/contacts/{id}/tags/{tag_id}"),
+    ("DELETE", "/contacts/{id}/tags/{tag_id}"),
+    ("GET", "/activities"),
+    ("POST", "/activities"),
+    ("GET", "/activities/{id}"),
+    ("PATCH", "/activities/{id}"),
+    ("DELETE", "/activities/{id}"),
+    ("GET", "/openapi.json"),
+];
+
+/// The `/api/v1` routes with their OpenAPI descriptions (no authentication, no fallbacks).
+pub fn documented_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(users::list, users::create))
+        .routes(routes!(users::get_one, users::update))
+        .routes(routes!(sync_settings::list))
+        .routes(routes!(sync_settings::get_one, sync_settings::put_one))
+        .routes(routes!(sync::start))
+        .routes(routes!(sync::status))
+        .routes(routes!(sync::fleet_status))
+        .routes(routes!(google::oauth_start))
+        .routes(routes!(google::reset_connection))
+        .routes(routes!(sync::history))
+        .routes(routes!(sync::run_detail))
+        .routes(routes!(sync::journal))
+        .routes(routes!(google::put_service_account))
+        .routes(routes!(google::put_oauth_client))
+        .routes(routes!(tags::list, tags::create))
+        .routes(routes!(tags::get_one, tags::delete))
+        .routes(routes!(contacts::list, contacts::create))
+        .routes(routes!(
+            contacts::get_one,
+            contacts::update,
+            contacts::delete
+        ))
+        .routes(routes!(contacts::tag, contacts::untag))
+        .routes(routes!(activities::list, activities::create))
+        .routes(routes!(
+            activities::get_one,
+            activities::update,
+            activities::delete
+        ))
+        .routes(routes!(openapi_document))
+}
+
+/// The OpenAPI 3.1 document of every `/api/v1` route.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = documented_routes().into_openapi();
+    openapi::finish(&mut doc);
+    doc
+}
+
+static OPENAPI_JSON: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| openapi::to_json(&openapi()).to_string());
+
+/// `GET /api/v1/openapi.json`.
+#[utoipa::path(
+    get, path = "/openapi.json", tag = "meta",
+    operation_id = "openapi_document",
+    summary = "This document (OpenAPI 3.1)",
+    responses((status = 200, description = "the OpenAPI 3.1 document of every /api/v1 route", body = Object, content_type = "application/json"))
+)]
+pub async fn openapi_document() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        OPENAPI_JSON.as_str(),
+    )
+        .into_response()
 }
 
 /// The `/api/v1` routes (with authentication), without the outer layers.
 pub fn api_routes(state: AppState) -> Router<AppState> {
-    Router::new()
-        .route("/users", get(users::list).post(users::create))
-        .route("/users/{id}", get(users::get_one).patch(users::update))
-        .route("/users/{id}/sync-settings", get(sync_settings::list))
-        .route(
-            "/users/{id}/sync-settings/{kind}",
-            get(sync_settings::get_one).put(sync_settings::put_one),
-        )
-        .route("/users/{id}/sync/{kind}", post(sync::start))
-        .route("/users/{id}/sync-status", get(sync::status))
-        .route("/sync-status", get(sync::fleet_status))
-        .route("/users/{id}/google/oauth/start", post(google::oauth_start))
-        .route(
-            "/users/{id}/google/connection",
-            axum::routing::delete(google::reset_connection),
-        )
-        .route("/sync-runs", get(sync::history))
-        .route("/sync-runs/{id}", get(sync::run_detail))
-        .route("/journal", get(sync::journal))
-        .route("/google/service-account", put(google::put_service_account))
-        .route("/google/oauth-client", put(google::put_oauth_client))
-        .route("/tags", get(tags::list).post(tags::create))
-        .route("/tags/{id}", get(tags::get_one).delete(tags::delete))
-        .route("/contacts", get(contacts::list).post(contacts::create))
-        .route(
-            "/contacts/{id}",
-            get(contacts::get_one)
-                .patch(contacts::update)
-                .delete(contacts::delete),
-        )
-        .route(
-            "/contacts/{id}/tags/{tag_id}",
-            put(contacts::tag).delete(contacts::untag),
-        )
-        .route(
-            "/activities",
-            get(activities::list).post(activities::create),
-        )
-        .route(
-            "/activities/{id}",
-            get(activities::get_one)
-                .patch(activities::update)
-                .delete(activities::delete),
-        )
+    let (routes, _) = documented_routes().split_for_parts();
+    routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
@@ -151,8 +236,14 @@ pub fn api_routes(state: AppState) -> Router<AppState> {
 
 /// The whole application: `/api/v1` plus body limit, panic catcher and request tracing.
 pub fn router(state: AppState) -> Router {
+    // The process's metrics recorder, before anything is counted.
+    crate::telemetry::handle();
     Router::new()
         .nest("/api/v1", api_routes(state.clone()))
+        // Operations: no token, no personal data.
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
         // The browser comes back here from Google's consent screen: no bearer token.
         .route("/oauth/callback", get(google::oauth_callback))
         // The admin page (static; it calls the API with the admin's token).
@@ -178,6 +269,28 @@ pub fn router(state: AppState) -> Router {
         // Every answer (API JSON, errors, the OAuth callback page, 404s, panics) is not cached,
         // not sniffed, leaks no referrer and cannot be framed; routes may set their own values
         // (the admin page sets its own CSP).
+        .layer(security_header(header::CACHE_CONTROL, "no-store"))
+        .layer(security_header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .layer(security_header(header::REFERRER_POLICY, "no-referrer"))
+        .layer(security_header(header::X_FRAME_OPTIONS, "DENY"))
+        .layer(security_header(
+            header::CONTENT_SECURITY_POLICY,
+            DEFAULT_CSP,
+        ))
+}
+
+/// `/healthz`, `/readyz` and `/metrics` alone (what `crmsync worker --metrics-listen` serves),
+/// with the same security headers as [`router`].
+pub fn ops_router(state: AppState) -> Router {
+    crate::telemetry::handle();
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(TraceLayer::new_for_http())
         .layer(security_header(header::CACHE_CONTROL, "no-store"))
         .layer(security_header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .layer(security_header(header::REFERRER_POLICY, "no-referrer"))

@@ -132,14 +132,12 @@ where
     }
     let (all, w) = (items.clone(), write.clone());
     let batch = store
-        .run(move |s| {
-            s.write(|c| {
-                let mut journal = Vec::new();
-                for p in &all {
-                    journal.extend(w(c, p)?);
-                }
-                sync_state::append_journal(c, &journal, now)
-            })
+        .write_async(move |c| {
+            let mut journal = Vec::new();
+            for p in &all {
+                journal.extend(w(c, p)?);
+            }
+            sync_state::append_journal(c, &journal, now)
         })
         .await;
     if batch.is_ok() {
@@ -149,11 +147,9 @@ where
     for p in items {
         let (one, w) = (p.clone(), write.clone());
         let r = store
-            .run(move |s| {
-                s.write(|c| {
-                    let journal = w(c, &one)?;
-                    sync_state::append_journal(c, &journal, now)
-                })
+            .write_async(move |c| {
+                let journal = w(c, &one)?;
+                sync_state::append_journal(c, &journal, now)
             })
             .await;
         out.push((p, r));
@@ -171,26 +167,24 @@ pub(crate) async fn write_intents(
     now: DateTime<Utc>,
 ) -> Result<Vec<LinkId>, crmsync_schema::StoreError> {
     store
-        .run(move |s| {
-            s.write(|c| {
-                let new: Vec<LinkWrite> = intents
-                    .iter()
-                    .filter(|(id, _)| id.is_none())
-                    .map(|(_, w)| w.clone())
-                    .collect();
-                let mut inserted = sync_state::insert_links(c, user, kind, &new, now)?.into_iter();
-                let mut ids = Vec::with_capacity(intents.len());
-                for (id, w) in &intents {
-                    match id {
-                        Some(id) => {
-                            sync_state::update_link(c, *id, w, now)?;
-                            ids.push(*id);
-                        }
-                        None => ids.extend(inserted.next()),
+        .write_async(move |c| {
+            let new: Vec<LinkWrite> = intents
+                .iter()
+                .filter(|(id, _)| id.is_none())
+                .map(|(_, w)| w.clone())
+                .collect();
+            let mut inserted = sync_state::insert_links(c, user, kind, &new, now)?.into_iter();
+            let mut ids = Vec::with_capacity(intents.len());
+            for (id, w) in &intents {
+                match id {
+                    Some(id) => {
+                        sync_state::update_link(c, *id, w, now)?;
+                        ids.push(*id);
                     }
+                    None => ids.extend(inserted.next()),
                 }
-                Ok(ids)
-            })
+            }
+            Ok(ids)
         })
         .await
 }

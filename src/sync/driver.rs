@@ -154,7 +154,7 @@ pub(crate) async fn drive<K: Kind>(
     let failing = ex
         .ctx
         .store
-        .run(move |s| s.read(|c| parked::failing_items(c, uid, K::KIND, 10_000)))
+        .read_async(move |c| parked::failing_items(c, uid, K::KIND, 10_000))
         .await?;
     let park_after = ex.ctx.config.park_after;
     ex.tally.load_failures(failing, park_after);
@@ -203,7 +203,7 @@ pub(crate) async fn drive<K: Kind>(
         let chunk = ex
             .ctx
             .store
-            .run(move |s| s.read(|c| K::changed_since(c, &scope, from, CRM_CHUNK)))
+            .read_async(move |c| K::changed_since(c, &scope, from, CRM_CHUNK))
             .await?;
         let chunk: Vec<K::Record> = chunk
             .into_iter()
@@ -247,7 +247,7 @@ pub(crate) async fn drive<K: Kind>(
         let linked = ex
             .ctx
             .store
-            .run(move |s| s.read(|c| sync_state::count_links(c, uid, K::KIND, LinkState::Active)))
+            .read_async(move |c| sync_state::count_links(c, uid, K::KIND, LinkState::Active))
             .await?;
         match guard_decision(ex.ctx, linked, ends.len()) {
             GuardDecision::Block(message) => {
@@ -297,11 +297,9 @@ pub(crate) async fn drive<K: Kind>(
     // that is not parked.
     ex.ctx
         .store
-        .run(move |s| {
-            s.write(|c| {
-                parked::record_outcome(c, uid, K::KIND, &failed, &cleared, park_after, now)?;
-                sync_state::put_cursor(c, uid, K::KIND, &new_cursor, now)
-            })
+        .write_async(move |c| {
+            parked::record_outcome(c, uid, K::KIND, &failed, &cleared, park_after, now)?;
+            sync_state::put_cursor(c, uid, K::KIND, &new_cursor, now)
         })
         .await?;
     Ok(body)

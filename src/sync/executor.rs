@@ -227,7 +227,7 @@ impl<'a, K: Kind> Executor<'a, K> {
         Ok(self
             .ctx
             .store
-            .run(move |s| s.read(|c| sync_state::links_by_crm_ids(c, uid, K::KIND, &ids)))
+            .read_async(move |c| sync_state::links_by_crm_ids(c, uid, K::KIND, &ids))
             .await?
             .into_iter()
             .map(|l| (l.crm_id.clone(), l))
@@ -241,7 +241,7 @@ impl<'a, K: Kind> Executor<'a, K> {
         Ok(self
             .ctx
             .store
-            .run(move |s| s.read(|c| K::records_by_ids(c, &ids)))
+            .read_async(move |c| K::records_by_ids(c, &ids))
             .await?
             .into_iter()
             .map(|r| (r.record_id(), r))
@@ -258,8 +258,8 @@ impl<'a, K: Kind> Executor<'a, K> {
         Ok(self
             .ctx
             .store
-            .run(move |s| {
-                s.read(|c| sync_state::links_in_state(c, uid, K::KIND, state, after, LINK_PAGE))
+            .read_async(move |c| {
+                sync_state::links_in_state(c, uid, K::KIND, state, after, LINK_PAGE)
             })
             .await?)
     }

@@ -31,7 +31,6 @@ use crmsync_engine::ids::{RunId, SyncKind, UserId};
 use crmsync_engine::model::{ConnectionState, User};
 use crmsync_engine::planner::PlanPolicy;
 use crmsync_schema::runs::{self, RunOutcome};
-use crmsync_schema::sync_state;
 use crmsync_schema::{connections, users, Store};
 use error::SyncError;
 use google::AccountProvider;
@@ -260,9 +259,7 @@ impl SyncEngine {
         let opts = serde_json::to_value(options).unwrap_or_default();
         let run_id = self
             .store
-            .run(move |s| {
-                s.write(|c| runs::create_run(c, user, kind, trigger.as_str(), &opts, now))
-            })
+            .write_async(move |c| runs::create_run(c, user, kind, trigger.as_str(), &opts, now))
             .await?;
         self.execute(run_id, user, kind, options, None).await
     }
@@ -283,7 +280,7 @@ impl SyncEngine {
         async move {
             let now = self.clock.now();
             let w = worker.clone();
-            self.store.run(move |s| s.write(|c| runs::start_run(c, run_id, w.as_deref(), now))).await?;
+            self.store.write_async(move |c| runs::start_run(c, run_id, w.as_deref(), now)).await?;
             tracing::info!("run started");
             let mut metrics_before = CallMetrics::default();
             let result = self.run_kind(run_id, user_id, kind, options, &mut metrics_before).await;
@@ -301,8 +298,7 @@ impl SyncEngine {
                         self.accounts.forget(user_id);
                         let (m, now) = (message.clone(), self.clock.now());
                         self.store
-                            .run(move |s| {
-                                s.write(|c| {
+                            .write_async(move |c| {
                                     if connections::get_connection(c, user_id)?.is_some() {
                                         connections::set_connection_state(c, user_id, ConnectionState::AuthError, Some(&m), now)?;
                                     } else {
@@ -311,7 +307,6 @@ impl SyncEngine {
                                     }
                                     Ok(())
                                 })
-                            })
                             .await?;
                     }
                     (RunState::Failed, RunBody { message: Some(e.to_string()), ..Default::default() })
@@ -338,7 +333,7 @@ impl SyncEngine {
                 message: report.message.clone(),
             };
             let now = self.clock.now();
-            self.store.run(move |s| s.write(|c| runs::finish_run(c, run_id, &outcome, now))).await?;
+            self.store.write_async(move |c| runs::finish_run(c, run_id, &outcome, now)).await?;
             tracing::info!(state = state.as_str(), counts = ?report.counts, errors = report.errors.len(), "run finished");
             Ok(report)
         }
@@ -349,7 +344,7 @@ impl SyncEngine {
     async fn account_metrics(&self, user: UserId) -> Option<CallMetrics> {
         let u = self
             .store
-            .run(move |s| s.read(|c| users::find_user(c, user)))
+            .read_async(move |c| users::find_user(c, user))
             .await
             .ok()??;
         self.accounts
@@ -369,7 +364,7 @@ impl SyncEngine {
     ) -> Result<RunBody, SyncError> {
         let user = self
             .store
-            .run(move |s| s.read(|c| users::find_user(c, user_id)))
+            .read_async(move |c| users::find_user(c, user_id))
             .await?
             .ok_or_else(|| SyncError::NotConfigured(format!("user {user_id} does not exist")))?;
         let account = self.accounts.account_for(&user).await?;
@@ -396,21 +391,19 @@ impl SyncEngine {
         // A successful run clears an earlier auth error.
         let now = self.clock.now();
         self.store
-            .run(move |s| {
-                s.write(|c| {
-                    if let Some(conn) = connections::get_connection(c, user_id)? {
-                        if conn.state == ConnectionState::AuthError {
-                            connections::set_connection_state(
-                                c,
-                                user_id,
-                                ConnectionState::Active,
-                                None,
-                                now,
-                            )?;
-                        }
+            .write_async(move |c| {
+                if let Some(conn) = connections::get_connection(c, user_id)? {
+                    if conn.state == ConnectionState::AuthError {
+                        connections::set_connection_state(
+                            c,
+                            user_id,
+                            ConnectionState::Active,
+                            None,
+                            now,
+                        )?;
                     }
-                    Ok(())
-                })
+                }
+                Ok(())
             })
             .await?;
         Ok(body)

@@ -3,8 +3,8 @@
 
 use crate::sync::driver::RemoteRecord;
 use chrono::{DateTime, Utc};
+use crmsync_connectors::contact_wire;
 use crmsync_connectors::{Event, Person};
-use crmsync_engine::contact_map;
 
 impl RemoteRecord for Person {
     fn remote_id(&self) -> Option<String> {
@@ -14,7 +14,7 @@ impl RemoteRecord for Person {
         self.etag.clone()
     }
     fn updated(&self) -> Option<DateTime<Utc>> {
-        contact_map::person_updated_at(self)
+        contact_wire::person_updated_at(self)
     }
     fn deleted(id: String) -> Person {
         Person {

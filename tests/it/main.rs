@@ -1,16 +1,21 @@
 //! crmsync's integration tests: one binary, every database test on SQLite and on PostgreSQL
 //! (`db_test!` makes `<name>_sqlite` and `<name>_postgres`). Run them with `bash scripts/test`.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 mod api_activities;
 mod api_auth;
 mod api_contacts;
+mod api_openapi;
 mod api_settings;
 mod api_users_tags;
 mod api_validation;
 mod cli;
 mod migrations;
+mod ops_metrics;
 mod sched_api;
 mod sched_cli;
 mod sched_clock;

@@ -3,6 +3,9 @@
 //! reqwest. Every test environment records all JSON responses and, at the end, checks each
 //! against the discovery response schema of its method (see `schema.rs`).
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod calendar;
 mod common;
 mod control;

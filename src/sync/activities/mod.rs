@@ -20,6 +20,7 @@ use crate::sync::error::SyncError;
 use crate::sync::executor::{known_link, Executor, Item, Observed};
 use crate::sync::{RunBody, RunCtx, SyncConfig};
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use crmsync_connectors::event_wire;
 use crmsync_connectors::{CalendarClient, Event, EventListQuery, GoogleError};
 use crmsync_engine::activity_map::{self as map, CalendarContext, Directory, PersonRef};
 use crmsync_engine::activity_policy::{self as policy, Admission};
@@ -85,14 +86,12 @@ pub(crate) async fn run(ctx: &RunCtx) -> Result<RunBody, SyncError> {
     let uid = user.id;
     let (settings, cursor, crm_high) = ctx
         .store
-        .run(move |s| {
-            s.read(|c| {
-                Ok((
-                    settings::get_sync_settings(c, uid, KIND)?,
-                    sync_state::get_cursor(c, uid, KIND)?,
-                    crmsync_schema::current_change_seq(c)?,
-                ))
-            })
+        .read_async(move |c| {
+            Ok((
+                settings::get_sync_settings(c, uid, KIND)?,
+                sync_state::get_cursor(c, uid, KIND)?,
+                crmsync_schema::current_change_seq(c)?,
+            ))
         })
         .await?;
     let settings = settings.ok_or_else(|| {
@@ -175,7 +174,7 @@ impl Kind for Activities {
     /// Trigger words filter imports only (not linked events).
     fn google_state(&self, e: &Event, dir: &Arc<Directory>, linked: bool) -> Option<GoogleState> {
         let id = GoogleId::new(e.id.clone()?);
-        let mut presence = map::event_presence(e, &self.cal);
+        let mut presence = event_wire::event_presence(e, &self.cal);
         if presence == Presence::InScope
             && !linked
             && !policy::matches_trigger_words(
@@ -185,7 +184,8 @@ impl Kind for Activities {
         {
             presence = Presence::OutOfScope;
         }
-        let fields = (presence != Presence::Deleted).then(|| map::event_fields(e, dir, &self.cal));
+        let fields =
+            (presence != Presence::Deleted).then(|| event_wire::event_fields(e, dir, &self.cal));
         Some(GoogleState {
             id,
             fields,
@@ -361,7 +361,7 @@ async fn directory(
 ) -> Result<Arc<Directory>, SyncError> {
     let mut emails: Vec<String> = events
         .iter()
-        .flat_map(|e| map::attendee_emails(e))
+        .flat_map(|e| event_wire::attendee_emails(e))
         .collect();
     let mut bare: Vec<String> = Vec::new();
     for a in activities {
@@ -381,13 +381,11 @@ async fn directory(
     let (users, contacts) = ex
         .ctx
         .store
-        .run(move |s| {
-            s.read(|c| {
-                Ok((
-                    sync_state::users_with_emails(c, &emails)?,
-                    sync_state::contacts_with_emails(c, &emails)?,
-                ))
-            })
+        .read_async(move |c| {
+            Ok((
+                sync_state::users_with_emails(c, &emails)?,
+                sync_state::contacts_with_emails(c, &emails)?,
+            ))
         })
         .await?;
     let entries = users
@@ -415,17 +413,18 @@ async fn plan_listed(
     }
     let uid = ex.uid();
     let ids: Vec<String> = events.iter().filter_map(|e| e.id.clone()).collect();
-    let markers: Vec<String> = events.iter().filter_map(map::event_crm_marker).collect();
+    let markers: Vec<String> = events
+        .iter()
+        .filter_map(event_wire::event_crm_marker)
+        .collect();
     let (by_google, by_crm) = ex
         .ctx
         .store
-        .run(move |s| {
-            s.read(|c| {
-                Ok((
-                    sync_state::links_by_google_ids(c, uid, KIND, &ids)?,
-                    sync_state::links_by_crm_ids(c, uid, KIND, &markers)?,
-                ))
-            })
+        .read_async(move |c| {
+            Ok((
+                sync_state::links_by_google_ids(c, uid, KIND, &ids)?,
+                sync_state::links_by_crm_ids(c, uid, KIND, &markers)?,
+            ))
         })
         .await?;
     let by_google: HashMap<String, Link> = by_google
@@ -437,7 +436,7 @@ async fn plan_listed(
     for e in events {
         let id = e.id.clone().unwrap_or_default();
         let found = by_google.get(&id);
-        let by_marker = map::event_crm_marker(&e).and_then(|m| by_crm.get(&m));
+        let by_marker = event_wire::event_crm_marker(&e).and_then(|m| by_crm.get(&m));
         let deleted = e.status.as_deref() == Some("cancelled");
         let link = match identity::resolve(
             &id,
@@ -461,7 +460,7 @@ async fn plan_listed(
         .filter_map(|(e, l)| {
             l.as_ref()
                 .map(|l| l.crm_id.clone())
-                .or_else(|| map::event_crm_marker(e))
+                .or_else(|| event_wire::event_crm_marker(e))
         })
         .filter_map(|id| id.parse().ok())
         .collect();
@@ -470,7 +469,7 @@ async fn plan_listed(
     let crm: HashMap<String, Activity> = ex
         .ctx
         .store
-        .run(move |s| s.read(|c| activity_store::activities_by_ids(c, &wanted)))
+        .read_async(move |c| activity_store::activities_by_ids(c, &wanted))
         .await?
         .into_iter()
         .map(|a| (a.id.to_string(), a))
@@ -493,7 +492,7 @@ async fn plan_listed(
             }
             None => {
                 // Our own insert, found by its CRM id: adopt it.
-                let adopt = map::event_crm_marker(&e)
+                let adopt = event_wire::event_crm_marker(&e)
                     .and_then(|m| crm.get(&m))
                     .filter(|a| !ex.handled.contains(&a.id.to_string()))
                     .filter(|_| gs.presence == Presence::InScope)
@@ -528,7 +527,7 @@ async fn organizer_syncs(
     let v = ex
         .ctx
         .store
-        .run(move |s| s.read(|c| settings::get_sync_settings(c, user, KIND)))
+        .read_async(move |c| settings::get_sync_settings(c, user, KIND))
         .await?
         .is_some();
     ex.kind.has_sync.insert(user, v);
@@ -546,27 +545,25 @@ async fn take_over(ex: &mut Executor<'_, Activities>, a: Activity) -> Result<Act
     let updated = ex
         .ctx
         .store
-        .run(move |s| {
-            s.write(|c| {
-                let updated = activity_store::update_activity(c, id, &data, now)?;
-                let entry = JournalEntry {
-                    run_id: jctx.run,
-                    user_id: jctx.user,
-                    kind: KIND,
-                    link_id: None,
-                    crm_id: Some(id.to_string()),
-                    google_id: None,
-                    side: "crm".into(),
-                    action: "organizer_changed".into(),
-                    rule: "organizer_fallback".into(),
-                    field: Some("organizer_user_id".into()),
-                    winner: None,
-                    before: Some(json!(old.to_string())),
-                    after: Some(json!(uid.to_string())),
-                };
-                sync_state::append_journal(c, &[entry], now)?;
-                Ok(updated)
-            })
+        .write_async(move |c| {
+            let updated = activity_store::update_activity(c, id, &data, now)?;
+            let entry = JournalEntry {
+                run_id: jctx.run,
+                user_id: jctx.user,
+                kind: KIND,
+                link_id: None,
+                crm_id: Some(id.to_string()),
+                google_id: None,
+                side: "crm".into(),
+                action: "organizer_changed".into(),
+                rule: "organizer_fallback".into(),
+                field: Some("organizer_user_id".into()),
+                winner: None,
+                before: Some(json!(old.to_string())),
+                after: Some(json!(uid.to_string())),
+            };
+            sync_state::append_journal(c, &[entry], now)?;
+            Ok(updated)
         })
         .await?;
     tracing::info!(activity = %id, old_organizer = %old, "organizer has no activity sync: the participant running the sync takes over");

@@ -9,6 +9,7 @@ use crate::sync::crash::CrashPoint;
 use crate::sync::driver::Kind;
 use crate::sync::error::SyncError;
 use crate::sync::executor::{Executor, Item};
+use crmsync_connectors::event_wire;
 use crmsync_connectors::{ErrorKind, Event, GoogleError, InsertOutcome};
 use crmsync_engine::activity_map as map;
 use crmsync_engine::fields;
@@ -36,7 +37,7 @@ pub(super) async fn google_inserts(
             let a = p.crm.as_ref()?;
             Some((
                 i,
-                map::event_for_insert(a.id, &p.plan.google.target, &p.extra, &cal),
+                event_wire::event_for_insert(a.id, &p.plan.google.target, &p.extra, &cal),
             ))
         })
         .collect();
@@ -88,7 +89,7 @@ pub(super) async fn adopt_existing(
         );
         return Ok(());
     };
-    if !map::event_is_organized_by_owner(&e, &ex.kind.cal) {
+    if !event_wire::event_is_organized_by_owner(&e, &ex.kind.cal) {
         ex.fail(p, format!("event {id} exists in the calendar but another user organizes it; change the activity's organizer or remove the copy"), false);
         return Ok(());
     }
@@ -102,14 +103,15 @@ pub(super) async fn adopt_existing(
                 .unwrap_or(ActivityStatus::Planned),
         )
         .to_string();
-        let current = map::event_fields(&e, &p.extra, &ex.kind.cal);
+        let current = event_wire::event_fields(&e, &p.extra, &ex.kind.cal);
         let result = if map::switches_all_day(&current, &p.plan.google.target) {
-            let mut event = map::event_update(&p.plan.google.target, &e, &p.extra, &ex.kind.cal);
+            let mut event =
+                event_wire::event_update(&p.plan.google.target, &e, &p.extra, &ex.kind.cal);
             event.status = Some(status);
             ex.kind.calendar.update_event(CALENDAR, id, event).await
         } else {
             let names: Vec<String> = p.plan.google.target.keys().cloned().collect();
-            let mut patch = map::event_patch(
+            let mut patch = event_wire::event_patch(
                 &p.plan.google.target,
                 &names,
                 Some(&e),
@@ -197,7 +199,7 @@ pub(super) async fn google_writes(
                 continue;
             }
             let mut patch =
-                map::event_patch(&g.target, &g.update, p.remote.as_ref(), &p.extra, &cal);
+                event_wire::event_patch(&g.target, &g.update, p.remote.as_ref(), &p.extra, &cal);
             if g.scope == ScopeOp::Join {
                 patch.status = Some(
                     fields::get(&g.target, "show_as")
@@ -223,7 +225,7 @@ pub(super) async fn google_writes(
             }
             let p = &work[*i];
             *body = p.remote.as_ref().map(|base| {
-                Box::new(map::event_update(
+                Box::new(event_wire::event_update(
                     &p.plan.google.target,
                     base,
                     &p.extra,
@@ -241,7 +243,7 @@ pub(super) async fn google_writes(
                     .map_err(|e| ex.google_err(e))?;
                 if let Some(e) = current {
                     let p = &work[*i];
-                    **patch = map::event_patch(
+                    **patch = event_wire::event_patch(
                         &p.plan.google.target,
                         &p.plan.google.update,
                         Some(&e),

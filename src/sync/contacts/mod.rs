@@ -19,6 +19,7 @@ use crate::sync::error::SyncError;
 use crate::sync::executor::{known_link, Executor, Item, Observed, BATCH};
 use crate::sync::{RunBody, RunCtx, SyncConfig};
 use chrono::{DateTime, Utc};
+use crmsync_connectors::contact_wire;
 use crmsync_connectors::{ErrorKind, GoogleError, PeopleClient, Person};
 use crmsync_engine::contact_map;
 use crmsync_engine::guard::RejoinGoogle;
@@ -55,13 +56,11 @@ pub(crate) async fn run(ctx: &RunCtx) -> Result<RunBody, SyncError> {
     let uid = user.id;
     let (settings, cursor, crm_high) = ctx
         .store
-        .run(move |s| {
-            s.read(|c| {
-                let st = settings::get_sync_settings(c, uid, KIND)?;
-                let cursor = sync_state::get_cursor(c, uid, KIND)?;
-                let high = crmsync_schema::current_change_seq(c)?;
-                Ok((st, cursor, high))
-            })
+        .read_async(move |c| {
+            let st = settings::get_sync_settings(c, uid, KIND)?;
+            let cursor = sync_state::get_cursor(c, uid, KIND)?;
+            let high = crmsync_schema::current_change_seq(c)?;
+            Ok((st, cursor, high))
         })
         .await?;
     let settings = settings.ok_or_else(|| {
@@ -78,7 +77,7 @@ pub(crate) async fn run(ctx: &RunCtx) -> Result<RunBody, SyncError> {
     })?;
     let tag = ctx
         .store
-        .run(move |s| s.read(|c| tags::find_tag(c, tag_id)))
+        .read_async(move |c| tags::find_tag(c, tag_id))
         .await?;
     match tag {
         Some(t) if t.can_be_sync_tag_of(uid) => {}
@@ -134,7 +133,7 @@ impl Kind for Contacts {
 
     fn google_state(&self, p: &Person, _extra: &(), _linked: bool) -> Option<GoogleState> {
         let id = GoogleId::new(p.resource_name.clone()?);
-        if contact_map::person_is_deleted(p) {
+        if contact_wire::person_is_deleted(p) {
             return Some(GoogleState {
                 id,
                 fields: None,
@@ -143,15 +142,15 @@ impl Kind for Contacts {
             });
         }
         let group = self.group.as_deref().unwrap_or_default();
-        let presence = if contact_map::person_groups(p).iter().any(|g| g == group) {
+        let presence = if contact_wire::person_groups(p).iter().any(|g| g == group) {
             Presence::InScope
         } else {
             Presence::OutOfScope
         };
         Some(GoogleState {
             id,
-            fields: Some(contact_map::person_fields(p)),
-            updated_at: contact_map::person_updated_at(p).unwrap_or(DateTime::<Utc>::MIN_UTC),
+            fields: Some(contact_wire::person_fields(p)),
+            updated_at: contact_wire::person_updated_at(p).unwrap_or(DateTime::<Utc>::MIN_UTC),
             presence,
         })
     }
@@ -327,10 +326,8 @@ async fn ensure_group(
                 let a = after;
                 let page = ctx
                     .store
-                    .run(move |s| {
-                        s.read(|c| {
-                            sync_state::links_in_state(c, uid, KIND, LinkState::Active, a, 1000)
-                        })
+                    .read_async(move |c| {
+                        sync_state::links_in_state(c, uid, KIND, LinkState::Active, a, 1000)
                     })
                     .await?;
                 let Some(last) = page.last() else { break };
@@ -357,7 +354,7 @@ async fn plan_listed(
     let known: HashMap<String, Option<String>> = ex
         .ctx
         .store
-        .run(move |s| s.read(|c| sync_state::links_by_google_ids(c, uid, KIND, &names)))
+        .read_async(move |c| sync_state::links_by_google_ids(c, uid, KIND, &names))
         .await?
         .into_iter()
         .filter(|l| l.state == LinkState::Active)
@@ -365,7 +362,7 @@ async fn plan_listed(
         .collect();
     let mut people = people;
     people.retain(|p| {
-        let echo = !contact_map::person_is_deleted(p)
+        let echo = !contact_wire::person_is_deleted(p)
             && p.etag.is_some()
             && p.resource_name.as_ref().and_then(|n| known.get(n)) == Some(&p.etag);
         if echo {
@@ -389,7 +386,7 @@ async fn plan_listed(
     let gids: Vec<String> = states.iter().map(|(_, s)| s.id.0.clone()).collect();
     let markers: Vec<String> = states
         .iter()
-        .filter_map(|(p, _)| contact_map::person_crm_marker(p))
+        .filter_map(|(p, _)| contact_wire::person_crm_marker(p))
         .collect();
     let in_scope_emails: Vec<String> = states
         .iter()
@@ -404,17 +401,14 @@ async fn plan_listed(
     let (by_google, by_crm, candidates) = ex
         .ctx
         .store
-        .run(move |s| {
-            s.read(|c| {
-                let by_google = sync_state::links_by_google_ids(c, uid, KIND, &gids)?;
-                let by_crm = sync_state::links_by_crm_ids(c, uid, KIND, &markers)?;
-                let mut candidates =
-                    sync_state::tagged_contacts_with_emails(c, tag, &in_scope_emails)?;
-                let marker_ids: Vec<ContactId> =
-                    markers.iter().filter_map(|m| m.parse().ok()).collect();
-                candidates.extend(contact_store::contacts_by_ids(c, &marker_ids)?);
-                Ok((by_google, by_crm, candidates))
-            })
+        .read_async(move |c| {
+            let by_google = sync_state::links_by_google_ids(c, uid, KIND, &gids)?;
+            let by_crm = sync_state::links_by_crm_ids(c, uid, KIND, &markers)?;
+            let mut candidates = sync_state::tagged_contacts_with_emails(c, tag, &in_scope_emails)?;
+            let marker_ids: Vec<ContactId> =
+                markers.iter().filter_map(|m| m.parse().ok()).collect();
+            candidates.extend(contact_store::contacts_by_ids(c, &marker_ids)?);
+            Ok((by_google, by_crm, candidates))
         })
         .await?;
     let by_google: HashMap<String, Link> = by_google
@@ -428,7 +422,7 @@ async fn plan_listed(
     let mut unlinked: Vec<(Person, GoogleState)> = Vec::new();
     let mut duplicates: Vec<GoogleState> = Vec::new();
     for (p, s) in states {
-        let by_marker = contact_map::person_crm_marker(&p).and_then(|m| by_crm.get(&m));
+        let by_marker = contact_wire::person_crm_marker(&p).and_then(|m| by_crm.get(&m));
         let found = by_google.get(&s.id.0);
         match identity::resolve(
             &s.id.0,
@@ -460,7 +454,7 @@ async fn plan_listed(
     let crm: HashMap<String, Contact> = ex
         .ctx
         .store
-        .run(move |s| s.read(|c| contact_store::contacts_by_ids(c, &crm_ids)))
+        .read_async(move |c| contact_store::contacts_by_ids(c, &crm_ids))
         .await?
         .into_iter()
         .map(|c| (c.id.to_string(), c))
@@ -476,7 +470,7 @@ async fn plan_listed(
     let candidate_links: HashSet<String> = ex
         .ctx
         .store
-        .run(move |s| s.read(|c| sync_state::links_by_crm_ids(c, uid, KIND, &candidate_ids)))
+        .read_async(move |c| sync_state::links_by_crm_ids(c, uid, KIND, &candidate_ids))
         .await?
         .into_iter()
         .filter(|l| l.state != LinkState::Ended)
@@ -511,7 +505,7 @@ async fn plan_listed(
                 .as_ref()
                 .map(contact_map::match_keys)
                 .unwrap_or_default();
-            (s.id.0.clone(), contact_map::person_crm_marker(p), keys)
+            (s.id.0.clone(), contact_wire::person_crm_marker(p), keys)
         })
         .collect();
     let mut paired: HashMap<usize, (usize, PairReason)> = HashMap::new();

@@ -9,8 +9,8 @@ use crate::sync::crash::CrashPoint;
 use crate::sync::driver::Kind;
 use crate::sync::error::SyncError;
 use crate::sync::executor::{isolating, Executor, Item};
+use crmsync_connectors::contact_wire::{self, MY_CONTACTS};
 use crmsync_connectors::{ErrorKind, GoogleError, Person};
-use crmsync_engine::contact_map::{self, MY_CONTACTS};
 use crmsync_engine::fields;
 use crmsync_engine::planner::{GoogleObs, ScopeOp};
 use crmsync_schema::sync_state;
@@ -31,7 +31,7 @@ pub(super) async fn google_creates(
         .map(|&i| {
             let p = &chunk[i];
             let crm_id = p.crm_id().unwrap_or_default();
-            contact_map::person_for_create(&p.plan.google.target, &crm_id, ex.kind.group())
+            contact_wire::person_for_create(&p.plan.google.target, &crm_id, ex.kind.group())
         })
         .collect();
     let people = ex.kind.people.clone();
@@ -87,7 +87,7 @@ pub(super) async fn google_creates(
     if !refused.is_empty() {
         ex.ctx
             .store
-            .run(move |s| s.write(|c| sync_state::clear_pending_since(c, &refused)))
+            .write_async(move |c| sync_state::clear_pending_since(c, &refused))
             .await?;
     }
     if applied {
@@ -168,11 +168,11 @@ pub(super) async fn google_updates(
             .iter()
             .flat_map(|&i| chunk[i].plan.google.update.clone())
             .collect();
-        let mask = contact_map::update_mask(&changed);
+        let mask = contact_wire::update_mask(&changed);
         let persons: Vec<Person> = idx
             .iter()
             .map(|&i| {
-                contact_map::person_for_write(
+                contact_wire::person_for_write(
                     &chunk[i].plan.google.target,
                     chunk[i].remote.as_ref(),
                 )
