@@ -27,6 +27,7 @@ mod security;
 mod store_feed;
 mod store_misc;
 mod sync_activities;
+mod sync_conditional;
 mod sync_contacts;
 mod sync_sim_activities;
 mod sync_simulation;

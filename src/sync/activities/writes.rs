@@ -158,12 +158,60 @@ pub(super) async fn adopt_existing(
     Ok(())
 }
 
-/// Patches and cancellations, concurrently up to the configured limit (the client's rate
-/// limiter keeps them under the per-user quota).
+/// Patches, full updates and cancellations, concurrently up to the configured limit (the
+/// client's rate limiter keeps them under the per-user quota). Each write is conditional on the
+/// etag the plan was made from (the event read in this run, else the one last synced): an edit
+/// made in Google since then is not overwritten; the event is read again, the item re-planned
+/// (merging both edits, the loser journaled) and written once more.
 pub(super) async fn google_writes(
     ex: &mut Executor<'_, Activities>,
     work: &mut [Item<Activities>],
 ) -> Result<(), SyncError> {
+    let mut wrote = false;
+    for attempt in 0..2 {
+        let (any, stale) = write_round(ex, work, attempt == 0).await?;
+        wrote |= any;
+        if stale.is_empty() {
+            break;
+        }
+        for i in stale {
+            let Some(id) = work[i].google_id() else {
+                continue;
+            };
+            let current = ex
+                .kind
+                .calendar
+                .get_event(CALENDAR, &id)
+                .await
+                .map_err(|e| ex.google_err(e))?;
+            let (google, remote) = ex.observe(current.as_ref(), &work[i].extra);
+            work[i].remote = remote;
+            tracing::info!(event = %id, "the event changed in Google since the plan: re-planned against it");
+            ex.replan(&mut work[i], google);
+        }
+    }
+    if wrote {
+        ex.ctx
+            .crash_point(CrashPoint::AfterRemoteWriteBeforeLocalCommit)?;
+    }
+    Ok(())
+}
+
+/// The etag a write is conditional on: the event as read in this run, else as last synced.
+fn base_etag(p: &Item<Activities>) -> Option<String> {
+    p.remote
+        .as_ref()
+        .and_then(|e| e.etag.clone())
+        .or_else(|| p.link.as_ref().and_then(|l| l.etag.clone()))
+}
+
+/// One round of writes. Returns whether any write was sent, and the items Google refused as
+/// changed since their plan (when `may_retry`; otherwise those fail and the next run retries).
+async fn write_round(
+    ex: &mut Executor<'_, Activities>,
+    work: &mut [Item<Activities>],
+    may_retry: bool,
+) -> Result<(bool, Vec<usize>), SyncError> {
     enum Op {
         Patch(Box<Event>),
         /// A full update built on the current event (an all-day <-> timed switch); the
@@ -191,8 +239,7 @@ pub(super) async fn google_writes(
                 .or_else(|| p.link.as_ref().map(|l| l.snapshot.clone()));
             if base_fields
                 .as_ref()
-                .map(|b| map::switches_all_day(b, &g.target))
-                .unwrap_or(false)
+                .is_some_and(|b| map::switches_all_day(b, &g.target))
             {
                 // A patch cannot clear `dateTime`/`date`: replace the whole event.
                 jobs.push((i, id, Op::Replace(None)));
@@ -256,27 +303,46 @@ pub(super) async fn google_writes(
         }
     }
     if jobs.is_empty() {
-        return Ok(());
+        return Ok((false, Vec::new()));
     }
     let calendar = ex.kind.calendar.clone();
-    let results: Vec<(
-        usize,
-        Result<Option<Event>, crmsync_connectors::GoogleError>,
-    )> = stream::iter(jobs)
+    let jobs: Vec<(usize, String, Op, Option<String>)> = jobs
+        .into_iter()
         .map(|(i, id, op)| {
+            let etag = base_etag(&work[i]);
+            (i, id, op, etag)
+        })
+        .collect();
+    let results: Vec<(usize, Result<Option<Event>, GoogleError>)> = stream::iter(jobs)
+        .map(|(i, id, op, etag)| {
             let calendar = calendar.clone();
             async move {
-                let r = match op {
-                    Op::Patch(patch) => calendar.patch_event(CALENDAR, &id, *patch).await.map(Some),
-                    Op::Replace(Some(event)) => {
-                        calendar.update_event(CALENDAR, &id, *event).await.map(Some)
+                let id = id.as_str();
+                let r = match (op, etag.as_deref()) {
+                    (Op::Patch(patch), Some(etag)) => calendar
+                        .patch_event_if_match(CALENDAR, id, *patch, etag)
+                        .await
+                        .map(Some),
+                    (Op::Patch(patch), None) => {
+                        calendar.patch_event(CALENDAR, id, *patch).await.map(Some)
                     }
-                    Op::Replace(None) => Err(crmsync_connectors::GoogleError::local(
+                    (Op::Replace(Some(event)), Some(etag)) => calendar
+                        .update_event_if_match(CALENDAR, id, *event, etag)
+                        .await
+                        .map(Some),
+                    (Op::Replace(Some(event)), None) => {
+                        calendar.update_event(CALENDAR, id, *event).await.map(Some)
+                    }
+                    (Op::Replace(None), _) => Err(GoogleError::local(
                         ErrorKind::NotFound,
-                        "calendar.remotes.update",
+                        "calendar.events.update",
                         "the event to switch between all-day and timed no longer exists",
                     )),
-                    Op::Cancel => calendar.delete_event(CALENDAR, &id).await.map(|_| None),
+                    (Op::Cancel, Some(etag)) => calendar
+                        .delete_event_if_match(CALENDAR, id, etag)
+                        .await
+                        .map(|_| None),
+                    (Op::Cancel, None) => calendar.delete_event(CALENDAR, id).await.map(|_| None),
                 };
                 (i, r)
             }
@@ -284,11 +350,13 @@ pub(super) async fn google_writes(
         .buffer_unordered(ex.ctx.config.calendar_concurrency.max(1))
         .collect()
         .await;
+    let mut stale = Vec::new();
     for (i, r) in results {
         match r {
             Ok(Some(e)) => work[i].written = Some(e),
             Ok(None) => {}
             Err(e) if e.kind == ErrorKind::Auth => return Err(ex.google_err(e)),
+            Err(e) if e.kind == ErrorKind::PreconditionFailed && may_retry => stale.push(i),
             Err(e) if e.kind == ErrorKind::NotFound || e.kind == ErrorKind::Gone => {
                 // Gone meanwhile: treated as deleted in Google on the next run.
                 ex.fail(
@@ -297,16 +365,12 @@ pub(super) async fn google_writes(
                     true,
                 );
             }
-            Err(e) => {
-                ex.fail(
-                    &mut work[i],
-                    format!("writing the calendar event failed: {e}"),
-                    false,
-                );
-            }
+            Err(e) => ex.fail(
+                &mut work[i],
+                format!("writing the calendar event failed: {e}"),
+                false,
+            ),
         }
     }
-    ex.ctx
-        .crash_point(CrashPoint::AfterRemoteWriteBeforeLocalCommit)?;
-    Ok(())
+    Ok((true, stale))
 }
