@@ -176,6 +176,15 @@ impl SidePlan {
             target,
         }
     }
+    /// Write the fields named in `update` of `target` into the existing record.
+    pub fn update(update: Vec<String>, target: Fields) -> Self {
+        SidePlan {
+            create: false,
+            update,
+            scope: ScopeOp::Keep,
+            target,
+        }
+    }
     /// True when nothing is written to this side.
     pub fn is_noop(&self) -> bool {
         !self.create && self.update.is_empty() && self.scope == ScopeOp::Keep
@@ -311,7 +320,11 @@ pub fn plan_item(item: &Item, policy: &PlanPolicy, now: DateTime<Utc>) -> ItemPl
     }
 }
 
-pub(crate) fn empty_plan(crm: Option<&CrmState>, google: Option<&GoogleState>, rule: Rule) -> ItemPlan {
+pub(crate) fn empty_plan(
+    crm: Option<&CrmState>,
+    google: Option<&GoogleState>,
+    rule: Rule,
+) -> ItemPlan {
     ItemPlan {
         link_id: None,
         crm_id: crm.map(|c| c.id.clone()),
@@ -351,12 +364,7 @@ fn plan_unlinked(item: &Item) -> ItemPlan {
         }
         (Some(c), None) if c.presence == Presence::InScope => {
             let mut p = empty_plan(Some(c), None, Rule::NewInCrm);
-            p.google = SidePlan {
-                create: true,
-                update: Vec::new(),
-                scope: ScopeOp::Keep,
-                target: c.fields.clone(),
-            };
+            p.google = SidePlan::create(c.fields.clone());
             p.link = LinkAction::Create {
                 state: LinkState::Pending,
                 snapshot: c.fields.clone(),
@@ -367,12 +375,7 @@ fn plan_unlinked(item: &Item) -> ItemPlan {
         (None, Some(g)) if g.presence == Presence::InScope => {
             let g_fields = g.fields.clone().unwrap_or_default();
             let mut p = empty_plan(None, Some(g), Rule::NewInGoogle);
-            p.crm = SidePlan {
-                create: true,
-                update: Vec::new(),
-                scope: ScopeOp::Keep,
-                target: g_fields.clone(),
-            };
+            p.crm = SidePlan::create(g_fields.clone());
             p.link = LinkAction::Create {
                 state: LinkState::Active,
                 snapshot: g_fields,
@@ -439,18 +442,8 @@ fn merge_both(
         crm_id: Some(crm.id.clone()),
         google_id: None,
         rule,
-        crm: SidePlan {
-            create: false,
-            update: crm_changed,
-            scope: ScopeOp::Keep,
-            target: merged.fields.clone(),
-        },
-        google: SidePlan {
-            create: false,
-            update: google_changed,
-            scope: ScopeOp::Keep,
-            target: merged.fields,
-        },
+        crm: SidePlan::update(crm_changed, merged.fields.clone()),
+        google: SidePlan::update(google_changed, merged.fields),
         link: LinkAction::None,
         conflicts: merged.conflicts,
         overwrites,
@@ -525,12 +518,7 @@ fn plan_pending(
             }
             if crm.presence == Presence::InScope {
                 p.rule = Rule::PendingCreateRetry;
-                p.google = SidePlan {
-                    create: true,
-                    update: Vec::new(),
-                    scope: ScopeOp::Keep,
-                    target: crm.fields.clone(),
-                };
+                p.google = SidePlan::create(crm.fields.clone());
                 p.link = LinkAction::Update {
                     state: LinkState::Pending,
                     snapshot: crm.fields.clone(),
@@ -676,12 +664,7 @@ fn plan_ended(link: &LinkRecord, crm: &CrmState, google: &GoogleObs) -> ItemPlan
             if crm_in {
                 // Came back, but the Google record is gone: create a new one for the same link.
                 p.rule = Rule::NewInCrm;
-                p.google = SidePlan {
-                    create: true,
-                    update: Vec::new(),
-                    scope: ScopeOp::Keep,
-                    target: crm.fields.clone(),
-                };
+                p.google = SidePlan::create(crm.fields.clone());
                 p.link = LinkAction::Update {
                     state: LinkState::Pending,
                     snapshot: crm.fields.clone(),
@@ -722,12 +705,7 @@ fn plan_ended(link: &LinkRecord, crm: &CrmState, google: &GoogleObs) -> ItemPlan
             if crm_in {
                 // The Google record was deleted while unlinked: create a new one.
                 let mut p = empty_plan(Some(crm), None, Rule::NewInCrm);
-                p.google = SidePlan {
-                    create: true,
-                    update: Vec::new(),
-                    scope: ScopeOp::Keep,
-                    target: crm.fields.clone(),
-                };
+                p.google = SidePlan::create(crm.fields.clone());
                 p.link = LinkAction::Update {
                     state: LinkState::Pending,
                     snapshot: crm.fields.clone(),
@@ -738,12 +716,7 @@ fn plan_ended(link: &LinkRecord, crm: &CrmState, google: &GoogleObs) -> ItemPlan
             // new CRM record (the deleted one stays deleted) with a new link replacing this one.
             let g_fields = g.fields.clone().unwrap_or_default();
             let mut p = empty_plan(None, Some(g), Rule::NewInGoogle);
-            p.crm = SidePlan {
-                create: true,
-                update: Vec::new(),
-                scope: ScopeOp::Keep,
-                target: g_fields.clone(),
-            };
+            p.crm = SidePlan::create(g_fields.clone());
             p.link = LinkAction::Create {
                 state: LinkState::Active,
                 snapshot: g_fields,

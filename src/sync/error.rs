@@ -19,6 +19,9 @@ pub enum SyncError {
     /// The run cannot start: settings or connection missing.
     #[error("{0}")]
     NotConfigured(String),
+    /// A rule the executor relies on does not hold (a bug): the run stops instead of guessing.
+    #[error("internal error: {0}; the run stopped without guessing, please report it")]
+    Invariant(&'static str),
     /// A test crash point fired (the run stops as if the process died there).
     #[error("simulated crash at {0:?}")]
     Crashed(CrashPoint),

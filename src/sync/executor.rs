@@ -472,33 +472,39 @@ impl<'a, K: Kind> Executor<'a, K> {
         Ok(())
     }
 
-    /// The positions in `work` of the Google creates to send, with their intents committed
-    /// (see [`Self::commit_intents`]); empty when there are none.
-    pub async fn begin_creates(&mut self, work: &mut [Item<K>]) -> Result<Vec<usize>, SyncError> {
-        let idx: Vec<usize> = (0..work.len())
-            .filter(|&i| work[i].plan.google.create && !work[i].failed)
-            .collect();
-        if !idx.is_empty() {
-            self.commit_intents(work, &idx).await?;
-        }
-        Ok(idx)
-    }
-
-    /// Commits the intents of Google creates (a pending link per item, so a crash after Google
-    /// applied a create is recovered by adoption, never by a duplicate), then passes the crash
-    /// point before the remote write.
-    async fn commit_intents(
+    /// The Google creates to send from `work` (positions and CRM ids), with their intents
+    /// committed: a pending link per create, so a crash after Google applied one is recovered
+    /// by adoption (the CRM id travels with the Google record), never by a duplicate. Then the
+    /// crash point before the remote write.
+    pub async fn begin_creates(
         &mut self,
         work: &mut [Item<K>],
-        idx: &[usize],
-    ) -> Result<(), SyncError> {
+    ) -> Result<Vec<(usize, String)>, SyncError> {
+        let mut creates = Vec::new();
+        for (i, p) in work.iter_mut().enumerate() {
+            if !p.plan.google.create || p.failed {
+                continue;
+            }
+            match p.crm_id() {
+                Some(crm_id) => creates.push((i, crm_id)),
+                // A Google create always comes from a CRM record: never write a link without one.
+                None => self.fail(
+                    p,
+                    "internal error: a Google create without a CRM record".into(),
+                    false,
+                ),
+            }
+        }
+        if creates.is_empty() {
+            return Ok(creates);
+        }
         let (uid, now) = (self.uid(), self.ctx.now());
-        let intents: Vec<(Option<LinkId>, LinkWrite)> = idx
+        let intents: Vec<(Option<LinkId>, LinkWrite)> = creates
             .iter()
-            .map(|&i| {
-                let p = &work[i];
+            .map(|(i, crm_id)| {
+                let p = &work[*i];
                 let write = LinkWrite {
-                    crm_id: p.crm_id().unwrap_or_default(),
+                    crm_id: crm_id.clone(),
                     google_id: p.crm.as_ref().and_then(K::planned_google_id),
                     state: LinkState::Pending,
                     snapshot: p.plan.google.target.clone(),
@@ -512,10 +518,11 @@ impl<'a, K: Kind> Executor<'a, K> {
             })
             .collect();
         let ids = write_intents(&self.ctx.store, uid, K::KIND, intents, now).await?;
-        for (&i, id) in idx.iter().zip(ids) {
-            work[i].link_id = Some(id);
+        for ((i, _), id) in creates.iter().zip(ids) {
+            work[*i].link_id = Some(id);
         }
-        self.ctx.crash_point(CrashPoint::BeforeRemoteWrite)
+        self.ctx.crash_point(CrashPoint::BeforeRemoteWrite)?;
+        Ok(creates)
     }
 
     /// The local commit of carried-out items: CRM writes, links and journal in one transaction

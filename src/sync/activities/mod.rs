@@ -434,7 +434,7 @@ async fn plan_listed(
     let by_crm: HashMap<String, Link> = by_crm.into_iter().map(|l| (l.crm_id.clone(), l)).collect();
     let mut items: Vec<(Event, Option<Link>)> = Vec::new();
     for e in events {
-        let id = e.id.clone().unwrap_or_default();
+        let Some(id) = e.id.clone() else { continue };
         let found = by_google.get(&id);
         let by_marker = event_wire::event_crm_marker(&e).and_then(|m| by_crm.get(&m));
         let deleted = e.status.as_deref() == Some("cancelled");

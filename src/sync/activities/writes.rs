@@ -13,7 +13,7 @@ use crmsync_connectors::event_wire;
 use crmsync_connectors::{ErrorKind, Event, GoogleError, InsertOutcome};
 use crmsync_engine::activity_map as map;
 use crmsync_engine::fields;
-use crmsync_engine::ids::{GoogleId, LinkId};
+use crmsync_engine::ids::GoogleId;
 use crmsync_engine::model::ActivityStatus;
 use crmsync_engine::planner::{self, GoogleObs, LinkRecord, LinkState, Rule, ScopeOp};
 use futures::stream::{self, StreamExt};
@@ -24,15 +24,15 @@ pub(super) async fn google_inserts(
     ex: &mut Executor<'_, Activities>,
     work: &mut [Item<Activities>],
 ) -> Result<(), SyncError> {
-    let idx = ex.begin_creates(work).await?;
-    if idx.is_empty() {
+    let creates = ex.begin_creates(work).await?;
+    if creates.is_empty() {
         return Ok(());
     }
     let cal = ex.kind.cal.clone();
     let calendar = ex.kind.calendar.clone();
-    let jobs: Vec<(usize, Event)> = idx
+    let jobs: Vec<(usize, Event)> = creates
         .iter()
-        .filter_map(|&i| {
+        .filter_map(|&(i, _)| {
             let p = &work[i];
             let a = p.crm.as_ref()?;
             Some((
@@ -138,9 +138,14 @@ pub(super) async fn adopt_existing(
     let Some(gs) = ex.kind.google_state(&e, &dir, true) else {
         return Ok(());
     };
+    let (Some(link_id), Some(crm_id)) = (p.link_id, p.crm_id()) else {
+        return Err(SyncError::Invariant(
+            "an insert was adopted without its intent or its CRM record",
+        ));
+    };
     let link = LinkRecord {
-        id: p.link_id.unwrap_or_else(LinkId::new_random),
-        crm_id: p.crm_id().unwrap_or_default(),
+        id: link_id,
+        crm_id,
         google_id: Some(GoogleId::new(id)),
         state: LinkState::Pending,
         snapshot: p.plan.google.target.clone(),

@@ -32,6 +32,7 @@ use crmsync_engine::planner::{
 use crmsync_schema::sync_state::{self, Cursor, Link};
 use crmsync_schema::{contacts as contact_store, settings, tags, AnyConnection, StoreResult};
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 mod writes;
 
@@ -104,7 +105,7 @@ pub(crate) async fn run(ctx: &RunCtx) -> Result<RunBody, SyncError> {
 impl Kind for Contacts {
     type Record = Contact;
     type Remote = Person;
-    type Extra = ();
+    type Extra = SyncGroup;
     type Scope = (UserId, TagId);
     type CommitCtx = TagId;
     const KIND: SyncKind = KIND;
@@ -131,7 +132,7 @@ impl Kind for Contacts {
         }
     }
 
-    fn google_state(&self, p: &Person, _extra: &(), _linked: bool) -> Option<GoogleState> {
+    fn google_state(&self, p: &Person, group: &SyncGroup, _linked: bool) -> Option<GoogleState> {
         let id = GoogleId::new(p.resource_name.clone()?);
         if contact_wire::person_is_deleted(p) {
             return Some(GoogleState {
@@ -141,8 +142,10 @@ impl Kind for Contacts {
                 presence: Presence::Deleted,
             });
         }
-        let group = self.group.as_deref().unwrap_or_default();
-        let presence = if contact_wire::person_groups(p).iter().any(|g| g == group) {
+        let presence = if contact_wire::person_groups(p)
+            .iter()
+            .any(|g| *g == *group.0)
+        {
             Presence::InScope
         } else {
             Presence::OutOfScope
@@ -212,8 +215,9 @@ impl Kind for Contacts {
         _remotes: &[&Person],
         _records: &[&Contact],
         _links: &[&Link],
-    ) -> Result<(), SyncError> {
-        resolve_group(ex).await
+    ) -> Result<SyncGroup, SyncError> {
+        resolve_group(ex).await?;
+        ex.kind.group()
     }
 
     async fn plan_listed(
@@ -278,10 +282,19 @@ impl Kind for Contacts {
     }
 }
 
+/// The resource name of the user's sync group, once resolved: what "in scope" means in Google.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct SyncGroup(Arc<str>);
+
 impl Contacts {
     /// The sync group's resource name (after [`resolve_group`]).
-    fn group(&self) -> &str {
-        self.group.as_deref().unwrap_or_default()
+    fn group(&self) -> Result<SyncGroup, SyncError> {
+        self.group
+            .as_deref()
+            .map(|g| SyncGroup(Arc::from(g)))
+            .ok_or(SyncError::Invariant(
+                "the sync group was used before it was resolved",
+            ))
     }
 }
 
@@ -373,10 +386,10 @@ async fn plan_listed(
     if people.is_empty() {
         return Ok(Vec::new());
     }
-    resolve_group(ex).await?;
+    let group = Contacts::context(ex, &[], &[], &[]).await?;
     let states: Vec<(Person, GoogleState)> = people
         .into_iter()
-        .filter_map(|p| Some((ex.kind.google_state(&p, &(), false)?, p)))
+        .filter_map(|p| Some((ex.kind.google_state(&p, &group, false)?, p)))
         .map(|(s, p)| (p, s))
         .collect();
     if states.is_empty() {
@@ -522,7 +535,7 @@ async fn plan_listed(
             google: GoogleObs::Seen(s),
             remote: Some(p),
             paired: None,
-            extra: (),
+            extra: group.clone(),
         }));
     }
     for (i, (p, s)) in unlinked.into_iter().enumerate() {
@@ -539,7 +552,7 @@ async fn plan_listed(
             google: GoogleObs::Seen(s),
             remote: Some(p),
             paired: reason,
-            extra: (),
+            extra: group.clone(),
         }));
     }
     for s in duplicates
@@ -554,7 +567,7 @@ async fn plan_listed(
             remote: None,
             written: None,
             link_id: None,
-            extra: (),
+            extra: group.clone(),
             failed: false,
         });
     }

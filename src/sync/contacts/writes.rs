@@ -22,18 +22,18 @@ pub(super) async fn google_creates(
     ex: &mut Executor<'_, Contacts>,
     chunk: &mut [Item<Contacts>],
 ) -> Result<(), SyncError> {
-    let idx = ex.begin_creates(chunk).await?;
-    if idx.is_empty() {
+    let creates = ex.begin_creates(chunk).await?;
+    if creates.is_empty() {
         return Ok(());
     }
-    let persons: Vec<Person> = idx
+    let group = ex.kind.group()?;
+    let persons: Vec<Person> = creates
         .iter()
-        .map(|&i| {
-            let p = &chunk[i];
-            let crm_id = p.crm_id().unwrap_or_default();
-            contact_wire::person_for_create(&p.plan.google.target, &crm_id, ex.kind.group())
+        .map(|(i, crm_id)| {
+            contact_wire::person_for_create(&chunk[*i].plan.google.target, crm_id, &group.0)
         })
         .collect();
+    let idx: Vec<usize> = creates.into_iter().map(|(i, _)| i).collect();
     let people = ex.kind.people.clone();
     let groups = isolating(persons, |batch| people.batch_create(batch)).await;
     let mut applied = false;
@@ -138,10 +138,10 @@ pub(super) async fn google_updates(
                     let changed = attempt > 0
                         || ex
                             .kind
-                            .google_state(&person, &(), true)
+                            .google_state(&person, &chunk[i].extra, true)
                             .and_then(|s| s.fields)
                             .is_none_or(|f| !fields::same(&f, &base));
-                    let seen = ex.kind.google_state(&person, &(), true);
+                    let seen = ex.kind.google_state(&person, &chunk[i].extra, true);
                     chunk[i].remote = Some(person);
                     if changed {
                         let google = seen.map(GoogleObs::Seen).unwrap_or(GoogleObs::Missing);
@@ -256,7 +256,7 @@ pub(super) async fn google_membership(
         return Ok(());
     }
     let people = ex.kind.people.clone();
-    let group = ex.kind.group().to_string();
+    let group = ex.kind.group()?.0.to_string();
     let outcome = people
         .modify_members(&group, &add, &remove)
         .await
