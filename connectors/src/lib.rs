@@ -9,6 +9,11 @@
 //! [`retry`]), and error normalization into [`GoogleError`] / [`ErrorKind`]. [`GoogleEndpoints`]
 //! points everything at Google or at the local emulator.
 //!
+//! The Google half of the mapping lives here too, beside the client crates that own the wire
+//! types: [`contact_wire`] (a `Person` to and from the engine's canonical contact fields) and
+//! [`event_wire`] (an `Event` to and from the canonical activity fields), so that
+//! `crmsync-engine` stays free of I/O crates.
+//!
 //! ```no_run
 //! # async fn demo(key: yup_oauth2::ServiceAccountKey) -> Result<(), crmsync_connectors::GoogleError> {
 //! use crmsync_connectors::*;
@@ -25,8 +30,10 @@
 
 pub mod auth;
 pub mod calendar;
+pub mod contact_wire;
 pub mod endpoints;
 pub mod error;
+pub mod event_wire;
 mod http;
 pub mod metrics;
 pub mod oauth;

@@ -1,6 +1,7 @@
 //! The canonical CRM records (contacts, activities, users, tags) as the engine, the store and the
-//! REST API all see them. The store converts its rows to these types; the mappings in
-//! [`crate::contact_map`] and [`crate::activity_map`] convert them to and from Google's shapes.
+//! REST API all see them. The store converts its rows to these types; [`crate::contact_map`] and
+//! [`crate::activity_map`] convert them to and from the canonical fields the planner merges (the
+//! connectors crate converts Google's shapes to and from the same fields).
 
 use crate::ids::{ActivityId, ContactId, TagId, UserId};
 use chrono::{DateTime, NaiveDate, Utc};

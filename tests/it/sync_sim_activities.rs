@@ -9,14 +9,24 @@
 //! the test did not delete is still in the CRM; each user's live organized events and the CRM
 //! activities they organize and show in the calendar are in one-to-one correspondence with equal
 //! mapped fields; no key appears twice on either side (no duplicate); and one more run of each user
-//! writes nothing. A failing seed is printed; its random choices replay identically, but Calendar
-//! writes run concurrently, so the interleaving of one run may differ between replays.
+//! writes nothing.
+//!
+//! Replays: every random choice of a seed is drawn up front into a [`Script`] that depends on the
+//! seed alone, never on the day it runs: the dates of the generated activities and events are a
+//! fixed base date plus offsets drawn from the seed, and both users sync from that base
+//! (`synchronize_from`), so the listing window [base, today + 365 days] holds every generated
+//! date on any day from mid-2026 on (the script checks it). Acts pick the records they touch by
+//! their stable keys, not by the random ids the CRM and Google give them. A failing seed prints
+//! how to replay it alone (`CRMSYNC_SIM_SEED`); Calendar writes run concurrently, so the
+//! interleaving inside one run may still differ between replays.
 
 use crate::sync_support::*;
-use chrono::{Duration, TimeZone, Utc};
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
+use crmsync::clock::{Clock, TestClock};
 use crmsync::sync::crash::{CrashAt, CrashPoint};
 use crmsync::sync::{RunOptions, SyncConfig, Trigger};
+use crmsync_connectors::event_wire;
 use crmsync_connectors::Event;
 use crmsync_emulator::{Api, FaultRule};
 use crmsync_engine::activity_map::{self, CalendarContext, PersonRef};
@@ -30,6 +40,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 const WORDS: [&str; 5] = ["review", "demo", "pricing", "kick-off", "renewal"];
@@ -41,6 +52,15 @@ const ZONES: [&str; 4] = [
     "Asia/Tokyo",
     "Pacific/Auckland",
 ];
+/// The first base date of the generated data; a seed moves it by up to [`BASE_SPREAD_DAYS`] so
+/// that seeds cross daylight-saving changes in different zones.
+const BASE: (i32, u32, u32) = (2027, 1, 4);
+const BASE_SPREAD_DAYS: u64 = 120;
+/// Generated dates lie this many days after the seed's base.
+const FIRST_DAY: i64 = 2;
+const LAST_DAY: i64 = 60;
+/// The engine lists events up to now + this many days (`SyncConfig::horizon_days`).
+const HORIZON_DAYS: i64 = 365;
 
 /// The key of an item is the first word of its title; edits change only the rest.
 fn key_of(title: &str) -> String {
@@ -51,32 +71,44 @@ fn rename(title: &str, word: &str) -> String {
     format!("{} {word}", key_of(title))
 }
 
-/// A random future slot: timed (whole quarter hours, local 8:00-18:00 in a random zone) or
-/// all-day.
-fn random_time(rng: &mut StdRng) -> (ActivityTime, String) {
+/// The seed's base date: every generated date is a few days to two months after it, and both
+/// users sync from it.
+fn base_of(seed: u64) -> NaiveDate {
+    let (y, m, d) = BASE;
+    NaiveDate::from_ymd_opt(y, m, d).expect("base date")
+        + Duration::days((seed.wrapping_mul(37) % BASE_SPREAD_DAYS) as i64)
+}
+
+/// A random slot after `base`: timed (whole quarter hours, local 8:00-18:00 in a random zone) or
+/// all-day. Always draws the same number of values.
+fn random_time(rng: &mut StdRng, base: NaiveDate) -> (ActivityTime, &'static str) {
     let zone = ZONES[rng.gen_range(0..ZONES.len())];
-    let tz: Tz = zone.parse().expect("zone");
-    let day = (Utc::now() + Duration::days(rng.gen_range(2..60))).date_naive();
-    if rng.gen_bool(0.2) {
-        let days = rng.gen_range(1..3);
+    let day = base + Duration::days(rng.gen_range(FIRST_DAY..LAST_DAY));
+    let all_day = rng.gen_bool(0.2);
+    let days = rng.gen_range(1..3);
+    let (hour, quarter, quarters) = (
+        rng.gen_range(8..18),
+        rng.gen_range(0..4),
+        rng.gen_range(1..9),
+    );
+    if all_day {
         return (
             ActivityTime::AllDay {
                 start: day,
                 end: day + Duration::days(days),
             },
-            zone.into(),
+            zone,
         );
     }
-    let local = day
-        .and_hms_opt(rng.gen_range(8..18), 15 * rng.gen_range(0..4), 0)
-        .expect("time");
+    let tz: Tz = zone.parse().expect("zone");
+    let local = day.and_hms_opt(hour, 15 * quarter, 0).expect("time");
     let start = tz
         .from_local_datetime(&local)
         .earliest()
         .expect("local time exists")
         .with_timezone(&Utc);
-    let end = start + Duration::minutes(15 * rng.gen_range(1..9));
-    (ActivityTime::Timed { start, end }, zone.into())
+    let end = start + Duration::minutes(15 * i64::from(quarters));
+    (ActivityTime::Timed { start, end }, zone)
 }
 
 fn event_times(time: &ActivityTime, zone: &str) -> (Value, Value) {
@@ -92,20 +124,149 @@ fn event_times(time: &ActivityTime, zone: &str) -> (Value, Value) {
     }
 }
 
-/// Live events in `email`'s calendar that `email` organizes.
+/// One act of the user, drawn in full whatever the state it will meet (so the random stream,
+/// and with it the whole script, depends on the seed alone); [`Sim::crm_act`] and
+/// [`Sim::google_act`] say what each field means.
+#[derive(Clone, Debug, Hash)]
+struct Act {
+    crm: bool,
+    /// Which kind of act, 0..10.
+    choice: u8,
+    /// Bob (else Alice): the organizer of a CRM create, or whose calendar a Google act touches.
+    bob: bool,
+    /// Which existing record an edit touches (modulo their number, in key order).
+    pick: usize,
+    /// The key of a record this act creates.
+    key: u32,
+    word: &'static str,
+    place: &'static str,
+    slot: (ActivityTime, &'static str),
+    /// Participants of a CRM create (the other user, Carol, a guest); a Google insert invites
+    /// the other user.
+    other: bool,
+    carol: bool,
+    guest: bool,
+    /// A CRM create gets `place` as its location.
+    located: bool,
+}
+
+/// One round: the user's acts, then the faults armed for the engine and one run of each user.
+#[derive(Clone, Debug, Hash)]
+struct Round {
+    acts: Vec<Act>,
+    list_503: bool,
+    insert_lost: bool,
+    patch_403: bool,
+    delete_429: bool,
+    patch_lost: bool,
+    /// Whose Calendar sync tokens expire (Bob's, else Alice's).
+    expire: Option<bool>,
+    /// Bob runs first.
+    bob_first: bool,
+    /// A crash plan per run in that order: (index in `CrashPoint::ALL`, the hit that crashes).
+    crash: [Option<(usize, u32)>; 2],
+}
+
+/// Everything random in a seed's simulation.
+#[derive(Clone, Debug, Hash)]
+struct Script {
+    seed: u64,
+    base: NaiveDate,
+    rounds: Vec<Round>,
+}
+
+impl Script {
+    /// The script of `seed`. `today` is only checked: the listing window of a run on that day
+    /// must hold every generated date (it does from mid-2026 on); nothing drawn depends on it.
+    fn new(seed: u64, rounds: usize, today: &dyn Clock) -> Script {
+        let base = base_of(seed);
+        let latest = base + Duration::days(LAST_DAY + 2);
+        let window_end = (today.now() + Duration::days(HORIZON_DAYS)).date_naive();
+        assert!(
+            latest < window_end,
+            "seed {seed}: generated dates reach {latest}, past the listing window's end \
+             {window_end} of a run today: move BASE earlier"
+        );
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut key = 0;
+        let rounds = (0..rounds)
+            .map(|_| {
+                let acts = (0..rng.gen_range(1..6))
+                    .map(|_| {
+                        key += 1;
+                        Act {
+                            crm: rng.gen_bool(0.5),
+                            choice: rng.gen_range(0..10),
+                            bob: rng.gen_bool(0.5),
+                            pick: rng.gen_range(0..1_000_000),
+                            key,
+                            word: WORDS[rng.gen_range(0..WORDS.len())],
+                            place: PLACES[rng.gen_range(0..PLACES.len())],
+                            slot: random_time(&mut rng, base),
+                            other: rng.gen_bool(0.4),
+                            carol: rng.gen_bool(0.3),
+                            guest: rng.gen_bool(0.2),
+                            located: rng.gen_bool(0.3),
+                        }
+                    })
+                    .collect();
+                let list_503 = rng.gen_bool(0.3);
+                let insert_lost = rng.gen_bool(0.3);
+                let patch_403 = rng.gen_bool(0.2);
+                let delete_429 = rng.gen_bool(0.2);
+                let patch_lost = rng.gen_bool(0.2);
+                let expire = rng.gen_bool(0.1).then(|| rng.gen_bool(0.5));
+                let bob_first = rng.gen_bool(0.5);
+                let mut crash = [None, None];
+                for c in &mut crash {
+                    let point = rng.gen_range(0..CrashPoint::ALL.len());
+                    let nth = rng.gen_range(1..3);
+                    *c = rng.gen_bool(0.3).then_some((point, nth));
+                }
+                Round {
+                    acts,
+                    list_503,
+                    insert_lost,
+                    patch_403,
+                    delete_429,
+                    patch_lost,
+                    expire,
+                    bob_first,
+                    crash,
+                }
+            })
+            .collect();
+        Script { seed, base, rounds }
+    }
+
+    /// A fingerprint of the script (printed; equal scripts give equal fingerprints).
+    fn fingerprint(&self) -> u64 {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.hash(&mut h);
+        h.finish()
+    }
+}
+
+/// Live events in `email`'s calendar that `email` organizes, in key order.
 fn organized_events(w: &SyncWorld, email: &str) -> Vec<Value> {
-    w.live_events(email)
+    let mut events: Vec<Value> = w
+        .live_events(email)
         .into_iter()
         .filter(|e| e["organizer"]["self"] == json!(true))
-        .collect()
+        .collect();
+    events.sort_by_key(|e| {
+        (
+            key_of(e["summary"].as_str().unwrap_or_default()),
+            e["id"].as_str().unwrap_or_default().to_string(),
+        )
+    });
+    events
 }
 
 struct Sim {
     w: SyncWorld,
     bob: User,
     carol: crmsync_engine::model::Contact,
-    rng: StdRng,
-    next_key: u32,
     /// Activities the test created or saw imported and never deleted itself.
     kept: BTreeSet<ActivityId>,
     /// Runs that stopped early (a crash point fired or an error ended the run).
@@ -119,36 +280,34 @@ impl Sim {
         [&self.w.alice, &self.bob]
     }
 
-    fn pick_user(&mut self) -> User {
-        if self.rng.gen_bool(0.5) {
-            self.w.alice.clone()
-        } else {
+    fn user(&self, bob: bool) -> User {
+        if bob {
             self.bob.clone()
+        } else {
+            self.w.alice.clone()
         }
     }
 
     fn other(&self, u: &User) -> User {
-        if u.id == self.w.alice.id {
-            self.bob.clone()
-        } else {
-            self.w.alice.clone()
-        }
+        self.user(u.id == self.w.alice.id)
     }
 
-    fn key(&mut self, side: &str) -> String {
-        self.next_key += 1;
-        format!("{side}{}", self.next_key)
+    /// Live CRM activities in key order.
+    fn crm_activities(&self) -> Vec<Activity> {
+        let mut all = self.w.crm_activities();
+        all.sort_by_key(|a| (key_of(&a.data.title), a.id.to_string()));
+        all
     }
 
-    fn participants(&mut self, organizer: &User) -> Vec<Participant> {
+    fn participants(&self, act: &Act, organizer: &User) -> Vec<Participant> {
         let mut list = Vec::new();
-        if self.rng.gen_bool(0.4) {
+        if act.other {
             list.push(participant_user(&self.other(organizer)));
         }
-        if self.rng.gen_bool(0.3) {
+        if act.carol {
             list.push(participant_contact(&self.carol));
         }
-        if self.rng.gen_bool(0.2) {
+        if act.guest {
             list.push(Participant {
                 user_id: None,
                 contact_id: None,
@@ -159,54 +318,48 @@ impl Sim {
         list
     }
 
-    async fn crm_edit(&mut self) {
-        let all = self.w.crm_activities();
-        let choice = self.rng.gen_range(0..10);
-        if all.is_empty() || choice < 3 {
-            let organizer = self.pick_user();
-            let key = self.key("A");
-            let word = WORDS[self.rng.gen_range(0..WORDS.len())];
-            let (time, zone) = random_time(&mut self.rng);
+    /// A CRM act: 0-2 (or nothing to edit) create, 3-4 rename, 5 relocate, 6 move in time, 7-8
+    /// show or hide in the calendar, 9 delete.
+    async fn crm_act(&mut self, act: &Act) {
+        let all = self.crm_activities();
+        if all.is_empty() || act.choice < 3 {
+            let organizer = self.user(act.bob);
+            let (time, zone) = act.slot;
             let mut data = meeting(
-                &format!("{key} {word}"),
+                &format!("A{} {}", act.key, act.word),
                 &organizer,
-                Utc::now(),
+                DateTime::<Utc>::MIN_UTC,
                 30,
-                &zone,
+                zone,
                 vec![],
             );
             data.time = time;
-            data.participants = self.participants(&organizer);
-            if self.rng.gen_bool(0.3) {
-                data.location = Some(PLACES[self.rng.gen_range(0..PLACES.len())].into());
+            data.participants = self.participants(act, &organizer);
+            if act.located {
+                data.location = Some(act.place.into());
             }
             let a = self.w.crm_activity(&data);
             self.kept.insert(a.id);
             return;
         }
-        let a = all[self.rng.gen_range(0..all.len())].clone();
-        match choice {
-            3 | 4 => {
-                let word = WORDS[self.rng.gen_range(0..WORDS.len())];
-                self.w
-                    .crm_activity_update(a.id, |d| d.title = rename(&d.title, word));
-            }
-            5 => {
-                let place = PLACES[self.rng.gen_range(0..PLACES.len())];
-                self.w
-                    .crm_activity_update(a.id, |d| d.location = Some(place.into()));
-            }
+        let a = all[act.pick % all.len()].clone();
+        match act.choice {
+            3 | 4 => self
+                .w
+                .crm_activity_update(a.id, |d| d.title = rename(&d.title, act.word)),
+            5 => self
+                .w
+                .crm_activity_update(a.id, |d| d.location = Some(act.place.into())),
             6 => {
-                let (time, zone) = random_time(&mut self.rng);
+                let (time, zone) = act.slot;
                 self.w.crm_activity_update(a.id, |d| {
                     d.time = time;
-                    d.time_zone = zone;
+                    d.time_zone = zone.into();
                 });
             }
-            7 | 8 => {
-                self.w
-                    .crm_activity_update(a.id, |d| d.display_in_calendar = !d.display_in_calendar);
-            }
+            7 | 8 => self
+                .w
+                .crm_activity_update(a.id, |d| d.display_in_calendar = !d.display_in_calendar),
             _ => {
                 self.w
                     .store
@@ -217,39 +370,37 @@ impl Sim {
         }
     }
 
-    async fn google_edit(&mut self) {
-        let user = self.pick_user();
+    /// A Google act in the calendar of Bob or Alice: 0-3 (or no event to edit) insert, 4-6
+    /// rename, 7 relocate, 8 move in time, 9 delete.
+    async fn google_act(&mut self, act: &Act) {
+        let user = self.user(act.bob);
         let events = organized_events(&self.w, &user.email);
-        let choice = self.rng.gen_range(0..10);
-        if events.is_empty() || choice < 4 {
-            let key = self.key("G");
-            let word = WORDS[self.rng.gen_range(0..WORDS.len())];
-            let (time, zone) = random_time(&mut self.rng);
-            let (start, end) = event_times(&time, &zone);
-            let mut event = json!({"summary": format!("{key} {word}"), "start": start, "end": end});
-            if self.rng.gen_bool(0.4) {
+        if events.is_empty() || act.choice < 4 {
+            let (time, zone) = act.slot;
+            let (start, end) = event_times(&time, zone);
+            let mut event =
+                json!({"summary": format!("G{} {}", act.key, act.word), "start": start, "end": end});
+            if act.other {
                 event["attendees"] = json!([{"email": self.other(&user).email}]);
             }
             self.w.google_insert_event(&user.email, event).await;
             return;
         }
-        let e = &events[self.rng.gen_range(0..events.len())];
+        let e = &events[act.pick % events.len()];
         let id = e["id"].as_str().unwrap_or_default().to_string();
         let summary = e["summary"].as_str().unwrap_or_default().to_string();
-        match choice {
+        match act.choice {
             4..=6 => {
-                let word = WORDS[self.rng.gen_range(0..WORDS.len())];
-                let patch = json!({"summary": rename(&summary, word)});
+                let patch = json!({"summary": rename(&summary, act.word)});
                 self.w.google_patch_event(&user.email, &id, patch).await;
             }
             7 => {
-                let place = PLACES[self.rng.gen_range(0..PLACES.len())];
-                let patch = json!({"location": place});
+                let patch = json!({"location": act.place});
                 self.w.google_patch_event(&user.email, &id, patch).await;
             }
             8 => {
-                let (time, zone) = random_time(&mut self.rng);
-                let (mut start, mut end) = event_times(&time, &zone);
+                let (time, zone) = act.slot;
+                let (mut start, mut end) = event_times(&time, zone);
                 // A raw patch can clear the other form with null (the Rust crate cannot).
                 for v in [&mut start, &mut end] {
                     let other = if v.get("date").is_some() {
@@ -266,7 +417,7 @@ impl Sim {
         }
     }
 
-    fn faults(&mut self) {
+    fn faults(&self, round: &Round) {
         let mut faults = vec![
             FaultRule::error("calendar.events.insert", 400, 1_000_000)
                 .body_contains("Refused room"),
@@ -274,35 +425,33 @@ impl Sim {
             FaultRule::error("calendar.events.update", 400, 1_000_000)
                 .body_contains("Refused room"),
         ];
-        let rng = &mut self.rng;
-        if rng.gen_bool(0.3) {
+        if round.list_503 {
             faults.push(FaultRule::error("calendar.events.list", 503, 1));
         }
-        if rng.gen_bool(0.3) {
+        if round.insert_lost {
             faults.push(FaultRule::error("calendar.events.insert", 0, 1).applied());
         }
-        if rng.gen_bool(0.2) {
+        if round.patch_403 {
             faults.push(
                 FaultRule::error("calendar.events.patch", 403, 1).reason("rateLimitExceeded"),
             );
         }
-        if rng.gen_bool(0.2) {
+        if round.delete_429 {
             faults.push(FaultRule::error("calendar.events.delete", 429, 1));
         }
-        if rng.gen_bool(0.2) {
+        if round.patch_lost {
             faults.push(FaultRule::error("calendar.events.patch", 0, 1).applied());
         }
         self.w.emu.emulator().set_faults(faults);
     }
 
-    async fn run(&mut self, user: &User, crash: bool) {
-        let engine = if crash {
-            let point = CrashPoint::ALL[self.rng.gen_range(0..CrashPoint::ALL.len())];
-            self.w
+    async fn run(&mut self, user: &User, crash: Option<(usize, u32)>) {
+        let engine = match crash {
+            Some((point, nth)) => self
+                .w
                 .engine
-                .with_crash_plan(Arc::new(CrashAt::new(point, self.rng.gen_range(1..3))))
-        } else {
-            self.w.engine.clone()
+                .with_crash_plan(Arc::new(CrashAt::new(CrashPoint::ALL[point], nth))),
+            None => self.w.engine.clone(),
         };
         let r = engine
             .sync(
@@ -312,6 +461,9 @@ impl Sim {
                 RunOptions::default(),
             )
             .await;
+        if replayed_seed().is_some() {
+            eprintln!("run of {}: {r:?}", user.email);
+        }
         match r {
             Ok(r) => {
                 self.parked += r
@@ -325,53 +477,54 @@ impl Sim {
     }
 }
 
-/// Runs one seed; returns how many runs were interrupted and how many failures ended parked
-/// (so the caller can tell the crash points and the parking path were reached at all).
-async fn simulate(db: TestDb, seed: u64, rounds: usize) -> (u32, usize) {
+/// Runs one seed's script; returns how many runs were interrupted and how many failures ended
+/// parked (so the caller can tell the crash points and the parking path were reached at all).
+async fn simulate(db: TestDb, script: &Script) -> (u32, usize) {
     let config = SyncConfig {
         calendar_page_size: 2,
+        horizon_days: HORIZON_DAYS,
         ..Default::default()
     };
     let w = SyncWorld::with_config(db, config).await;
     let bob = w.user("bob@example.com").await;
     let carol = w.plain_contact("Carol", "carol@client.test");
-    w.set_activity_settings(&w.alice, None, &[]);
-    w.set_activity_settings(&bob, None, &[]);
+    w.set_activity_settings(&w.alice, Some(script.base), &[]);
+    w.set_activity_settings(&bob, Some(script.base), &[]);
     let mut sim = Sim {
         w,
         bob,
         carol,
-        rng: StdRng::seed_from_u64(seed),
-        next_key: 0,
         kept: BTreeSet::new(),
         interrupted: 0,
         parked: 0,
     };
-    for _ in 0..rounds {
+    for round in &script.rounds {
         // The user's own edits are not subject to the faults meant for the engine.
         sim.w.emu.emulator().clear_faults();
-        for _ in 0..sim.rng.gen_range(1..6) {
-            if sim.rng.gen_bool(0.5) {
-                sim.crm_edit().await;
+        for act in &round.acts {
+            if replayed_seed().is_some() {
+                eprintln!("act {act:?}");
+            }
+            if act.crm {
+                sim.crm_act(act).await;
             } else {
-                sim.google_edit().await;
+                sim.google_act(act).await;
             }
         }
-        sim.faults();
-        if sim.rng.gen_bool(0.1) {
-            let who = sim.pick_user();
+        sim.faults(round);
+        if let Some(bob) = round.expire {
+            let who = sim.user(bob);
             sim.w
                 .emu
                 .emulator()
                 .expire_sync_tokens(&who.email, Api::Calendar);
         }
-        let mut order = vec![sim.w.alice.clone(), sim.bob.clone()];
-        if sim.rng.gen_bool(0.5) {
+        let mut order = [sim.w.alice.clone(), sim.bob.clone()];
+        if round.bob_first {
             order.reverse();
         }
-        for u in order {
-            let crash = sim.rng.gen_bool(0.3);
-            sim.run(&u, crash).await;
+        for (u, crash) in order.iter().zip(round.crash) {
+            sim.run(u, crash).await;
         }
         // Imported activities count as kept from here on.
         for a in sim.w.crm_activities() {
@@ -385,7 +538,7 @@ async fn simulate(db: TestDb, seed: u64, rounds: usize) -> (u32, usize) {
             sim.w.sync_activities(&u).await;
         }
     }
-    check_invariants(&sim, seed).await;
+    check_invariants(&sim, script.seed).await;
     (sim.interrupted, sim.parked)
 }
 
@@ -480,7 +633,7 @@ async fn check_invariants(sim: &Sim, seed: u64) {
             let e: Event = serde_json::from_value(v.clone()).expect("event");
             let dir = directory(sim, a);
             assert_eq!(
-                activity_map::describe(&activity_map::event_fields(&e, &dir, &ctx)),
+                activity_map::describe(&event_wire::event_fields(&e, &dir, &ctx)),
                 activity_map::describe(&activity_map::activity_fields(&a.data, &ctx)),
                 "seed {seed}: event {id} and activity {crm_id} did not converge"
             );
@@ -545,27 +698,89 @@ async fn check_invariants(sim: &Sim, seed: u64) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn activities_simulation_sqlite() {
+/// Runs the seeds of a test: each one's script, printed with its fingerprint.
+async fn run_seeds(seeds: Vec<u64>, db: fn() -> TestDb, test: &'static str) -> (u32, usize) {
     let (mut interrupted, mut parked) = (0, 0);
-    for seed in 0..seeds(24) {
-        let (i, p) = simulate(TestDb::sqlite(), seed, 6).await;
+    let today = crmsync::clock::SystemClock;
+    for seed in seeds {
+        let _replay = SeedReplay { seed, test };
+        let script = Script::new(seed, 6, &today);
+        eprintln!(
+            "seed {seed}: script {:016x} from {}",
+            script.fingerprint(),
+            script.base
+        );
+        let (i, p) = simulate(db(), &script).await;
         interrupted += i;
         parked += p;
     }
-    assert!(
-        interrupted > 0,
-        "no run was ever interrupted: the crash plan is not wired"
-    );
-    assert!(
-        parked > 0,
-        "no refused change was ever parked: the parking path was not reached"
-    );
+    (interrupted, parked)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activities_simulation_sqlite() {
+    let (interrupted, parked) = run_seeds(
+        seed_list(0, seeds(24)),
+        TestDb::sqlite,
+        "sync_sim_activities::activities_simulation_sqlite",
+    )
+    .await;
+    if replayed_seed().is_none() {
+        assert!(
+            interrupted > 0,
+            "no run was ever interrupted: the crash plan is not wired"
+        );
+        assert!(
+            parked > 0,
+            "no refused change was ever parked: the parking path was not reached"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn activities_simulation_postgres() {
-    for seed in 1000..1000 + seeds(24) / 3 {
-        simulate(TestDb::postgres(), seed, 6).await;
+    run_seeds(
+        seed_list(1000, seeds(24) / 3),
+        TestDb::postgres,
+        "sync_sim_activities::activities_simulation_postgres",
+    )
+    .await;
+}
+
+/// A seed makes the same acts, faults, runs and crashes on any day: its script built as if run
+/// today and as if run years later is the same, down to every date (and the dates do not move
+/// with the day either: they follow the seed's fixed base).
+#[test]
+fn activities_simulation_script_is_the_same_on_any_day() {
+    let day = |y, m, d| {
+        TestClock::new(
+            Utc.with_ymd_and_hms(y, m, d, 9, 30, 0)
+                .single()
+                .expect("a date"),
+        )
+    };
+    for seed in [0, 1, 17, 1000, 1003] {
+        let a = Script::new(seed, 6, &day(2026, 12, 7));
+        let b = Script::new(seed, 6, &day(2031, 6, 30));
+        let c = Script::new(seed, 6, &crmsync::clock::SystemClock);
+        eprintln!("seed {seed}: script {:016x}", a.fingerprint());
+        assert_eq!(format!("{a:?}"), format!("{b:?}"), "seed {seed}");
+        assert_eq!(format!("{a:?}"), format!("{c:?}"), "seed {seed}");
+        assert_eq!(a.fingerprint(), b.fingerprint());
+        // Every generated date is after the seed's base (inside the window from
+        // `synchronize_from`) and fixed by the seed.
+        assert_eq!(a.base, base_of(seed));
+        for act in a.rounds.iter().flat_map(|r| &r.acts) {
+            let start = match act.slot.0 {
+                ActivityTime::AllDay { start, .. } => start,
+                ActivityTime::Timed { start, .. } => start.date_naive(),
+            };
+            assert!(start > a.base && start <= a.base + Duration::days(LAST_DAY), "{act:?}");
+        }
     }
+    // Different seeds make different scripts.
+    assert_ne!(
+        Script::new(0, 6, &day(2026, 12, 7)).fingerprint(),
+        Script::new(1, 6, &day(2026, 12, 7)).fingerprint()
+    );
 }
