@@ -357,6 +357,15 @@ pub fn person_updated_at(p: &Person) -> Option<DateTime<Utc>> {
         .max()
 }
 
+/// The former resource names of a person that absorbed others in a merge (Google returns them
+/// with sync tokens only, so a full listing shows none).
+pub fn person_previous_names(p: &Person) -> Vec<String> {
+    p.metadata
+        .as_ref()
+        .and_then(|m| m.previous_resource_names.clone())
+        .unwrap_or_default()
+}
+
 /// True for the tombstones an incremental listing returns for deleted contacts.
 pub fn person_is_deleted(p: &Person) -> bool {
     p.metadata.as_ref().and_then(|m| m.deleted).unwrap_or(false)

@@ -4,8 +4,11 @@
 //! carries the decision out; pairing new records with unlinked CRM records by e-mail is
 //! [`crate::planner::pair_unlinked`].
 
+use crate::fields::Fields;
 use crate::ids::GoogleId;
-use crate::planner::{empty_plan, GoogleState, ItemPlan, LinkState, Rule, ScopeOp};
+use crate::planner::{
+    empty_plan, CrmState, GoogleState, ItemPlan, LinkAction, LinkState, Presence, Rule, ScopeOp,
+};
 
 /// What is known of a link found for a listed record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,6 +78,55 @@ pub fn remove_duplicate(google: &GoogleState) -> ItemPlan {
     plan
 }
 
+/// Which link a Google record that absorbed others by a merge (Google's "Merge duplicates")
+/// keeps, and which links end.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Merge {
+    /// `None`: the survivor keeps its own link (or has none and absorbed no linked record);
+    /// `Some(i)`: the survivor had no link and takes over the link of absorbed record `i`.
+    pub takes_over: Option<usize>,
+    /// Absorbed records whose links end (their CRM records leave the sync, journaled).
+    pub ended: Vec<usize>,
+}
+
+/// Decides a merge from the survivor's own link and the links of the records it absorbed (in
+/// the order Google lists their former names). The first link stays: the survivor's own, else
+/// the first absorbed record's; every other live link ends. Ended links are none of its
+/// business.
+pub fn follow_merge(survivor: Option<KnownLink<'_>>, absorbed: &[Option<KnownLink<'_>>]) -> Merge {
+    let live = |l: &Option<KnownLink<'_>>| l.is_some_and(|l| l.state != LinkState::Ended);
+    let survivor_live = live(&survivor);
+    let mut takes_over = None;
+    let mut ended = Vec::new();
+    for (i, l) in absorbed.iter().enumerate() {
+        if !live(l) {
+            continue;
+        }
+        if !survivor_live && takes_over.is_none() {
+            takes_over = Some(i);
+        } else {
+            ended.push(i);
+        }
+    }
+    Merge { takes_over, ended }
+}
+
+/// The plan for a CRM record whose Google record was merged into another linked one: the link
+/// ends (journaled under [`Rule::MergedInGoogle`]; it keeps the absorbed record's id) and the
+/// CRM record leaves the sync (untagged, never deleted); Google is not written (the absorbed
+/// record is gone).
+pub fn merged_away(crm: &CrmState, snapshot: &Fields) -> ItemPlan {
+    let mut plan = empty_plan(Some(crm), None, Rule::MergedInGoogle);
+    if crm.presence == Presence::InScope {
+        plan.crm.scope = ScopeOp::Leave;
+    }
+    plan.link = LinkAction::End {
+        snapshot: snapshot.clone(),
+        reason: Rule::MergedInGoogle,
+    };
+    plan
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,6 +193,49 @@ mod tests {
                     }
                 }
             }
+        }
+
+        /// A merge keeps exactly one live link (the survivor's own when it has one), ends every
+        /// other live one, and never touches an ended link.
+        #[test]
+        fn a_merge_keeps_one_link_and_ends_the_others(
+            own in proptest::option::of(arb_state()),
+            absorbed in proptest::collection::vec(proptest::option::of(arb_state()), 0..5),
+        ) {
+            let link = |s: Option<LinkState>| s.map(|state| KnownLink { google_id: Some("x"), state });
+            let absorbed_links: Vec<_> = absorbed.iter().map(|s| link(*s)).collect();
+            let m = follow_merge(link(own), &absorbed_links);
+            let live = |s: &Option<LinkState>| s.is_some_and(|s| s != LinkState::Ended);
+            let live_absorbed: Vec<usize> = (0..absorbed.len()).filter(|&i| live(&absorbed[i])).collect();
+            let kept = usize::from(live(&own)) + usize::from(m.takes_over.is_some());
+            prop_assert_eq!(kept, usize::from(live(&own) || !live_absorbed.is_empty()));
+            if live(&own) {
+                prop_assert_eq!(m.takes_over, None);
+            } else {
+                prop_assert_eq!(m.takes_over, live_absorbed.first().copied());
+            }
+            let mut all: Vec<usize> = m.ended.clone();
+            all.extend(m.takes_over);
+            all.sort_unstable();
+            prop_assert_eq!(all, live_absorbed);
+        }
+
+        /// The absorbed record's CRM side leaves the sync, nothing is written to Google, and
+        /// nothing is deleted.
+        #[test]
+        fn merged_away_untags_and_ends_the_link(in_scope in any::<bool>()) {
+            let crm = CrmState {
+                id: "c1".into(),
+                fields: Fields::new(),
+                modified_at: DateTime::<Utc>::MIN_UTC,
+                presence: if in_scope { Presence::InScope } else { Presence::OutOfScope },
+            };
+            let p = merged_away(&crm, &Fields::new());
+            prop_assert_eq!(p.rule, Rule::MergedInGoogle);
+            prop_assert!(p.google.is_noop());
+            prop_assert!(!p.crm.create && p.crm.update.is_empty());
+            prop_assert_eq!(p.crm.scope, if in_scope { ScopeOp::Leave } else { ScopeOp::Keep });
+            prop_assert!(p.ends_link());
         }
 
         /// Removing a duplicate never deletes anything and never touches the CRM.

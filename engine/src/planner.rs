@@ -239,6 +239,8 @@ pub enum Rule {
     MergeIntoSurvivor,
     /// One of crmsync's own duplicates (see [`crate::identity`]) taken out of the scope.
     DuplicateRemoved,
+    /// Two linked contacts merged into one in Google: the link of the absorbed one ends.
+    MergedInGoogle,
 }
 
 impl Rule {
@@ -265,6 +267,7 @@ impl Rule {
             Rule::NeedsGoogleRead => "needs_google_read",
             Rule::MergeIntoSurvivor => "merge_into_survivor",
             Rule::DuplicateRemoved => "duplicate_removed",
+            Rule::MergedInGoogle => "merged_in_google",
         }
     }
 }

@@ -29,6 +29,7 @@ mod store_misc;
 mod sync_activities;
 mod sync_conditional;
 mod sync_contacts;
+mod sync_merges;
 mod sync_sim_activities;
 mod sync_simulation;
 mod sync_support;

@@ -31,9 +31,11 @@ use crmsync_engine::planner::{
 };
 use crmsync_schema::sync_state::{self, Cursor, Link};
 use crmsync_schema::{contacts as contact_store, settings, tags, AnyConnection, StoreResult};
+use merges::Merges;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+mod merges;
 mod writes;
 
 const KIND: SyncKind = SyncKind::Contacts;
@@ -387,16 +389,20 @@ async fn plan_listed(
         return Ok(Vec::new());
     }
     let group = Contacts::context(ex, &[], &[], &[]).await?;
-    let states: Vec<(Person, GoogleState)> = people
+    let mut states: Vec<(Person, GoogleState)> = people
         .into_iter()
         .filter_map(|p| Some((ex.kind.google_state(&p, &group, false)?, p)))
         .map(|(s, p)| (p, s))
         .collect();
+    // A merge's tombstones are not deletes: the survivor carries what they were.
+    let merges = Merges::of(&states);
+    states.retain(|(_, s)| !(s.presence == Presence::Deleted && merges.is_absorbed(&s.id.0)));
     if states.is_empty() {
         return Ok(Vec::new());
     }
     let tag = ex.kind.tag;
-    let gids: Vec<String> = states.iter().map(|(_, s)| s.id.0.clone()).collect();
+    let mut gids: Vec<String> = states.iter().map(|(_, s)| s.id.0.clone()).collect();
+    gids.extend(merges.former_names());
     let markers: Vec<String> = states
         .iter()
         .filter_map(|(p, _)| contact_wire::person_crm_marker(p))
@@ -433,8 +439,18 @@ async fn plan_listed(
     // Each contact's link, by Google id or by the CRM id it carries (see `identity`).
     let mut linked: Vec<(Person, GoogleState, Link)> = Vec::new();
     let mut unlinked: Vec<(Person, GoogleState)> = Vec::new();
-    let mut duplicates: Vec<GoogleState> = Vec::new();
+    let mut duplicates: Vec<(Person, GoogleState, Link)> = Vec::new();
+    let mut merged_away: Vec<(Link, GoogleId)> = Vec::new();
     for (p, s) in states {
+        if let Some((takes_over, ended)) = merges.decide(&s.id.0, &by_google) {
+            merged_away.extend(ended.into_iter().map(|l| (l, s.id.clone())));
+            if let Some(mut l) = takes_over {
+                // The survivor had no link of its own: it takes over the absorbed one's.
+                l.google_id = Some(s.id.0.clone());
+                linked.push((p, s, l));
+                continue;
+            }
+        }
         let by_marker = contact_wire::person_crm_marker(&p).and_then(|m| by_crm.get(&m));
         let found = by_google.get(&s.id.0);
         match identity::resolve(
@@ -454,15 +470,24 @@ async fn plan_listed(
                     linked.push((p, s, l));
                 }
             }
-            Identity::Duplicate => duplicates.push(s),
+            Identity::Duplicate => {
+                if let Some(l) = by_marker.cloned() {
+                    duplicates.push((p, s, l));
+                }
+            }
             Identity::Unlinked => unlinked.push((p, s)),
         }
     }
 
+    let (takeovers, duplicates) = merges::survivors_among_duplicates(ex, duplicates).await?;
+    linked.extend(takeovers);
+
     // CRM records of linked items.
     let crm_ids: Vec<ContactId> = linked
         .iter()
-        .filter_map(|(_, _, l)| l.crm_id.parse().ok())
+        .map(|(_, _, l)| l)
+        .chain(merged_away.iter().map(|(l, _)| l))
+        .filter_map(|l| l.crm_id.parse().ok())
         .collect();
     let crm: HashMap<String, Contact> = ex
         .ctx
@@ -480,21 +505,27 @@ async fn plan_listed(
         .map(|l| l.crm_id.clone())
         .collect();
     let candidate_ids: Vec<String> = candidates.iter().map(|c| c.id.to_string()).collect();
-    let candidate_links: HashSet<String> = ex
+    let candidate_links: HashMap<String, Link> = ex
         .ctx
         .store
         .read_async(move |c| sync_state::links_by_crm_ids(c, uid, KIND, &candidate_ids))
         .await?
         .into_iter()
         .filter(|l| l.state != LinkState::Ended)
-        .map(|l| l.crm_id)
+        .map(|l| (l.crm_id.clone(), l))
         .collect();
-    let mut free: Vec<Contact> = candidates
+    let tagged: Vec<Contact> = candidates
         .into_iter()
         .filter(|c| c.deleted_at.is_none() && c.tags.contains(&tag))
+        .collect();
+    let mut free: Vec<Contact> = tagged
+        .iter()
+        .cloned()
         .filter(|c| {
             let id = c.id.to_string();
-            !candidate_links.contains(&id) && !linked_crm.contains(&id) && !ex.handled.contains(&id)
+            !candidate_links.contains_key(&id)
+                && !linked_crm.contains(&id)
+                && !ex.handled.contains(&id)
         })
         .collect();
     free.sort_by_key(|c| c.id);
@@ -525,6 +556,18 @@ async fn plan_listed(
     for (ci, gi, reason) in planner::pair_unlinked(&crm_keys, &google_keys) {
         paired.insert(in_scope_unlinked[gi], (ci, reason));
     }
+    // A merge Google did not name (a full listing): an unpaired member carrying the e-mail of a
+    // linked contact whose Google contact is gone takes over that link.
+    let unpaired: Vec<(String, Vec<String>)> = in_scope_unlinked
+        .iter()
+        .zip(&google_keys)
+        .filter(|(i, _)| !paired.contains_key(i))
+        .map(|(_, (g, _, keys))| (g.clone(), keys.clone()))
+        .collect();
+    let followed =
+        merges::vanished_links_by_email(ex, &unpaired, &tagged, &candidate_links).await?;
+    let tagged_by_id: HashMap<String, &Contact> =
+        tagged.iter().map(|c| (c.id.to_string(), c)).collect();
 
     let mut batch = Vec::new();
     for (p, s, l) in linked {
@@ -539,6 +582,18 @@ async fn plan_listed(
         }));
     }
     for (i, (p, s)) in unlinked.into_iter().enumerate() {
+        if let Some(l) = followed.get(&s.id.0) {
+            ex.handled.insert(l.crm_id.clone());
+            batch.push(ex.plan(Observed {
+                crm: tagged_by_id.get(&l.crm_id).map(|c| (*c).clone()),
+                link: Some(l.clone()),
+                google: GoogleObs::Seen(s),
+                remote: Some(p),
+                paired: None,
+                extra: group.clone(),
+            }));
+            continue;
+        }
         let (crm_contact, reason) = match paired.get(&i) {
             Some((ci, reason)) => (Some(free[*ci].clone()), Some(*reason)),
             None => (None, None),
@@ -567,6 +622,23 @@ async fn plan_listed(
             remote: None,
             written: None,
             link_id: None,
+            extra: group.clone(),
+            failed: false,
+        });
+    }
+    for (l, survivor) in merged_away {
+        let Some(c) = crm.get(&l.crm_id) else {
+            continue;
+        };
+        ex.handled.insert(l.crm_id.clone());
+        tracing::info!(crm = %l.crm_id, survivor = %survivor, "merged into another linked contact in Google: its link ends");
+        batch.push(Item {
+            plan: merges::ended_by_merge(ex, &l, c),
+            link_id: Some(l.id),
+            link: Some(l),
+            crm: Some(c.clone()),
+            remote: None,
+            written: None,
             extra: group.clone(),
             failed: false,
         });
