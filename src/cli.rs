@@ -152,6 +152,10 @@ pub struct ServeArgs {
 
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
+    /// Serve `/healthz`, `/readyz` and `/metrics` (Prometheus) on this address (none by default;
+    /// `serve` has them on its own address).
+    #[arg(long, env = "CRMSYNC_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     #[command(flatten)]
     pub scheduler: SchedulerArgs,
 }

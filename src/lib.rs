@@ -1,6 +1,7 @@
 //! The `crmsync` binary's library: the REST API ([`api`]), the command line ([`cli`]), the HTTP
 //! server ([`server`]), the [`clock`], the sync executor ([`sync`]) and the [`scheduler`] that
-//! runs it on its own (intervals, cron, manual starts, leases for scale-out workers).
+//! runs it on its own (intervals, cron, manual starts, leases for scale-out workers), and the
+//! process's metrics ([`telemetry`]).
 
 pub mod api;
 pub mod app;
@@ -11,4 +12,5 @@ pub mod demo;
 pub mod scheduler;
 pub mod server;
 pub mod sync;
+pub mod telemetry;
 pub mod web;

@@ -153,6 +153,8 @@ async fn serve(cli: &Cli, args: &ServeArgs, clock: SharedClock) -> anyhow::Resul
         args.listen
     );
     let google = google_settings(cli);
+    // The metrics recorder, before the scheduler carries out (and counts) anything.
+    crmsync::telemetry::handle();
     let mut state = AppState::new(store.clone(), clock.clone()).with_google(google.endpoints());
     let scheduler = if args.no_scheduler {
         tracing::info!(
@@ -193,7 +195,23 @@ async fn worker(
             "SQLite: one process does all the work; use PostgreSQL to run several workers"
         );
     }
-    let engine = crmsync::app::engine(&store, clock, &google_settings(cli), Default::default());
+    let google = google_settings(cli);
+    // Health, readiness and metrics on their own address, when asked for.
+    let ops = match args.metrics_listen {
+        Some(addr) => {
+            crmsync::telemetry::handle();
+            let listener = crmsync::server::bind(addr).await?;
+            tracing::info!(listen = %addr, "serving /healthz, /readyz and /metrics at http://{addr}");
+            let state = AppState::new(store.clone(), clock.clone()).with_google(google.endpoints());
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let task = tokio::spawn(crmsync::server::serve_ops(state, listener, async move {
+                let _ = stopped.await;
+            }));
+            Some((stop, task))
+        }
+        None => None,
+    };
+    let engine = crmsync::app::engine(&store, clock, &google, Default::default());
     let scheduler = crmsync::scheduler::Scheduler::new(engine, args.scheduler.config());
     let handle = scheduler.handle();
     tokio::spawn(async move {
@@ -201,6 +219,10 @@ async fn worker(
         handle.shutdown();
     });
     scheduler.run().await?;
+    if let Some((stop, task)) = ops {
+        let _ = stop.send(());
+        task.await.context("the metrics server task failed")??;
+    }
     Ok(())
 }
 
@@ -472,6 +494,7 @@ async fn demo(args: DemoArgs, clock: SharedClock) -> anyhow::Result<()> {
         send_updates: None,
     };
     let engine = crmsync::app::engine(&demo.store, clock.clone(), &google, Default::default());
+    crmsync::telemetry::handle();
     let scheduler = crmsync::scheduler::Scheduler::new(engine, Default::default());
     let handle = scheduler.handle();
     let task = tokio::spawn(scheduler.run());

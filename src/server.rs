@@ -4,7 +4,8 @@
 //! half a request, or holds an idle connection, is cut off; past the cap new connections wait
 //! in the kernel's backlog instead of exhausting the process's file descriptors.
 
-use crate::api::{router, AppState};
+use crate::api::{ops_router, router, AppState};
+use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -59,7 +60,32 @@ pub async fn serve_with(
     shutdown: impl Future<Output = ()> + Send + 'static,
     limits: ServerLimits,
 ) -> std::io::Result<()> {
-    let app = router(state).layer(RequestBodyTimeoutLayer::new(limits.body_timeout));
+    serve_app(router(state), listener, shutdown, limits).await
+}
+
+/// Serves only `/healthz`, `/readyz` and `/metrics` (for `crmsync worker --metrics-listen`)
+/// until `shutdown` completes.
+pub async fn serve_ops(
+    state: AppState,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_app(
+        ops_router(state),
+        listener,
+        shutdown,
+        ServerLimits::default(),
+    )
+    .await
+}
+
+async fn serve_app(
+    app: Router,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    limits: ServerLimits,
+) -> std::io::Result<()> {
+    let app = app.layer(RequestBodyTimeoutLayer::new(limits.body_timeout));
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)

@@ -240,8 +240,7 @@ pub fn request_run(
         }
     }
     let default = serde_json::json!({});
-    let run_id =
-        runs::create_run(conn, user, kind, "manual", options.unwrap_or(&default), now)?;
+    let run_id = runs::create_run(conn, user, kind, "manual", options.unwrap_or(&default), now)?;
     diesel::update(key(user, kind))
         .set((
             sync_jobs::requested_at.eq(Some(to_db_time(now))),
@@ -432,8 +431,7 @@ fn claim(
             Some(r) => r,
             None => {
                 let trigger = if from_request { "manual" } else { "schedule" };
-                let id =
-                    runs::create_run(conn, user, kind, trigger, &serde_json::json!({}), now)?;
+                let id = runs::create_run(conn, user, kind, trigger, &serde_json::json!({}), now)?;
                 runs::get_run(conn, id)?.ok_or_else(|| StoreError::not_found("sync run", id))?
             }
         };

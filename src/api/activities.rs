@@ -21,27 +21,41 @@ use crmsync_engine::model::{
 use crmsync_schema::activities::{self as store, ActivityCursor, ParticipantRef};
 use crmsync_schema::{users as user_store, AnyConnection, StoreError, StoreResult};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// A participant as a client names it: exactly one of `user_id`, `contact_id`, `email`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ParticipantInput {
+    /// A CRM user.
     #[serde(default)]
+    #[schema(value_type = Option<uuid::Uuid>)]
     user_id: Option<UserId>,
+    /// A CRM contact.
     #[serde(default)]
+    #[schema(value_type = Option<uuid::Uuid>)]
     contact_id: Option<ContactId>,
+    /// An e-mail address (matched to a user or contact when one has it).
     #[serde(default)]
+    #[schema(format = Email, max_length = 320)]
     email: Option<String>,
     #[serde(default)]
+    #[schema(value_type = super::openapi::ResponseStatusDoc)]
     response_status: ResponseStatus,
 }
 
-#[derive(Debug, Deserialize)]
+/// A new activity. Timed: `start`/`end` are RFC 3339 instants; all-day (`all_day: true`):
+/// `YYYY-MM-DD` dates, end exclusive.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateActivity {
+    #[schema(min_length = 1, max_length = 1000, example = "Kick-off")]
     title: String,
+    #[schema(example = "2026-03-02T09:00:00Z")]
     start: String,
+    #[schema(example = "2026-03-02T10:00:00Z")]
     end: String,
+    #[schema(value_type = super::openapi::TimeZone)]
     time_zone: String,
     #[serde(default)]
     all_day: bool,
@@ -50,63 +64,96 @@ pub struct CreateActivity {
     #[serde(default)]
     notes: Option<String>,
     #[serde(default)]
+    #[schema(value_type = super::openapi::ActivityStatusDoc)]
     status: ActivityStatus,
+    /// Whether the activity goes to the organizer's Google Calendar.
     display_in_calendar: bool,
+    /// The organizer (a CRM user): the activity syncs with this user's calendar.
+    #[schema(value_type = uuid::Uuid)]
     organizer_user_id: UserId,
     #[serde(default)]
+    #[schema(max_items = 500)]
     participants: Vec<ParticipantInput>,
 }
 
-#[derive(Debug, Deserialize)]
+/// The fields to change (at least one). Absent fields stay; `null` clears location and notes
+/// and is refused elsewhere. Changing `all_day` needs both `start` and `end` in the new form.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchActivity {
     #[serde(default, deserialize_with = "non_null")]
+    #[schema(nullable = false, min_length = 1, max_length = 1000)]
     title: Option<String>,
     #[serde(default, deserialize_with = "non_null")]
+    #[schema(nullable = false)]
     start: Option<String>,
     #[serde(default, deserialize_with = "non_null")]
+    #[schema(nullable = false)]
     end: Option<String>,
     #[serde(default, deserialize_with = "non_null")]
+    #[schema(nullable = false, value_type = Option<super::openapi::TimeZone>)]
     time_zone: Option<String>,
     #[serde(default, deserialize_with = "non_null")]
+    #[schema(nullable = false)]
     all_day: Option<bool>,
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
     location: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
     notes: Option<Option<String>>,
     #[serde(default, deserialize_with = "non_null")]
+    #[schema(nullable = false, value_type = Option<super::openapi::ActivityStatusDoc>)]
     status: Option<ActivityStatus>,
     #[serde(default, deserialize_with = "non_null")]
+    #[schema(nullable = false)]
     display_in_calendar: Option<bool>,
     #[serde(default, deserialize_with = "non_null")]
+    #[schema(nullable = false, value_type = Option<uuid::Uuid>)]
     organizer_user_id: Option<UserId>,
     #[serde(default, deserialize_with = "non_null")]
+    #[schema(nullable = false, max_items = 500)]
     participants: Option<Vec<ParticipantInput>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Page size, 1 to 500 (default 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 500)]
     limit: Option<usize>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// Only this user's activities, by start time.
+    #[param(value_type = Option<uuid::Uuid>)]
     organizer_user_id: Option<UserId>,
 }
 
 /// An activity as the API shows it: `start`/`end` are RFC 3339 instants, or dates when `all_day`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Activity)]
 pub struct ActivityView {
+    #[schema(value_type = uuid::Uuid)]
     pub id: ActivityId,
     pub title: String,
+    /// An RFC 3339 instant, or a `YYYY-MM-DD` date when `all_day`.
     pub start: String,
+    /// An RFC 3339 instant, or a `YYYY-MM-DD` date (exclusive) when `all_day`.
     pub end: String,
     pub all_day: bool,
     pub time_zone: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub location: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub notes: Option<String>,
+    #[schema(value_type = super::openapi::ActivityStatusDoc)]
     pub status: ActivityStatus,
     pub display_in_calendar: bool,
+    #[schema(value_type = uuid::Uuid)]
     pub organizer_user_id: UserId,
+    #[schema(value_type = Vec<super::openapi::ParticipantDoc>)]
     pub participants: Vec<Participant>,
     pub created_at: DateTime<Utc>,
     pub modified_at: DateTime<Utc>,
@@ -259,6 +306,16 @@ fn require_organizer(c: &mut AnyConnection, id: UserId) -> StoreResult<()> {
 }
 
 /// `POST /activities`.
+#[utoipa::path(
+    post, path = "/activities", tag = "activities",
+    operation_id = "activities_create",
+    summary = "Create an activity",
+    request_body = CreateActivity,
+    responses(
+        (status = 201, description = "created", body = ActivityView),
+        (status = 404, description = "a participant's user or contact does not exist (`not_found`)", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn create(
     State(st): State<AppState>,
     JsonBody(body): JsonBody<CreateActivity>,
@@ -284,18 +341,26 @@ pub async fn create(
     check_fields(&data)?;
     let now = st.now();
     let activity = st
-        .run(move |s| {
-            s.write(|c| {
-                require_organizer(c, data.organizer_user_id)?;
-                data.participants = store::resolve_participants(c, &refs)?;
-                store::create_activity(c, &data, now)
-            })
+        .write_async(move |c| {
+            require_organizer(c, data.organizer_user_id)?;
+            data.participants = store::resolve_participants(c, &refs)?;
+            store::create_activity(c, &data, now)
         })
         .await?;
     Ok((StatusCode::CREATED, Json(activity.into())))
 }
 
 /// `GET /activities` and `GET /activities?organizer_user_id=`.
+#[utoipa::path(
+    get, path = "/activities", tag = "activities",
+    operation_id = "activities_list",
+    summary = "List activities (all, by id; or one organizer's, by start)",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "a page of activities", body = super::openapi::ActivityPage),
+        (status = 404, description = "no such organizer (`not_found`)", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn list(
     State(st): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
@@ -319,11 +384,9 @@ pub async fn list(
                 }
             };
             let list = st
-                .run(move |s| {
-                    s.read(|c| {
-                        user_store::get_user(c, organizer)?;
-                        store::activities_by_organizer(c, organizer, after, limit)
-                    })
+                .read_async(move |c| {
+                    user_store::get_user(c, organizer)?;
+                    store::activities_by_organizer(c, organizer, after, limit)
                 })
                 .await?;
             let cursor = |a: &Activity| {
@@ -348,7 +411,7 @@ pub async fn list(
         }
         None => {
             let after = page::cursor::<ActivityId>(q.cursor.as_deref())?;
-            st.run(move |s| s.read(|c| store::list_activities(c, after, limit)))
+            st.read_async(move |c| store::list_activities(c, after, limit))
                 .await?
         }
     };
@@ -360,13 +423,21 @@ pub async fn list(
 }
 
 /// `GET /activities/{id}`.
+#[utoipa::path(
+    get, path = "/activities/{id}", tag = "activities",
+    operation_id = "activities_get_one",
+    summary = "Read an activity",
+    params(("id" = uuid::Uuid, Path, description = "the activity's id")),
+    responses(
+        (status = 200, description = "the activity", body = ActivityView),
+        (status = 404, description = "no such activity, or it was deleted (`not_found`)", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn get_one(
     State(st): State<AppState>,
     ApiPath(id): ApiPath<ActivityId>,
 ) -> ApiResult<Json<ActivityView>> {
-    let a = st
-        .run(move |s| s.read(|c| store::get_activity(c, id)))
-        .await?;
+    let a = st.read_async(move |c| store::get_activity(c, id)).await?;
     if a.deleted_at.is_some() {
         return Err(ApiError::not_found(format!("activity {id} was deleted")));
     }
@@ -443,6 +514,17 @@ fn merge(
 }
 
 /// `PATCH /activities/{id}`: merged, validated and written in one write transaction.
+#[utoipa::path(
+    patch, path = "/activities/{id}", tag = "activities",
+    operation_id = "activities_update",
+    summary = "Change an activity",
+    params(("id" = uuid::Uuid, Path, description = "the activity's id")),
+    request_body = PatchActivity,
+    responses(
+        (status = 200, description = "the changed activity", body = ActivityView),
+        (status = 404, description = "no such activity, or it was deleted (`not_found`)", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn update(
     State(st): State<AppState>,
     ApiPath(id): ApiPath<ActivityId>,
@@ -462,35 +544,43 @@ pub async fn update(
     }
     let now = st.now();
     let activity = st
-        .run(move |s| {
-            s.write(|c| {
-                store::lock_activity(c, id)?;
-                let current = store::get_activity(c, id)?;
-                if current.deleted_at.is_some() {
-                    return Err(StoreError::NotFound {
-                        what: "activity (deleted)",
-                        id: id.to_string(),
-                    });
-                }
-                let (mut data, refs) = merge(current.data, body)?;
-                require_organizer(c, data.organizer_user_id)?;
-                if let Some(refs) = refs {
-                    data.participants = store::resolve_participants(c, &refs)?;
-                }
-                store::update_activity(c, id, &data, now)
-            })
+        .write_async(move |c| {
+            store::lock_activity(c, id)?;
+            let current = store::get_activity(c, id)?;
+            if current.deleted_at.is_some() {
+                return Err(StoreError::NotFound {
+                    what: "activity (deleted)",
+                    id: id.to_string(),
+                });
+            }
+            let (mut data, refs) = merge(current.data, body)?;
+            require_organizer(c, data.organizer_user_id)?;
+            if let Some(refs) = refs {
+                data.participants = store::resolve_participants(c, &refs)?;
+            }
+            store::update_activity(c, id, &data, now)
         })
         .await?;
     Ok(Json(activity.into()))
 }
 
 /// `DELETE /activities/{id}`: the activity becomes a tombstone (204).
+#[utoipa::path(
+    delete, path = "/activities/{id}", tag = "activities",
+    operation_id = "activities_delete",
+    summary = "Delete an activity",
+    params(("id" = uuid::Uuid, Path, description = "the activity's id")),
+    responses(
+        (status = 204, description = "deleted"),
+        (status = 404, description = "no such activity (`not_found`)", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn delete(
     State(st): State<AppState>,
     ApiPath(id): ApiPath<ActivityId>,
 ) -> ApiResult<StatusCode> {
     let now = st.now();
-    st.run(move |s| s.write(|c| store::delete_activity(c, id, now)))
+    st.write_async(move |c| store::delete_activity(c, id, now))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -19,6 +19,7 @@ use crmsync_schema::contacts as store;
 use crmsync_schema::tags as tag_store;
 use crmsync_schema::StoreError;
 use serde::{Deserialize, Deserializer};
+use utoipa::ToSchema;
 
 /// Distinguishes an absent field (`None`) from `null` (`Some(None)`).
 pub fn double_option<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
@@ -28,11 +29,13 @@ pub fn double_option<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
 }
 
 /// An e-mail address as a client sends it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EmailInput {
+    #[schema(format = Email, max_length = 320, example = "ann@clients.example")]
     address: String,
     #[serde(default)]
+    #[schema(value_type = super::openapi::EmailKindDoc)]
     kind: EmailKind,
     #[serde(default)]
     primary: bool,
@@ -49,11 +52,14 @@ impl From<EmailInput> for Email {
 }
 
 /// A phone number as a client sends it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PhoneInput {
+    /// Must have a digit.
+    #[schema(min_length = 1, max_length = 100, example = "+44 20 7946 0000")]
     number: String,
     #[serde(default)]
+    #[schema(value_type = super::openapi::PhoneKindDoc)]
     kind: PhoneKind,
 }
 
@@ -67,10 +73,11 @@ impl From<PhoneInput> for Phone {
 }
 
 /// A postal address as a client sends it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddressInput {
     #[serde(default)]
+    #[schema(value_type = super::openapi::AddressKindDoc)]
     kind: AddressKind,
     #[serde(default)]
     street: Option<String>,
@@ -104,7 +111,8 @@ fn into_all<A, B: From<A>>(v: Vec<A>) -> Vec<B> {
     v.into_iter().map(B::from).collect()
 }
 
-#[derive(Debug, Deserialize)]
+/// A new contact: it needs a name (given, family or display name, or an organization).
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateContact {
     given_name: String,
@@ -123,42 +131,65 @@ pub struct CreateContact {
     job_title: Option<String>,
     #[serde(default)]
     notes: Option<String>,
+    /// `YYYY-MM-DD`, or `--MM-DD` when the year is unknown.
     #[serde(default)]
+    #[schema(value_type = Option<String>, example = "1980-04-23")]
     birthday: Option<Birthday>,
     /// Tags to put on the new contact.
     #[serde(default)]
+    #[schema(value_type = Vec<uuid::Uuid>)]
     tags: Vec<TagId>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// The fields to change (at least one). Absent fields stay; `null` clears display_name,
+/// organization, job_title, notes and birthday; names and lists refuse `null` (send `""` or
+/// `[]`).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchContact {
     #[serde(default, deserialize_with = "non_null")]
+    #[schema(nullable = false)]
     given_name: Option<String>,
     #[serde(default, deserialize_with = "non_null")]
+    #[schema(nullable = false)]
     family_name: Option<String>,
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
     display_name: Option<Option<String>>,
     #[serde(default, deserialize_with = "non_null")]
+    #[schema(nullable = false)]
     emails: Option<Vec<EmailInput>>,
     #[serde(default, deserialize_with = "non_null")]
+    #[schema(nullable = false)]
     phones: Option<Vec<PhoneInput>>,
     #[serde(default, deserialize_with = "non_null")]
+    #[schema(nullable = false)]
     addresses: Option<Vec<AddressInput>>,
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
     organization: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
     job_title: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
     notes: Option<Option<String>>,
+    /// `YYYY-MM-DD`, or `--MM-DD` when the year is unknown; `null` clears it.
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
     birthday: Option<Option<Birthday>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Page size, 1 to 500 (default 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 500)]
     limit: Option<usize>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// Only the contacts with this tag.
+    #[param(value_type = Option<uuid::Uuid>)]
     tag_id: Option<TagId>,
 }
 
@@ -299,6 +330,16 @@ fn live(contact: Contact) -> ApiResult<Contact> {
 }
 
 /// `POST /contacts`.
+#[utoipa::path(
+    post, path = "/contacts", tag = "contacts",
+    operation_id = "contacts_create",
+    summary = "Create a contact",
+    request_body = CreateContact,
+    responses(
+        (status = 201, description = "created", body = super::openapi::ContactDoc),
+        (status = 404, description = "a tag in `tags` does not exist (`not_found`)", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn create(
     State(st): State<AppState>,
     JsonBody(body): JsonBody<CreateContact>,
@@ -320,12 +361,22 @@ pub async fn create(
     let tags = body.tags;
     let now = st.now();
     let contact = st
-        .run(move |s| s.write(|c| store::create_contact(c, &data, &tags, now)))
+        .write_async(move |c| store::create_contact(c, &data, &tags, now))
         .await?;
     Ok((StatusCode::CREATED, Json(contact)))
 }
 
 /// `GET /contacts` and `GET /contacts?tag_id=`.
+#[utoipa::path(
+    get, path = "/contacts", tag = "contacts",
+    operation_id = "contacts_list",
+    summary = "List contacts (all live ones, or those with a tag)",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "a page of contacts, by id", body = super::openapi::ContactPage),
+        (status = 404, description = "no such tag (`not_found`)", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn list(
     State(st): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
@@ -334,32 +385,47 @@ pub async fn list(
     let after = page::cursor::<ContactId>(q.cursor.as_deref())?;
     let tag = q.tag_id;
     let contacts = st
-        .run(move |s| {
-            s.read(|c| match tag {
-                Some(tag) => {
-                    tag_store::get_tag(c, tag)?;
-                    store::contacts_with_tag(c, tag, after, limit)
-                }
-                None => store::list_contacts(c, after, limit),
-            })
+        .read_async(move |c| match tag {
+            Some(tag) => {
+                tag_store::get_tag(c, tag)?;
+                store::contacts_with_tag(c, tag, after, limit)
+            }
+            None => store::list_contacts(c, after, limit),
         })
         .await?;
     Ok(Json(Page::new(contacts, limit, |c| c.id.to_string())))
 }
 
 /// `GET /contacts/{id}`.
+#[utoipa::path(
+    get, path = "/contacts/{id}", tag = "contacts",
+    operation_id = "contacts_get_one",
+    summary = "Read a contact",
+    params(("id" = uuid::Uuid, Path, description = "the contact's id")),
+    responses(
+        (status = 200, description = "the contact", body = super::openapi::ContactDoc),
+        (status = 404, description = "no such contact, or it was deleted (`not_found`)", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn get_one(
     State(st): State<AppState>,
     ApiPath(id): ApiPath<ContactId>,
 ) -> ApiResult<Json<Contact>> {
-    live(
-        st.run(move |s| s.read(|c| store::get_contact(c, id)))
-            .await?,
-    )
-    .map(Json)
+    live(st.read_async(move |c| store::get_contact(c, id)).await?).map(Json)
 }
 
 /// `PATCH /contacts/{id}`: validated on the merged record, in one write transaction.
+#[utoipa::path(
+    patch, path = "/contacts/{id}", tag = "contacts",
+    operation_id = "contacts_update",
+    summary = "Change a contact",
+    params(("id" = uuid::Uuid, Path, description = "the contact's id")),
+    request_body = PatchContact,
+    responses(
+        (status = 200, description = "the changed contact", body = super::openapi::ContactDoc),
+        (status = 404, description = "no such contact, or it was deleted (`not_found`)", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn update(
     State(st): State<AppState>,
     ApiPath(id): ApiPath<ContactId>,
@@ -369,65 +435,89 @@ pub async fn update(
     check_input(&apply_patch(ContactData::default(), body.clone()))?;
     let now = st.now();
     let contact = st
-        .run(move |s| {
-            s.write(|c| {
-                store::lock_contact(c, id)?;
-                let current = store::get_contact(c, id)?;
-                if current.deleted_at.is_some() {
-                    return Err(StoreError::NotFound {
-                        what: "contact (deleted)",
-                        id: id.to_string(),
-                    });
-                }
-                let data = apply_patch(current.data, body);
-                check_contact(&data)?;
-                store::update_contact(c, id, &data, now)
-            })
+        .write_async(move |c| {
+            store::lock_contact(c, id)?;
+            let current = store::get_contact(c, id)?;
+            if current.deleted_at.is_some() {
+                return Err(StoreError::NotFound {
+                    what: "contact (deleted)",
+                    id: id.to_string(),
+                });
+            }
+            let data = apply_patch(current.data, body);
+            check_contact(&data)?;
+            store::update_contact(c, id, &data, now)
         })
         .await?;
     Ok(Json(contact))
 }
 
 /// `DELETE /contacts/{id}`: the contact becomes a tombstone (204).
+#[utoipa::path(
+    delete, path = "/contacts/{id}", tag = "contacts",
+    operation_id = "contacts_delete",
+    summary = "Delete a contact",
+    params(("id" = uuid::Uuid, Path, description = "the contact's id")),
+    responses(
+        (status = 204, description = "deleted"),
+        (status = 404, description = "no such contact (`not_found`)", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn delete(
     State(st): State<AppState>,
     ApiPath(id): ApiPath<ContactId>,
 ) -> ApiResult<StatusCode> {
     let now = st.now();
-    st.run(move |s| s.write(|c| store::delete_contact(c, id, now)))
+    st.write_async(move |c| store::delete_contact(c, id, now))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// `PUT /contacts/{id}/tags/{tag_id}`.
+#[utoipa::path(
+    put, path = "/contacts/{id}/tags/{tag_id}", tag = "contacts",
+    operation_id = "contacts_tag",
+    summary = "Tag a contact",
+    params(("id" = uuid::Uuid, Path, description = "the contact's id"), ("tag_id" = uuid::Uuid, Path, description = "the tag's id")),
+    responses(
+        (status = 200, description = "the contact with the tag", body = super::openapi::ContactDoc),
+        (status = 404, description = "no such contact or tag (`not_found`)", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn tag(
     State(st): State<AppState>,
     ApiPath((id, tag)): ApiPath<(ContactId, TagId)>,
 ) -> ApiResult<Json<Contact>> {
     let now = st.now();
     let contact = st
-        .run(move |s| {
-            s.write(|c| {
-                tag_store::get_tag(c, tag)?;
-                store::tag_contact(c, id, tag, now)
-            })
+        .write_async(move |c| {
+            tag_store::get_tag(c, tag)?;
+            store::tag_contact(c, id, tag, now)
         })
         .await?;
     Ok(Json(contact))
 }
 
 /// `DELETE /contacts/{id}/tags/{tag_id}`.
+#[utoipa::path(
+    delete, path = "/contacts/{id}/tags/{tag_id}", tag = "contacts",
+    operation_id = "contacts_untag",
+    summary = "Untag a contact",
+    params(("id" = uuid::Uuid, Path, description = "the contact's id"), ("tag_id" = uuid::Uuid, Path, description = "the tag's id")),
+    responses(
+        (status = 200, description = "the contact without the tag", body = super::openapi::ContactDoc),
+        (status = 404, description = "no such contact or tag (`not_found`)", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn untag(
     State(st): State<AppState>,
     ApiPath((id, tag)): ApiPath<(ContactId, TagId)>,
 ) -> ApiResult<Json<Contact>> {
     let now = st.now();
     let contact = st
-        .run(move |s| {
-            s.write(|c| {
-                tag_store::get_tag(c, tag)?;
-                store::untag_contact(c, id, tag, now)
-            })
+        .write_async(move |c| {
+            tag_store::get_tag(c, tag)?;
+            store::untag_contact(c, id, tag, now)
         })
         .await?;
     Ok(Json(contact))

@@ -22,12 +22,14 @@ use rand::RngCore;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-#[derive(Debug, Deserialize)]
+/// The domain's service-account key.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutServiceAccount {
     /// The Workspace domain whose users the key impersonates (`example.com`).
     domain: String,
     /// The JSON key file Google gave (an object, or a string holding it).
+    #[schema(schema_with = super::openapi::object_or_string)]
     key: Value,
 }
 
@@ -115,6 +117,13 @@ fn check_key(key: Value) -> Result<String, ApiError> {
 
 /// `PUT /google/service-account` `{domain, key}`: stores the key encrypted; answers what to
 /// authorize in the Admin console (never the key).
+#[utoipa::path(
+    put, path = "/google/service-account", tag = "google",
+    operation_id = "google_put_service_account",
+    summary = "Store the domain's service-account key",
+    request_body = PutServiceAccount,
+    responses((status = 200, description = "stored (encrypted); what to authorize in the Admin console", body = super::openapi::ServiceAccountStored))
+)]
 pub async fn put_service_account(
     State(st): State<AppState>,
     JsonBody(body): JsonBody<PutServiceAccount>,
@@ -143,7 +152,8 @@ pub async fn put_service_account(
     })))
 }
 
-#[derive(Debug, Deserialize)]
+/// The OAuth client for per-user connections.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutOAuthClient {
     client_id: String,
@@ -154,6 +164,13 @@ pub struct PutOAuthClient {
 
 /// `PUT /google/oauth-client` `{client_id, client_secret, redirect_uri}`: the OAuth client for
 /// per-user connections (the secret is stored encrypted and never answered).
+#[utoipa::path(
+    put, path = "/google/oauth-client", tag = "google",
+    operation_id = "google_put_oauth_client",
+    summary = "Store the OAuth client for per-user connections",
+    request_body = PutOAuthClient,
+    responses((status = 200, description = "stored (the secret encrypted)", body = super::openapi::OAuthClientStored))
+)]
 pub async fn put_oauth_client(
     State(st): State<AppState>,
     JsonBody(body): JsonBody<PutOAuthClient>,
@@ -202,6 +219,17 @@ pub const OAUTH_STATE_LIFETIME_MINUTES: i64 = 10;
 /// `POST /users/{id}/google/oauth/start`: `{authorization_url, expires_at}` to send the user's
 /// browser to. Changes nothing about the user's connection: until the consent is complete the
 /// user keeps syncing as before (through the domain's service account, if there is one).
+#[utoipa::path(
+    post, path = "/users/{id}/google/oauth/start", tag = "google",
+    operation_id = "google_oauth_start",
+    summary = "Authorization URL for the user's Connect",
+    params(("id" = uuid::Uuid, Path, description = "the user's id")),
+    responses(
+        (status = 200, description = "the link to send the user's browser to", body = super::openapi::OAuthStarted),
+        (status = 404, description = "no such user (`not_found`)", body = super::openapi::ErrorBody),
+        (status = 409, description = "no OAuth client is configured (`conflict`)", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn oauth_start(
     State(st): State<AppState>,
     ApiPath(user): ApiPath<UserId>,
@@ -250,6 +278,16 @@ pub async fn oauth_start(
 /// token, state, last error) and every pending Connect link; the user then syncs through the
 /// domain's service account, if there is one, or waits for a new Connect. Answers the user's
 /// connection status afterwards.
+#[utoipa::path(
+    delete, path = "/users/{id}/google/connection", tag = "google",
+    operation_id = "google_reset_connection",
+    summary = "Forget the user's own Google connection",
+    params(("id" = uuid::Uuid, Path, description = "the user's id")),
+    responses(
+        (status = 200, description = "the user's connection afterwards", body = super::openapi::ConnectionReset),
+        (status = 404, description = "no such user (`not_found`)", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn reset_connection(
     State(st): State<AppState>,
     ApiPath(user): ApiPath<UserId>,
@@ -322,7 +360,7 @@ async fn complete(st: &AppState, q: CallbackQuery) -> Result<User, Failure> {
     })?;
     let now = st.now();
     let taken = st
-        .run(move |s| s.write(|c| connections::take_oauth_state(c, &state, now)))
+        .write_async(move |c| connections::take_oauth_state(c, &state, now))
         .await?;
     let user = match taken {
         OAuthStateCheck::Valid(user) => user,

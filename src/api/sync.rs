@@ -28,21 +28,52 @@ fn parse_kind(kind: &str) -> ApiResult<SyncKind> {
     })
 }
 
-#[derive(Debug, Deserialize)]
+/// `mass_untag` values.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum MassUntagParam {
+    Confirm,
+    Restore,
+    Guard,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct StartQuery {
     /// Block until the run has finished and answer with it.
     #[serde(default)]
+    #[param(value_type = Option<bool>)]
     wait: bool,
     /// For a run the mass-untag guard stopped: `confirm` carries the untags out, `restore`
     /// puts everything back.
     #[serde(default)]
+    #[param(inline, value_type = Option<MassUntagParam>)]
     mass_untag: Option<String>,
 }
 
 /// `POST /users/{id}/sync/{kind}`: 202 `{run_id, state: "queued", coalesced, after_run_id}`; with
 /// `?wait=true` 200 and the finished run (202 with the run if it is still going on when the
 /// server's wait limit is reached).
+#[utoipa::path(
+    post, path = "/users/{id}/sync/{kind}", tag = "sync",
+    operation_id = "sync_start",
+    summary = "Start synchronization",
+    description = "Queues a run of one kind for the user (coalesced with one already queued) and \
+                   wakes the scheduler. With `?wait=true` the answer is the finished run.",
+    params(
+        ("id" = uuid::Uuid, Path, description = "the user's id"),
+        ("kind" = super::openapi::SyncKindDoc, Path, description = "`contacts` or `activities`"),
+        StartQuery,
+    ),
+    responses(
+        (status = 200, description = "`?wait=true`: the finished run", body = super::openapi::SyncRunDoc),
+        (status = 202, description = "queued (or, with `?wait=true`, still going on at the wait limit)", body = super::openapi::RunAccepted),
+        (status = 404, description = "no such user (`not_found`)", body = super::openapi::ErrorBody),
+        (status = 409, description = "the user has no sync settings for this kind, or its connection is disabled (`conflict`, `connection_disabled`)", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn start(
     State(st): State<AppState>,
     ApiPath((user, kind)): ApiPath<(UserId, String)>,
@@ -58,11 +89,9 @@ pub async fn start(
         })?,
     };
     let connection = st
-        .run(move |s| {
-            s.read(|c| {
-                users::get_user(c, user)?;
-                connections::get_connection(c, user)
-            })
+        .read_async(move |c| {
+            users::get_user(c, user)?;
+            connections::get_connection(c, user)
         })
         .await?;
     if connection.is_some_and(|c| c.state == ConnectionState::Disabled) {
@@ -112,31 +141,58 @@ pub async fn start(
 }
 
 /// `GET /users/{id}/sync-status`.
+#[utoipa::path(
+    get, path = "/users/{id}/sync-status", tag = "sync",
+    operation_id = "sync_status",
+    summary = "A user's sync status per kind",
+    params(("id" = uuid::Uuid, Path, description = "the user's id")),
+    responses(
+        (status = 200, description = "state, last success, next due time, last error, last run, failing records", body = super::openapi::UserSyncStatusDoc),
+        (status = 404, description = "no such user (`not_found`)", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn status(
     State(st): State<AppState>,
     ApiPath(user): ApiPath<UserId>,
 ) -> ApiResult<Json<UserSyncStatus>> {
     let now = st.now();
     Ok(Json(
-        st.run(move |s| {
-            s.read(|c| {
-                let u = users::get_user(c, user)?;
-                status::user_status(c, &u, now)
-            })
+        st.read_async(move |c| {
+            let u = users::get_user(c, user)?;
+            status::user_status(c, &u, now)
         })
         .await?,
     ))
 }
 
-#[derive(Debug, Deserialize)]
+/// The schema of `state` in `GET /sync-status`: a state, or empty for every user.
+fn state_filter() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    let mut values = vec![""];
+    values.extend(status::SyncState::ALL.map(|s| s.as_str()));
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(
+            "only users having some kind in this state; empty or absent: every user",
+        ))
+        .enum_values(Some(values))
+        .build()
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct FleetQuery {
     /// Only users having some kind in this state (`idle`, `queued`, `running`, `auth_error`,
     /// `disabled`, `not_configured`); empty or absent: every user.
     #[serde(default)]
+    #[param(schema_with = state_filter)]
     state: Option<String>,
+    /// Page size, 1 to 500 (default 100).
     #[serde(default)]
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 500)]
     limit: Option<usize>,
+    /// `next_cursor` of the previous page.
     #[serde(default)]
     cursor: Option<String>,
 }
@@ -154,6 +210,13 @@ pub struct FleetItem {
 /// (ordered by user id, `next_cursor` continues as in `GET /users`). With `state`, a page covers a
 /// bounded stretch of users and may hold fewer than `limit` items while `next_cursor` is set:
 /// follow `next_cursor` until it is null.
+#[utoipa::path(
+    get, path = "/sync-status", tag = "sync",
+    operation_id = "sync_fleet_status",
+    summary = "Every user's sync status, paged",
+    params(FleetQuery),
+    responses((status = 200, description = "a page of users' sync status", body = super::openapi::FleetPage))
+)]
 pub async fn fleet_status(
     State(st): State<AppState>,
     ApiQuery(q): ApiQuery<FleetQuery>,
@@ -171,7 +234,7 @@ pub async fn fleet_status(
     let after = page::cursor::<UserId>(q.cursor.as_deref())?;
     let now = st.now();
     let found = st
-        .run(move |s| s.read(|c| status::fleet_page(c, after, limit, state, now)))
+        .read_async(move |c| status::fleet_page(c, after, limit, state, now))
         .await?;
     Ok(Json(Page {
         items: found
@@ -187,30 +250,58 @@ pub async fn fleet_status(
 }
 
 /// `GET /sync-runs/{id}`.
+#[utoipa::path(
+    get, path = "/sync-runs/{id}", tag = "sync",
+    operation_id = "sync_run_detail",
+    summary = "One sync run",
+    params(("id" = uuid::Uuid, Path, description = "the run's id")),
+    responses(
+        (status = 200, description = "the run", body = super::openapi::SyncRunDoc),
+        (status = 404, description = "no such run (`not_found`)", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn run_detail(
     State(st): State<AppState>,
     ApiPath(run): ApiPath<RunId>,
 ) -> ApiResult<Json<SyncRun>> {
-    st.run(move |s| s.read(|c| runs::get_run(c, run)))
+    st.read_async(move |c| runs::get_run(c, run))
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("sync run {run} was not found")))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct HistoryQuery {
+    /// Only this user's runs.
     #[serde(default)]
+    #[param(value_type = Option<uuid::Uuid>)]
     user_id: Option<UserId>,
+    /// Only runs of this kind.
     #[serde(default)]
+    #[param(value_type = Option<super::openapi::SyncKindDoc>)]
     kind: Option<String>,
+    /// Page size, 1 to 500 (default 100).
     #[serde(default)]
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 500)]
     limit: Option<usize>,
+    /// `next_cursor` of the previous page.
     #[serde(default)]
     cursor: Option<String>,
 }
 
 /// `GET /sync-runs?user_id=&kind=&limit=&cursor=`: runs, newest first.
+#[utoipa::path(
+    get, path = "/sync-runs", tag = "sync",
+    operation_id = "sync_history",
+    summary = "Sync runs, newest first",
+    params(HistoryQuery),
+    responses(
+        (status = 200, description = "a page of runs", body = super::openapi::SyncRunPage),
+        (status = 404, description = "no such user (`not_found`)", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn history(
     State(st): State<AppState>,
     ApiQuery(q): ApiQuery<HistoryQuery>,
@@ -220,28 +311,33 @@ pub async fn history(
     let before = page::cursor::<RunId>(q.cursor.as_deref())?;
     let user = q.user_id;
     let items = st
-        .run(move |s| {
-            s.read(|c| {
-                if let Some(u) = user {
-                    users::get_user(c, u)?;
-                }
-                runs::list_runs(c, user, kind, before, limit)
-            })
+        .read_async(move |c| {
+            if let Some(u) = user {
+                users::get_user(c, u)?;
+            }
+            runs::list_runs(c, user, kind, before, limit)
         })
         .await?;
     Ok(Json(Page::new(items, limit, |r| r.id.to_string())))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct JournalQuery {
+    /// The changes of one run.
     #[serde(default)]
+    #[param(value_type = Option<uuid::Uuid>)]
     run_id: Option<RunId>,
-    /// A CRM contact or activity id.
+    /// The history of one CRM contact or activity (its id).
     #[serde(default)]
+    #[param(value_type = Option<uuid::Uuid>)]
     record_id: Option<String>,
+    /// Page size, 1 to 500 (default 100).
     #[serde(default)]
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 500)]
     limit: Option<usize>,
+    /// `next_cursor` of the previous page.
     #[serde(default)]
     cursor: Option<String>,
 }
@@ -250,6 +346,18 @@ pub struct JournalQuery {
 /// entry with its side, action, the rule that decided, the field, the winning side and the values
 /// before and after (a value overwritten by the other side's later edit is here). At least one of
 /// `run_id` and `record_id` is required.
+#[utoipa::path(
+    get, path = "/journal", tag = "sync",
+    operation_id = "sync_journal",
+    summary = "What the engine changed, oldest first",
+    description = "Each entry with its side, action, the rule that decided, the field, the winning \
+                   side and the values before and after. Give `run_id` or `record_id`.",
+    params(JournalQuery),
+    responses(
+        (status = 200, description = "a page of journal entries", body = super::openapi::JournalPage),
+        (status = 404, description = "no such run (`not_found`)", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn journal(
     State(st): State<AppState>,
     ApiQuery(q): ApiQuery<JournalQuery>,
@@ -279,15 +387,13 @@ pub async fn journal(
         crm_id: record,
     };
     let items = st
-        .run(move |s| {
-            s.read(|c| {
-                if let Some(r) = run {
-                    if runs::get_run(c, r)?.is_none() {
-                        return Ok(None);
-                    }
+        .read_async(move |c| {
+            if let Some(r) = run {
+                if runs::get_run(c, r)?.is_none() {
+                    return Ok(None);
                 }
-                sync_state::journal_page(c, &filter, after, limit).map(Some)
-            })
+            }
+            sync_state::journal_page(c, &filter, after, limit).map(Some)
         })
         .await?
         .ok_or_else(|| {

@@ -15,31 +15,48 @@ use crmsync_engine::model::{SyncSchedule, SyncSettings};
 use crmsync_schema::settings::{self as store, NewSyncSettings};
 use crmsync_schema::users as user_store;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-#[derive(Debug, Deserialize)]
+/// A user's settings for one kind: exactly one of `interval_minutes` and `cron`.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutSettings {
+    /// Sync on a schedule (`false`: manual starts only).
     auto_sync: bool,
+    /// Every N minutes, 1 to 525600.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 525600, example = 15)]
     interval_minutes: Option<i64>,
+    /// A cron expression (seconds first, the `cron` crate's syntax), e.g. `0 */15 * * * *`,
+    /// read in the user's time zone.
     #[serde(default)]
+    #[schema(example = "0 */15 * * * *")]
     cron: Option<String>,
+    /// Contacts: the contact sync tag, a private tag of the user.
     #[serde(default)]
+    #[schema(value_type = Option<uuid::Uuid>)]
     tag_id: Option<TagId>,
+    /// Activities: only activities starting on or after this date go out.
     #[serde(default)]
     synchronize_from: Option<NaiveDate>,
+    /// Activities: import only Google events whose title contains one of these words.
     #[serde(default)]
+    #[schema(max_items = 100)]
     trigger_words: Vec<String>,
 }
 
 /// Sync settings as the API shows them.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = SyncSettings)]
 pub struct SettingsView {
+    #[schema(value_type = uuid::Uuid)]
     pub user_id: UserId,
+    #[schema(value_type = super::openapi::SyncKindDoc)]
     pub kind: SyncKind,
     pub auto_sync: bool,
     pub interval_minutes: Option<u32>,
     pub cron: Option<String>,
+    #[schema(value_type = Option<uuid::Uuid>)]
     pub tag_id: Option<TagId>,
     pub synchronize_from: Option<NaiveDate>,
     pub trigger_words: Vec<String>,
@@ -104,6 +121,20 @@ fn check_words(words: &[String]) -> Check {
 }
 
 /// `PUT /users/{id}/sync-settings/{kind}`.
+#[utoipa::path(
+    put, path = "/users/{id}/sync-settings/{kind}", tag = "sync",
+    operation_id = "sync_settings_put_one",
+    summary = "Set a user's sync settings for one kind",
+    params(
+        ("id" = uuid::Uuid, Path, description = "the user's id"),
+        ("kind" = super::openapi::SyncKindDoc, Path, description = "`contacts` or `activities`"),
+    ),
+    request_body = PutSettings,
+    responses(
+        (status = 200, description = "the settings", body = SettingsView),
+        (status = 404, description = "no such user or tag (`not_found`)", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn put_one(
     State(st): State<AppState>,
     ApiPath((user, kind)): ApiPath<(UserId, String)>,
@@ -126,23 +157,34 @@ pub async fn put_one(
         trigger_words: body.trigger_words,
     };
     let saved = st
-        .run(move |s| s.write(|c| store::put_sync_settings(c, &new, now)))
+        .write_async(move |c| store::put_sync_settings(c, &new, now))
         .await?;
     Ok(Json(saved.into()))
 }
 
 /// `GET /users/{id}/sync-settings/{kind}`.
+#[utoipa::path(
+    get, path = "/users/{id}/sync-settings/{kind}", tag = "sync",
+    operation_id = "sync_settings_get_one",
+    summary = "Read a user's sync settings for one kind",
+    params(
+        ("id" = uuid::Uuid, Path, description = "the user's id"),
+        ("kind" = super::openapi::SyncKindDoc, Path, description = "`contacts` or `activities`"),
+    ),
+    responses(
+        (status = 200, description = "the settings", body = SettingsView),
+        (status = 404, description = "no such user, or no settings for this kind yet (`not_found`)", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn get_one(
     State(st): State<AppState>,
     ApiPath((user, kind)): ApiPath<(UserId, String)>,
 ) -> ApiResult<Json<SettingsView>> {
     let kind = parse_kind(&kind)?;
     let found = st
-        .run(move |s| {
-            s.read(|c| {
-                user_store::get_user(c, user)?;
-                store::get_sync_settings(c, user, kind)
-            })
+        .read_async(move |c| {
+            user_store::get_user(c, user)?;
+            store::get_sync_settings(c, user, kind)
         })
         .await?;
     found.map(|s| Json(s.into())).ok_or_else(|| {
@@ -153,16 +195,24 @@ pub async fn get_one(
 }
 
 /// `GET /users/{id}/sync-settings`: every kind that is set.
+#[utoipa::path(
+    get, path = "/users/{id}/sync-settings", tag = "sync",
+    operation_id = "sync_settings_list",
+    summary = "Read a user's sync settings of every kind that is set",
+    params(("id" = uuid::Uuid, Path, description = "the user's id")),
+    responses(
+        (status = 200, description = "the settings", body = Vec<SettingsView>),
+        (status = 404, description = "no such user (`not_found`)", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn list(
     State(st): State<AppState>,
     ApiPath(user): ApiPath<UserId>,
 ) -> ApiResult<Json<Vec<SettingsView>>> {
     let all = st
-        .run(move |s| {
-            s.read(|c| {
-                user_store::get_user(c, user)?;
-                store::sync_settings_of_user(c, user)
-            })
+        .read_async(move |c| {
+            user_store::get_user(c, user)?;
+            store::sync_settings_of_user(c, user)
         })
         .await?;
     Ok(Json(all.into_iter().map(Into::into).collect()))

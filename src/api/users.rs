@@ -13,26 +13,39 @@ use crmsync_engine::ids::UserId;
 use crmsync_engine::model::User;
 use crmsync_schema::users::{self as store, NewUser, UserPatch};
 use serde::Deserialize;
+use utoipa::ToSchema;
 
-#[derive(Debug, Deserialize)]
+/// A new user.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
+    /// The user's e-mail address (unique).
+    #[schema(format = Email, max_length = 320, example = "ann@example.com")]
     email: String,
+    #[schema(min_length = 1, max_length = 1000, example = "Ann Able")]
     display_name: String,
+    /// The Google account to sync with (default: `email`); one Google account serves one user.
     #[serde(default)]
+    #[schema(format = Email, max_length = 320)]
     google_alias: Option<String>,
+    /// IANA time zone name (default `UTC`).
     #[serde(default)]
+    #[schema(value_type = Option<super::openapi::TimeZone>)]
     time_zone: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// The fields to change (at least one; `null` is refused).
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchUser {
     #[serde(default, deserialize_with = "non_null")]
+    #[schema(nullable = false, min_length = 1, max_length = 1000)]
     display_name: Option<String>,
     #[serde(default, deserialize_with = "non_null")]
+    #[schema(nullable = false, format = Email, max_length = 320)]
     google_alias: Option<String>,
     #[serde(default, deserialize_with = "non_null")]
+    #[schema(nullable = false, value_type = Option<super::openapi::TimeZone>)]
     time_zone: Option<String>,
 }
 
@@ -57,6 +70,16 @@ fn check_patch(p: &PatchUser) -> Check {
 }
 
 /// `POST /users`.
+#[utoipa::path(
+    post, path = "/users", tag = "users",
+    operation_id = "users_create",
+    summary = "Create a user",
+    request_body = CreateUser,
+    responses(
+        (status = 201, description = "created", body = super::openapi::UserDoc),
+        (status = 409, description = "the e-mail or the Google alias is taken (`conflict`)", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn create(
     State(st): State<AppState>,
     JsonBody(body): JsonBody<CreateUser>,
@@ -75,12 +98,19 @@ pub async fn create(
         time_zone: body.time_zone,
     };
     let user = st
-        .run(move |s| s.write(|c| store::create_user(c, &new, now)))
+        .write_async(move |c| store::create_user(c, &new, now))
         .await?;
     Ok((StatusCode::CREATED, Json(user)))
 }
 
 /// `GET /users`.
+#[utoipa::path(
+    get, path = "/users", tag = "users",
+    operation_id = "users_list",
+    summary = "List users",
+    params(super::openapi::PageParams),
+    responses((status = 200, description = "a page of users, by id", body = super::openapi::UserPage))
+)]
 pub async fn list(
     State(st): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
@@ -88,22 +118,42 @@ pub async fn list(
     let limit = page::limit(q.limit)?;
     let after = page::cursor::<UserId>(q.cursor.as_deref())?;
     let users = st
-        .run(move |s| s.read(|c| store::list_users(c, after, limit)))
+        .read_async(move |c| store::list_users(c, after, limit))
         .await?;
     Ok(Json(Page::new(users, limit, |u| u.id.to_string())))
 }
 
 /// `GET /users/{id}`.
+#[utoipa::path(
+    get, path = "/users/{id}", tag = "users",
+    operation_id = "users_get_one",
+    summary = "Read a user",
+    params(("id" = uuid::Uuid, Path, description = "the user's id")),
+    responses(
+        (status = 200, description = "the user", body = super::openapi::UserDoc),
+        (status = 404, description = "no such user (`not_found`)", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn get_one(
     State(st): State<AppState>,
     ApiPath(id): ApiPath<UserId>,
 ) -> ApiResult<Json<User>> {
-    Ok(Json(
-        st.run(move |s| s.read(|c| store::get_user(c, id))).await?,
-    ))
+    Ok(Json(st.read_async(move |c| store::get_user(c, id)).await?))
 }
 
 /// `PATCH /users/{id}`.
+#[utoipa::path(
+    patch, path = "/users/{id}", tag = "users",
+    operation_id = "users_update",
+    summary = "Change a user",
+    params(("id" = uuid::Uuid, Path, description = "the user's id")),
+    request_body = PatchUser,
+    responses(
+        (status = 200, description = "the changed user", body = super::openapi::UserDoc),
+        (status = 404, description = "no such user (`not_found`)", body = super::openapi::ErrorBody),
+        (status = 409, description = "the Google alias is taken (`conflict`)", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn update(
     State(st): State<AppState>,
     ApiPath(id): ApiPath<UserId>,
@@ -117,7 +167,7 @@ pub async fn update(
         time_zone: body.time_zone,
     };
     Ok(Json(
-        st.run(move |s| s.write(|c| store::update_user(c, id, &patch, now)))
+        st.write_async(move |c| store::update_user(c, id, &patch, now))
             .await?,
     ))
 }

@@ -232,8 +232,7 @@ impl Scheduler {
         }
         let (now, jitter) = (self.now(), self.config.jitter);
         let done = store
-            .run(move |s| {
-                s.write(|c| {
+            .write_async(move |c| {
                     let pending = jobs::unscheduled(c, RECONCILE_BATCH)?;
                     let mut n = 0;
                     for u in &pending {
@@ -254,7 +253,6 @@ impl Scheduler {
                     }
                     Ok((pending.len(), n))
                 })
-            })
             .await?;
         Ok(done)
     }
@@ -265,7 +263,7 @@ impl Scheduler {
         Ok(self
             .engine
             .store()
-            .run(move |s| s.write(|c| jobs::claim_due(c, now, &worker, lease, limit)))
+            .write_async(move |c| jobs::claim_due(c, now, &worker, lease, limit))
             .await?)
     }
 
@@ -312,7 +310,7 @@ impl Scheduler {
             let (now, worker, lease) =
                 (self.now(), self.config.worker_id.clone(), self.config.lease);
             let claim = store
-                .run(move |s| s.write(|c| jobs::claim_job(c, user, kind, now, &worker, lease)))
+                .write_async(move |c| jobs::claim_job(c, user, kind, now, &worker, lease))
                 .await?;
             if let Some(claim) = claim {
                 let mine = claim.run_id == req.run_id;
@@ -335,7 +333,7 @@ impl Scheduler {
                 continue;
             }
             let id = req.run_id;
-            if let Some(run) = store.run(move |s| s.read(|c| runs::get_run(c, id))).await? {
+            if let Some(run) = store.read_async(move |c| runs::get_run(c, id)).await? {
                 if run.finished_at.is_some() {
                     return Ok(report_of(&run));
                 }
@@ -441,8 +439,8 @@ impl Scheduler {
             let res = self
                 .engine
                 .store()
-                .run(move |s| {
-                    s.write(|conn| jobs::abandon(conn, c.user_id, c.kind, &worker, c.run_id, now))
+                .write_async(move |conn| {
+                    jobs::abandon(conn, c.user_id, c.kind, &worker, c.run_id, now)
                 })
                 .await;
             if let Err(e) = res {
@@ -489,7 +487,7 @@ pub async fn request_run(
     let opts = (options != RunOptions::default())
         .then(|| serde_json::to_value(options).unwrap_or_default());
     store
-        .run(move |s| s.write(|c| jobs::request_run(c, user, kind, opts.as_ref(), now)))
+        .write_async(move |c| jobs::request_run(c, user, kind, opts.as_ref(), now))
         .await
 }
 
@@ -535,10 +533,8 @@ async fn keep_lease(engine: SyncEngine, cfg: Arc<SchedulerConfig>, claim: Claim)
         let (worker, c) = (cfg.worker_id.clone(), claim.clone());
         let renewed = engine
             .store()
-            .run(move |s| {
-                s.write(|conn| {
-                    jobs::renew_lease(conn, c.user_id, c.kind, &worker, c.run_id, new_expiry, now)
-                })
+            .write_async(move |conn| {
+                jobs::renew_lease(conn, c.user_id, c.kind, &worker, c.run_id, new_expiry, now)
             })
             .await;
         match renewed {
@@ -570,6 +566,10 @@ async fn carry_out(engine: SyncEngine, cfg: Arc<SchedulerConfig>, claim: Claim) 
         if let Some(previous) = &claim.taken_over_from {
             tracing::warn!(previous_worker = %previous, "taking over a run whose worker stopped renewing its lease");
         }
+        if let Some(due) = claim.due_at {
+            crate::telemetry::scheduling_lag(&claim.trigger, claim.claimed_at - due);
+        }
+        let in_progress = crate::telemetry::run_started(claim.kind);
         let options: RunOptions = serde_json::from_value(claim.options.clone()).unwrap_or_else(|e| {
             tracing::warn!(error = %e, "unreadable run options; running with the defaults");
             RunOptions::default()
@@ -591,13 +591,16 @@ async fn carry_out(engine: SyncEngine, cfg: Arc<SchedulerConfig>, claim: Claim) 
         let outcome = match result {
             None => {
                 tracing::warn!("lease lost: run stopped between steps; the worker holding the lease carries it out");
+                in_progress.finished(&claim.trigger, "lease_lost");
                 Outcome::LeaseLost
             }
             Some(Err(e)) => {
                 tracing::error!(error = %e, "run stopped before recording its outcome; it is carried out again when the lease expires");
+                in_progress.finished(&claim.trigger, "stopped");
                 Outcome::Stopped(e.to_string())
             }
             Some(Ok(report)) => {
+                in_progress.finished(&claim.trigger, report.state.as_str());
                 if let Err(e) = release(&engine, &cfg, &claim, &report).await {
                     tracing::warn!(error = %e, "could not give the job back; its lease expires on its own");
                 }
@@ -627,26 +630,23 @@ async fn release(
     });
     let released = engine
         .store()
-        .run(move |s| {
-            s.write(|conn| {
-                let settings = settings::get_sync_settings(conn, c.user_id, c.kind)?;
-                let (next, version) = match &settings {
-                    Some(st) => (
-                        compute_next(conn, st, Some(c.claimed_at), now, &jitter)?,
-                        Some(st.updated_at),
-                    ),
-                    None => (None, None),
-                };
-                let r = Release {
-                    started_at: c.claimed_at,
-                    succeeded,
-                    error,
-                    next_due_at: next,
-                    settings_version: version,
-                };
-                jobs::release(conn, c.user_id, c.kind, &worker, c.run_id, &r, now)
-                    .map(|ok| (ok, next))
-            })
+        .write_async(move |conn| {
+            let settings = settings::get_sync_settings(conn, c.user_id, c.kind)?;
+            let (next, version) = match &settings {
+                Some(st) => (
+                    compute_next(conn, st, Some(c.claimed_at), now, &jitter)?,
+                    Some(st.updated_at),
+                ),
+                None => (None, None),
+            };
+            let r = Release {
+                started_at: c.claimed_at,
+                succeeded,
+                error,
+                next_due_at: next,
+                settings_version: version,
+            };
+            jobs::release(conn, c.user_id, c.kind, &worker, c.run_id, &r, now).map(|ok| (ok, next))
         })
         .await?;
     match released {
@@ -704,9 +704,7 @@ pub async fn wait_for_run(
     let started = Instant::now();
     let mut pause = Duration::from_millis(20);
     loop {
-        let found = store
-            .run(move |s| s.read(|c| runs::get_run(c, run)))
-            .await?;
+        let found = store.read_async(move |c| runs::get_run(c, run)).await?;
         let stopping = scheduler.is_some_and(SchedulerHandle::is_stopping);
         match &found {
             Some(r) if r.finished_at.is_none() && started.elapsed() < limit && !stopping => {}
