@@ -8,6 +8,7 @@ pub mod activity_map;
 pub mod activity_policy;
 pub mod contact_map;
 pub mod fields;
+pub mod fixtures;
 pub mod guard;
 pub mod identity;
 pub mod ids;
@@ -16,3 +17,5 @@ pub mod model;
 pub mod planner;
 #[cfg(test)]
 mod planner_props;
+pub mod series;
+pub mod time;

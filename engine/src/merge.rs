@@ -5,7 +5,9 @@
 //! - only one side changed it: that side's value;
 //! - both changed it to different values: the side whose record was modified later wins
 //!   (last writer wins); a tie goes to the CRM. The loser's value is reported as a conflict so
-//!   the executor keeps it in the journal.
+//!   the executor keeps it in the journal. A Google record that carries no modification time
+//!   cannot be shown to be the later writer: the CRM wins, and the conflict says why
+//!   ([`Decision::GoogleTimeUnknown`]) so the journal does not claim the CRM was newer.
 //!
 //! Without a base (two records linked for the first time, e.g. by e-mail), a value present on one
 //! side only is kept, and differing values are a conflict decided the same way.
@@ -52,6 +54,18 @@ pub enum Origin {
     Union,
 }
 
+/// How the winner of a conflict was chosen.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    /// The side modified later won (a tie goes to the CRM).
+    #[default]
+    LaterWriter,
+    /// The Google record carries no modification time, so nobody can tell who wrote last: the
+    /// CRM won (a conflict needs a change on the CRM side too). Journaled as such.
+    GoogleTimeUnknown,
+}
+
 /// A field that both sides changed to different values.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FieldConflict {
@@ -60,6 +74,9 @@ pub struct FieldConflict {
     pub crm: Value,
     pub google: Value,
     pub winner: Side,
+    /// How `winner` was chosen.
+    #[serde(default)]
+    pub decided_by: Decision,
 }
 
 impl FieldConflict {
@@ -83,8 +100,8 @@ impl FieldConflict {
 pub struct Version<'a> {
     pub fields: &'a Fields,
     /// When this side's record was last modified (CRM `modified_at`, Google `updateTime` /
-    /// `updated`).
-    pub modified_at: DateTime<Utc>,
+    /// `updated`); `None` when the record carries no time (see [`conflict_winner`]).
+    pub modified_at: Option<DateTime<Utc>>,
 }
 
 /// The result of a merge.
@@ -100,6 +117,21 @@ pub fn later_writer(crm_time: DateTime<Utc>, google_time: DateTime<Utc>) -> Side
         Side::Crm
     } else {
         Side::Google
+    }
+}
+
+/// Who wins a conflict, and why: the later writer when both times are known (ties: the CRM);
+/// when the Google record carries no time, the CRM ([`Decision::GoogleTimeUnknown`]: an unknown
+/// time is never taken for an early one silently). CRM records always carry a time; were one to
+/// lack it against a timed Google record, Google would be the later writer.
+pub fn conflict_winner(
+    crm_time: Option<DateTime<Utc>>,
+    google_time: Option<DateTime<Utc>>,
+) -> (Side, Decision) {
+    match (crm_time, google_time) {
+        (Some(c), Some(g)) => (later_writer(c, g), Decision::LaterWriter),
+        (_, None) => (Side::Crm, Decision::GoogleTimeUnknown),
+        (None, Some(_)) => (Side::Google, Decision::LaterWriter),
     }
 }
 
@@ -162,7 +194,7 @@ fn union(crm: &[Value], google: &[Value]) -> Value {
 
 /// Merges two versions of a record against an optional base, field by field.
 pub fn merge3(base: Option<&Fields>, crm: Version<'_>, google: Version<'_>) -> Merged {
-    let later = later_writer(crm.modified_at, google.modified_at);
+    let (later, decided_by) = conflict_winner(crm.modified_at, google.modified_at);
     let mut names = fields::names(crm.fields, google.fields);
     if let Some(b) = base {
         names.extend(
@@ -185,6 +217,7 @@ pub fn merge3(base: Option<&Fields>, crm: Version<'_>, google: Version<'_>) -> M
                 crm: c.clone(),
                 google: g.clone(),
                 winner,
+                decided_by,
             });
         }
         if !value.is_null() {
@@ -224,11 +257,11 @@ mod tests {
             Some(&base),
             Version {
                 fields: &crm,
-                modified_at: t(0),
+                modified_at: Some(t(0)),
             },
             Version {
                 fields: &google,
-                modified_at: t(5),
+                modified_at: Some(t(5)),
             },
         );
         assert_eq!(m.fields, f(&[("a", json!(2)), ("b", json!(3))]));
@@ -244,11 +277,11 @@ mod tests {
             Some(&base),
             Version {
                 fields: &crm,
-                modified_at: t(0),
+                modified_at: Some(t(0)),
             },
             Version {
                 fields: &google,
-                modified_at: t(1),
+                modified_at: Some(t(1)),
             },
         );
         assert_eq!(later_google.fields, google);
@@ -258,14 +291,56 @@ mod tests {
             Some(&base),
             Version {
                 fields: &crm,
-                modified_at: t(1),
+                modified_at: Some(t(1)),
             },
             Version {
                 fields: &google,
-                modified_at: t(1),
+                modified_at: Some(t(1)),
             },
         );
         assert_eq!(tie.fields, crm);
+    }
+
+    /// A Google record without a time used to be given the earliest possible time, so it lost
+    /// every conflict while the journal said the CRM was newer. It still cannot win (nobody can
+    /// tell who wrote last), but the conflict now says why.
+    #[test]
+    fn a_google_record_without_a_time_loses_conflicts_and_says_so() {
+        let base = f(&[("a", json!(1)), ("b", json!(1))]);
+        let crm = f(&[("a", json!(2)), ("b", json!(1))]);
+        let google = f(&[("a", json!(3)), ("b", json!(4))]);
+        let m = merge3(
+            Some(&base),
+            Version {
+                fields: &crm,
+                modified_at: Some(t(0)),
+            },
+            Version {
+                fields: &google,
+                modified_at: None,
+            },
+        );
+        // Changed on both sides: the CRM wins, and the conflict records the reason.
+        assert_eq!(m.fields["a"], json!(2));
+        assert_eq!(m.conflicts.len(), 1);
+        assert_eq!(m.conflicts[0].winner, Side::Crm);
+        assert_eq!(m.conflicts[0].decided_by, Decision::GoogleTimeUnknown);
+        // Changed in Google only: Google's value, whatever its time.
+        assert_eq!(m.fields["b"], json!(4));
+        // With both times known the decision is the later writer's.
+        let timed = merge3(
+            Some(&base),
+            Version {
+                fields: &crm,
+                modified_at: Some(t(0)),
+            },
+            Version {
+                fields: &google,
+                modified_at: Some(t(1)),
+            },
+        );
+        assert_eq!(timed.conflicts[0].winner, Side::Google);
+        assert_eq!(timed.conflicts[0].decided_by, Decision::LaterWriter);
     }
 
     #[test]
@@ -276,11 +351,11 @@ mod tests {
             None,
             Version {
                 fields: &crm,
-                modified_at: t(2),
+                modified_at: Some(t(2)),
             },
             Version {
                 fields: &google,
-                modified_at: t(1),
+                modified_at: Some(t(1)),
             },
         );
         assert_eq!(
@@ -301,11 +376,11 @@ mod tests {
             None,
             Version {
                 fields: &crm,
-                modified_at: t(0),
+                modified_at: Some(t(0)),
             },
             Version {
                 fields: &google,
-                modified_at: t(9),
+                modified_at: Some(t(9)),
             },
         );
         assert_eq!(
@@ -324,11 +399,11 @@ mod tests {
             Some(&base),
             Version {
                 fields: &crm,
-                modified_at: t(0),
+                modified_at: Some(t(0)),
             },
             Version {
                 fields: &google,
-                modified_at: t(0),
+                modified_at: Some(t(0)),
             },
         );
         assert!(m.fields.is_empty());

@@ -12,7 +12,7 @@
 
 use crate::fields::{self, Fields};
 use crate::ids::{GoogleId, LinkId};
-use crate::merge::{self, FieldConflict, Side, Version};
+use crate::merge::{self, Decision, FieldConflict, Side, Version};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -45,8 +45,22 @@ pub struct GoogleState {
     pub id: GoogleId,
     /// Canonical fields; `None` when Google only told us it is deleted.
     pub fields: Option<Fields>,
+    /// When Google last changed the record; [`GOOGLE_TIME_UNKNOWN`] when the record carries no
+    /// time (see [`google_time`]).
     pub updated_at: DateTime<Utc>,
     pub presence: Presence,
+}
+
+/// The `updated_at` of a Google record that carries no modification time. The planner never
+/// takes it for a time: a field both sides changed goes to the CRM (nobody can tell who wrote
+/// last, and the CRM's change is known) and the conflict is journaled under
+/// [`Rule::GoogleTimeUnknown`], not as if the CRM had been the later writer. A field changed in
+/// Google only still takes Google's value.
+pub const GOOGLE_TIME_UNKNOWN: DateTime<Utc> = DateTime::<Utc>::MIN_UTC;
+
+/// The `updated_at` of a Google record whose time is `t` (`None`: it carries none).
+pub fn google_time(t: Option<DateTime<Utc>>) -> DateTime<Utc> {
+    t.unwrap_or(GOOGLE_TIME_UNKNOWN)
 }
 
 /// What this run knows about the Google side of an item.
@@ -239,6 +253,9 @@ pub enum Rule {
     MergeIntoSurvivor,
     /// One of crmsync's own duplicates (see [`crate::identity`]) taken out of the scope.
     DuplicateRemoved,
+    /// A field both sides changed, decided for the CRM because the Google record carries no
+    /// modification time ([`GOOGLE_TIME_UNKNOWN`]).
+    GoogleTimeUnknown,
     /// Two linked contacts merged into one in Google: the link of the absorbed one ends.
     MergedInGoogle,
 }
@@ -267,6 +284,7 @@ impl Rule {
             Rule::NeedsGoogleRead => "needs_google_read",
             Rule::MergeIntoSurvivor => "merge_into_survivor",
             Rule::DuplicateRemoved => "duplicate_removed",
+            Rule::GoogleTimeUnknown => "google_time_unknown",
             Rule::MergedInGoogle => "merged_in_google",
         }
     }
@@ -404,11 +422,11 @@ fn merge_both(
         base,
         Version {
             fields: &crm.fields,
-            modified_at: crm.modified_at,
+            modified_at: Some(crm.modified_at),
         },
         Version {
             fields: google_fields,
-            modified_at: google_updated,
+            modified_at: (google_updated != GOOGLE_TIME_UNKNOWN).then_some(google_updated),
         },
     );
     let crm_changed = fields::changed(&crm.fields, &merged.fields);
@@ -423,10 +441,7 @@ fn merge_both(
                 .conflicts
                 .iter()
                 .find(|c| &c.field == name)
-                .map(|c| match c.winner {
-                    Side::Crm => Rule::LwwCrmNewer,
-                    Side::Google => Rule::LwwGoogleNewer,
-                })
+                .map(conflict_rule)
                 .unwrap_or(match side {
                     Side::Crm => Rule::GoogleOnlyChange,
                     Side::Google => Rule::CrmOnlyChange,
@@ -631,14 +646,20 @@ fn plan_active(
     p
 }
 
+/// The rule that decided a conflict (journaled with it).
+pub fn conflict_rule(c: &FieldConflict) -> Rule {
+    match (c.decided_by, c.winner) {
+        (Decision::GoogleTimeUnknown, _) => Rule::GoogleTimeUnknown,
+        (Decision::LaterWriter, Side::Crm) => Rule::LwwCrmNewer,
+        (Decision::LaterWriter, Side::Google) => Rule::LwwGoogleNewer,
+    }
+}
+
 fn item_rule(p: &ItemPlan) -> Rule {
     let crm_writes = !p.crm.update.is_empty();
     let google_writes = !p.google.update.is_empty();
-    if !p.conflicts.is_empty() {
-        match p.conflicts[0].winner {
-            Side::Crm => Rule::LwwCrmNewer,
-            Side::Google => Rule::LwwGoogleNewer,
-        }
+    if let Some(c) = p.conflicts.first() {
+        conflict_rule(c)
     } else {
         match (crm_writes, google_writes) {
             (false, false) => Rule::NoChange,

@@ -8,7 +8,7 @@ use crate::error::{StoreError, StoreResult};
 use crate::schema::{activities, activity_participants, contacts, users};
 use crate::util::{from_db_time, next_change_seq, page_limit, parse_col, to_db_time};
 use crate::{contacts as contact_store, users as user_store};
-use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use chrono_tz::Tz;
 use crmsync_engine::ids::{ActivityId, ContactId, UserId};
 use crmsync_engine::model::{
@@ -48,17 +48,8 @@ pub enum ParticipantRef {
 }
 
 /// The instant of midnight starting `date` in `tz` (the first instant of the day, also when
-/// midnight falls in a DST gap).
-pub fn start_of_day(date: NaiveDate, tz: Tz) -> DateTime<Utc> {
-    let mut local = date.and_time(chrono::NaiveTime::MIN);
-    for _ in 0..4 {
-        if let Some(t) = tz.from_local_datetime(&local).earliest() {
-            return t.with_timezone(&Utc);
-        }
-        local += chrono::Duration::minutes(30);
-    }
-    Utc.from_utc_datetime(&date.and_time(chrono::NaiveTime::MIN))
-}
+/// midnight falls in a DST gap): the engine's one rule, [`crmsync_engine::time::start_of_day`].
+pub use crmsync_engine::time::start_of_day;
 
 fn parse_tz(name: &str) -> StoreResult<Tz> {
     name.parse::<Tz>().map_err(|_| {

@@ -111,6 +111,13 @@ pub(crate) trait Kind: Sized + Send + 'static {
         ex: &mut Executor<'_, Self>,
         listed: Vec<Self::Remote>,
     ) -> Result<Vec<Item<Self>>, SyncError>;
+    /// After the Google listing (`full` or incremental) was carried out: what the listing does
+    /// not report and the kind must read itself (activities: the instances of every recurring
+    /// series the listing showed changed, since Google does not list instances a whole-series
+    /// change made vanish). Runs as part of the Google pass: a failure holds the sync token back.
+    async fn after_listing(_ex: &mut Executor<'_, Self>, _full: bool) -> Result<(), SyncError> {
+        Ok(())
+    }
     /// Whether a changed CRM record without a link enters the sync (and as which record).
     async fn admit(
         ex: &mut Executor<'_, Self>,
@@ -193,6 +200,7 @@ pub(crate) async fn drive<K: Kind>(
             None => break page.next_sync_token,
         }
     };
+    K::after_listing(ex, full).await?;
     ex.tally.in_google_pass = false;
 
     // 2. CRM pass, up to the change sequence read when the run started.

@@ -1,10 +1,11 @@
 //! The item machinery every kind shares: an [`Item`] (its plan, link, both sides, the written
 //! result, failure), the run's state (tally, records handled, records listed, link ends), and
 //! the passes that turn records into planned items and carry them out: the CRM change feed,
-//! pending creates, links read back after a full listing, parked records retried by id, the
-//! intents committed before Google creates, the batch splitter that isolates refused records,
-//! and the local commit. A kind ([`Kind`]) supplies its record adapters, its identity
-//! resolution of listed records and its Google writes.
+//! pending creates, links read back after a full listing, links a kind found gone (instances a
+//! recurring series no longer has), parked records retried by id, the intents committed before
+//! Google creates, the batch splitter that isolates refused records, and the local commit. A
+//! kind ([`Kind`]) supplies its record adapters, its identity resolution of listed records and
+//! its Google writes.
 
 use crate::sync::commit::{commit_items, commit_link, link_record, write_intents, LinkCommit};
 use crate::sync::crash::CrashPoint;
@@ -80,6 +81,17 @@ impl<K: Kind> Item<K> {
             .or_else(|| self.link.as_ref().and_then(|l| l.google_id.clone()))
             .or_else(|| self.crm.as_ref().and_then(K::planned_google_id))
     }
+}
+
+/// What [`Executor::replan_links`] knows of the Google side of the links it plans.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reread {
+    /// Nothing: planned without a Google observation.
+    No,
+    /// Read back by id (absent: missing).
+    Read,
+    /// Known to be gone.
+    Gone,
 }
 
 /// What identity resolution needs to know of a link.
@@ -376,7 +388,7 @@ impl<'a, K: Kind> Executor<'a, K> {
                 .into_iter()
                 .filter(|l| !self.handled.contains(&l.crm_id))
                 .collect();
-            self.replan_links(todo, false).await?;
+            self.replan_links(todo, Reread::No).await?;
         }
         Ok(())
     }
@@ -400,18 +412,37 @@ impl<'a, K: Kind> Executor<'a, K> {
                 })
                 .filter(|l| self.kind.expected_in_listing(l))
                 .collect();
-            self.replan_links(unlisted, true).await?;
+            self.replan_links(unlisted, Reread::Read).await?;
         }
         Ok(())
     }
 
-    /// Plans links with a fresh read of their Google record (`read`) or without one.
-    async fn replan_links(&mut self, links: Vec<Link>, read: bool) -> Result<(), SyncError> {
+    /// Links whose Google record a kind found gone although no listing said so (activities:
+    /// instances a recurring series no longer has): planned as missing, so the link ends
+    /// through the guard like any Google delete. With `confirm`, each is read back first and
+    /// only a record Google confirms missing counts as gone (one still there is planned as
+    /// read). Links already handled in this run are skipped.
+    pub async fn reconcile_gone(
+        &mut self,
+        links: Vec<Link>,
+        confirm: bool,
+    ) -> Result<(), SyncError> {
+        let links: Vec<Link> = links
+            .into_iter()
+            .filter(|l| !self.handled.contains(&l.crm_id))
+            .collect();
+        let how = if confirm { Reread::Read } else { Reread::Gone };
+        self.replan_links(links, how).await
+    }
+
+    /// Plans links with a fresh read of their Google record, as known gone, or without a
+    /// Google observation.
+    async fn replan_links(&mut self, links: Vec<Link>, how: Reread) -> Result<(), SyncError> {
         for chunk in links.chunks(BATCH) {
             let records = self
                 .records_by_ids(chunk.iter().map(|l| l.crm_id.clone()).collect())
                 .await?;
-            let fetched = if read {
+            let fetched = if how == Reread::Read {
                 let ids: Vec<String> = chunk.iter().filter_map(|l| l.google_id.clone()).collect();
                 self.fetch(&ids).await?
             } else {
@@ -426,8 +457,9 @@ impl<'a, K: Kind> Executor<'a, K> {
             let mut batch = Vec::with_capacity(chunk.len());
             for l in chunk {
                 self.handled.insert(l.crm_id.clone());
-                let (google, remote) = match &l.google_id {
-                    Some(g) if read => self.observe(fetched.get(g), &extra),
+                let (google, remote) = match (&l.google_id, how) {
+                    (Some(g), Reread::Read) => self.observe(fetched.get(g), &extra),
+                    (Some(_), Reread::Gone) => (GoogleObs::Missing, None),
                     _ => (GoogleObs::NotObserved, None),
                 };
                 batch.push(self.plan(Observed {

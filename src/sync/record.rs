@@ -3,8 +3,8 @@
 //! every conflict with its winner, every create, join, leave and link change, with the rule).
 
 use crmsync_engine::ids::{LinkId, RunId, SyncKind, UserId};
-use crmsync_engine::merge::Side;
-use crmsync_engine::planner::{ItemPlan, LinkAction, Rule, ScopeOp};
+use crmsync_engine::merge::{Decision, Side};
+use crmsync_engine::planner::{self, ItemPlan, LinkAction, Rule, ScopeOp};
 use crmsync_schema::sync_state::JournalEntry;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -157,18 +157,16 @@ pub fn journal_entries(
     let mut out = Vec::new();
     let item_rule = plan.rule.as_str();
     for c in &plan.conflicts {
-        let mut e = base(
-            "link",
-            "conflict",
-            if c.winner == Side::Crm {
-                "lww_crm_newer"
-            } else {
-                "lww_google_newer"
-            },
-        );
+        let mut e = base("link", "conflict", planner::conflict_rule(c).as_str());
         e.field = Some(c.field.clone());
         e.winner = Some(side_name(c.winner).to_string());
-        e.before = Some(json!({"base": c.base, "crm": c.crm, "google": c.google}));
+        let mut before = json!({"base": c.base, "crm": c.crm, "google": c.google});
+        if c.decided_by == Decision::GoogleTimeUnknown {
+            before["note"] = json!(
+                "Google gave no modification time for this record, so the later writer cannot be told: the CRM's change was kept and Google's value is the one overwritten"
+            );
+        }
+        e.before = Some(before);
         e.after = Some(c.winner_value().clone());
         out.push(e);
     }
@@ -215,4 +213,91 @@ pub fn journal_entries(
         LinkAction::Update { .. } | LinkAction::None => {}
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+    use crmsync_engine::fields::Fields;
+    use crmsync_engine::ids::GoogleId;
+    use crmsync_engine::planner::{
+        CrmState, GoogleObs, GoogleState, Item, LinkRecord, LinkState, PlanPolicy, Presence,
+    };
+
+    fn title(t: &str) -> Fields {
+        [("title".to_string(), json!(t))].into_iter().collect()
+    }
+
+    /// A Google record without a time used to be given the earliest possible time: its edit
+    /// lost every conflict and the journal said "lww_crm_newer", as if the CRM had been edited
+    /// later. Now the CRM still wins (its change is known, Google's time is not) and the journal
+    /// says why.
+    #[test]
+    fn a_conflict_with_an_untimed_google_record_is_journaled_as_such() {
+        let now = Utc.with_ymd_and_hms(2026, 12, 1, 12, 0, 0).unwrap();
+        let item = Item {
+            link: Some(LinkRecord {
+                id: LinkId::new_random(),
+                crm_id: "c1".into(),
+                google_id: Some(GoogleId::new("g1")),
+                state: LinkState::Active,
+                snapshot: title("base"),
+                pending_since: None,
+            }),
+            crm: Some(CrmState {
+                id: "c1".into(),
+                fields: title("crm"),
+                modified_at: now,
+                presence: Presence::InScope,
+            }),
+            google: GoogleObs::Seen(GoogleState {
+                id: GoogleId::new("g1"),
+                fields: Some(title("google")),
+                updated_at: planner::google_time(None),
+                presence: Presence::InScope,
+            }),
+            paired: None,
+        };
+        let plan = planner::plan_item(&item, &PlanPolicy::default(), now);
+        assert_eq!(plan.rule, Rule::GoogleTimeUnknown);
+        assert_eq!(plan.google.target["title"], json!("crm"));
+        let ctx = JournalCtx {
+            run: RunId::new_random(),
+            user: UserId::new_random(),
+            kind: SyncKind::Activities,
+            labels: Labels::of(SyncKind::Activities),
+        };
+        let entries = journal_entries(&ctx, &plan, None, Some("c1"), Some("g1"));
+        let conflict = entries
+            .iter()
+            .find(|e| e.action == "conflict")
+            .expect("the conflict is journaled");
+        assert_eq!(conflict.rule, "google_time_unknown");
+        assert_eq!(conflict.winner.as_deref(), Some("crm"));
+        let before = conflict.before.as_ref().expect("the three values");
+        assert_eq!(before["google"], json!("google"));
+        assert!(before["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("no modification time")));
+        // Google's overwritten value is in the journal under the same rule.
+        let overwrite = entries
+            .iter()
+            .find(|e| e.action == "update" && e.side == "google")
+            .expect("Google's value is journaled as overwritten");
+        assert_eq!(overwrite.rule, "google_time_unknown");
+        assert_eq!(overwrite.before, Some(json!("google")));
+
+        // With a time, the later writer wins as before.
+        let mut timed = item.clone();
+        if let GoogleObs::Seen(g) = &mut timed.google {
+            g.updated_at = planner::google_time(Some(now + chrono::Duration::seconds(1)));
+        }
+        let plan = planner::plan_item(&timed, &PlanPolicy::default(), now);
+        assert_eq!(plan.rule, Rule::LwwGoogleNewer);
+        let entries = journal_entries(&ctx, &plan, None, Some("c1"), Some("g1"));
+        let conflict = entries.iter().find(|e| e.action == "conflict").unwrap();
+        assert_eq!(conflict.rule, "lww_google_newer");
+        assert!(conflict.before.as_ref().unwrap().get("note").is_none());
+    }
 }

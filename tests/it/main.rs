@@ -30,6 +30,7 @@ mod sync_activities;
 mod sync_conditional;
 mod sync_contacts;
 mod sync_merges;
+mod sync_series;
 mod sync_sim_activities;
 mod sync_simulation;
 mod sync_support;

@@ -45,34 +45,63 @@ db_test!(async fn two_linked_contacts_merged_in_google_keep_one_link(db) {
 
 /// A group member merged into a contact outside the group: the survivor (now in the group with
 /// the absorbed one's memberships) takes over the link.
-async fn merged_into_an_outside_contact(db: crmsync_schema::test_support::TestDb, expire_token: bool) {
+async fn merged_into_an_outside_contact(
+    db: crmsync_schema::test_support::TestDb,
+    expire_token: bool,
+) {
     let w = SyncWorld::new(db).await;
     let ada = w.crm_contact("Ada", "Lovelace", "ada@example.org");
     w.sync_contacts().await;
-    let pa = link_of(&w, &ada.id.to_string()).google_id.expect("ada's person");
+    let pa = link_of(&w, &ada.id.to_string())
+        .google_id
+        .expect("ada's person");
     // Alice keeps another card for Ada outside the CRM group, with her phone.
     let g = w.google_as("alice@example.com").await;
     let outside = g
         .people()
-        .batch_create(vec![with_phone(person("Ada", "L.", "ada.l@home.example"), "+44 20 7946 0000")])
+        .batch_create(vec![with_phone(
+            person("Ada", "L.", "ada.l@home.example"),
+            "+44 20 7946 0000",
+        )])
         .await
         .expect("create outside the group");
     let px = outside[0].resource_name.clone().expect("a resource name");
-    w.emu.emulator().merge_contacts("alice@example.com", &px, &[pa.as_str()]).expect("merge");
+    w.emu
+        .emulator()
+        .merge_contacts("alice@example.com", &px, &[pa.as_str()])
+        .expect("merge");
     if expire_token {
-        w.emu.emulator().expire_sync_tokens("alice@example.com", crmsync_emulator::Api::People);
+        w.emu
+            .emulator()
+            .expire_sync_tokens("alice@example.com", crmsync_emulator::Api::People);
     }
 
     w.sync_contacts().await;
     let la = link_of(&w, &ada.id.to_string());
-    assert_eq!(la.state, crmsync_engine::planner::LinkState::Active, "{la:?}");
-    assert_eq!(la.google_id.as_deref(), Some(px.as_str()), "the link follows the survivor");
+    assert_eq!(
+        la.state,
+        crmsync_engine::planner::LinkState::Active,
+        "{la:?}"
+    );
+    assert_eq!(
+        la.google_id.as_deref(),
+        Some(px.as_str()),
+        "the link follows the survivor"
+    );
     let ada_now = w.crm_get(ada.id);
     assert!(ada_now.tags.contains(&w.tag.id), "Ada is not untagged");
     assert_eq!(w.crm_all().len(), 1, "nothing imported: {:?}", w.crm_all());
     assert_eq!(w.google_contacts().len(), 1, "nothing re-created in Google");
     // The survivor's extra data reached the CRM by the ordinary merge of fields.
-    assert!(ada_now.data.phones.iter().any(|p| p.number.contains("7946")), "{:?}", ada_now.data.phones);
+    assert!(
+        ada_now
+            .data
+            .phones
+            .iter()
+            .any(|p| p.number.contains("7946")),
+        "{:?}",
+        ada_now.data.phones
+    );
     let again = w.sync_contacts().await;
     assert_eq!(again.counts.writes(), 0, "{:?}", again.counts);
 }

@@ -510,3 +510,49 @@ async fn conditional_writes_retry_like_the_others() {
         .unwrap();
     assert_eq!(now.summary.as_deref(), Some("Applied"));
 }
+
+/// `events.instances` over a time range: the occurrences and exceptions of a series inside it,
+/// paged; an unknown series is `None`; a single event has no instances.
+#[tokio::test]
+async fn instances_of_a_series_in_a_range() {
+    let env = Env::new().await;
+    let account = env.account("alice@example.com").await;
+    let cal = account.calendar();
+    let mut series = event("series0001", 2);
+    series.recurrence = Some(vec!["RRULE:FREQ=DAILY;COUNT=10".into()]);
+    cal.insert_event("primary", series).await.unwrap();
+    cal.insert_event("primary", event("single0001", 2))
+        .await
+        .unwrap();
+    let (min, max) = (
+        Utc.with_ymd_and_hms(2026, 3, 4, 0, 0, 0).unwrap(),
+        Utc.with_ymd_and_hms(2026, 3, 8, 0, 0, 0).unwrap(),
+    );
+    let page = cal
+        .list_instances("primary", "series0001", min, max, None)
+        .await
+        .unwrap()
+        .expect("the series exists");
+    let ids: Vec<String> = page.events.iter().filter_map(|e| e.id.clone()).collect();
+    // March 4 to 7 at 09:00 UTC.
+    assert_eq!(ids.len(), 4, "{ids:?}");
+    assert_eq!(ids[0], "series0001_20260304T090000Z");
+    assert!(page
+        .events
+        .iter()
+        .all(|e| e.recurring_event_id.as_deref() == Some("series0001")));
+    assert!(page.next_page_token.is_none() && page.next_sync_token.is_none());
+    assert_eq!(env.count("calendar.events.instances"), 1);
+    // A single event has no instances; an unknown id is no series.
+    let single = cal
+        .list_instances("primary", "single0001", min, max, None)
+        .await
+        .unwrap()
+        .expect("the event exists");
+    assert!(single.events.is_empty());
+    assert!(cal
+        .list_instances("primary", "unknown0001", min, max, None)
+        .await
+        .unwrap()
+        .is_none());
+}

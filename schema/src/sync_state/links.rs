@@ -158,6 +158,33 @@ pub fn links_in_state(
     rows_to_links(q.load(conn)?)
 }
 
+/// (user, kind)'s links in `state` whose Google id contains `needle` (taken literally), e.g.
+/// the `_` of recurring-event instance ids.
+pub fn links_with_google_id_containing(
+    conn: &mut AnyConnection,
+    user: UserId,
+    kind: SyncKind,
+    state: LinkState,
+    needle: &str,
+) -> StoreResult<Vec<Link>> {
+    let escaped: String = needle
+        .chars()
+        .flat_map(|c| match c {
+            '\\' | '%' | '_' => vec!['\\', c],
+            c => vec![c],
+        })
+        .collect();
+    let rows = links::table
+        .filter(links::user_id.eq(user.to_string()))
+        .filter(links::kind.eq(kind.as_str()))
+        .filter(links::state.eq(state.as_str()))
+        .filter(links::google_id.like(format!("%{escaped}%")).escape('\\'))
+        .order(links::id)
+        .select(LinkRow::as_select())
+        .load(conn)?;
+    rows_to_links(rows)
+}
+
 /// How many of (user, kind)'s links are in `state`.
 pub fn count_links(
     conn: &mut AnyConnection,

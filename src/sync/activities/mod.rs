@@ -14,12 +14,15 @@
 //! - Listing: `singleEvents=true` inside [`synchronize_from`, now + horizon] on a full listing,
 //!   the same parameters (minus the window) with the sync token; 410 `fullSyncRequired` leads to a
 //!   full listing reconciled against the links.
+//! - Recurring series: after the listing, every series the listing showed changed is read again
+//!   (`events.instances`) and its linked instances reconciled against it (`recurring.rs`): the
+//!   instances a whole-series change made vanish leave the calendar, never listed by Google.
 
 use crate::sync::driver::{drive, Kind, ListedPage};
 use crate::sync::error::SyncError;
 use crate::sync::executor::{known_link, Executor, Item, Observed};
 use crate::sync::{RunBody, RunCtx, SyncConfig};
-use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use crmsync_connectors::event_wire;
 use crmsync_connectors::{CalendarClient, Event, EventListQuery, GoogleError};
 use crmsync_engine::activity_map::{self as map, CalendarContext, Directory, PersonRef};
@@ -32,14 +35,17 @@ use crmsync_engine::model::{
     normalize_email, Activity, ActivityData, ActivityStatus, ActivityTime,
 };
 use crmsync_engine::planner::{
-    self, CrmState, GoogleObs, GoogleState, PlanPolicy, Presence, ScopeOp,
+    self, CrmState, GoogleObs, GoogleState, LinkAction, LinkState, PlanPolicy, Presence, ScopeOp,
 };
+use crmsync_engine::series;
+use crmsync_engine::time;
 use crmsync_schema::sync_state::{self, Cursor, JournalEntry, Link};
 use crmsync_schema::{activities as activity_store, settings, AnyConnection, StoreResult};
 use serde_json::json;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+mod recurring;
 mod writes;
 
 const KIND: SyncKind = SyncKind::Activities;
@@ -60,6 +66,8 @@ pub(crate) struct Activities {
     query: EventListQuery,
     /// The parameters a sync token belongs to (stored with it).
     params: String,
+    /// What the listing showed of recurring series, to read them again after it.
+    series: recurring::Seen,
 }
 
 /// The listing parameters a sync token belongs to; a change forces a full listing.
@@ -68,17 +76,17 @@ fn token_params(from: Option<NaiveDate>, horizon_days: i64) -> String {
         .to_string()
 }
 
-/// Midnight of `date` in `tz` (falls back to UTC midnight for an unknown zone).
-fn midnight(date: NaiveDate, tz: &str) -> DateTime<Utc> {
-    let naive = date.and_hms_opt(0, 0, 0).unwrap_or_default();
-    match tz.parse::<chrono_tz::Tz>() {
-        Ok(z) => z
-            .from_local_datetime(&naive)
-            .earliest()
-            .map(|t| t.with_timezone(&Utc))
-            .unwrap_or_else(|| naive.and_utc()),
-        Err(_) => naive.and_utc(),
-    }
+/// The first instant of `synchronize_from` in the user's zone (the engine's one rule: local
+/// midnight, or the end of a DST gap that skips it). A zone chrono-tz does not know (the API
+/// refuses those, so only a damaged row has one) counts as UTC, and says so in the log.
+fn window_start(date: NaiveDate, tz: &str) -> DateTime<Utc> {
+    time::start_of_day_in(date, tz).unwrap_or_else(|| {
+        tracing::warn!(
+            zone = tz,
+            "the user's time zone is not an IANA zone: synchronize_from is taken as UTC midnight"
+        );
+        time::start_of_day(date, chrono_tz::UTC)
+    })
 }
 
 pub(crate) async fn run(ctx: &RunCtx) -> Result<RunBody, SyncError> {
@@ -103,7 +111,7 @@ pub(crate) async fn run(ctx: &RunCtx) -> Result<RunBody, SyncError> {
     let now = ctx.now();
     let from = settings
         .synchronize_from
-        .map(|d| midnight(d, &user.time_zone))
+        .map(|d| window_start(d, &user.time_zone))
         .unwrap_or_else(|| now - Duration::days(ctx.config.default_lookback_days));
     let until = now + Duration::days(ctx.config.horizon_days);
     let params = token_params(settings.synchronize_from, ctx.config.horizon_days);
@@ -130,6 +138,7 @@ pub(crate) async fn run(ctx: &RunCtx) -> Result<RunBody, SyncError> {
             ..EventListQuery::primary()
         },
         params: params.clone(),
+        series: recurring::Seen::default(),
     };
 
     // A token obtained with other listing parameters is not reused.
@@ -189,7 +198,7 @@ impl Kind for Activities {
         Some(GoogleState {
             id,
             fields,
-            updated_at: e.updated.unwrap_or(DateTime::<Utc>::MIN_UTC),
+            updated_at: planner::google_time(e.updated),
             presence,
         })
     }
@@ -259,6 +268,10 @@ impl Kind for Activities {
         plan_listed(ex, events).await
     }
 
+    async fn after_listing(ex: &mut Executor<'_, Self>, full: bool) -> Result<(), SyncError> {
+        recurring::after_listing(ex, full).await
+    }
+
     async fn admit(
         ex: &mut Executor<'_, Self>,
         a: Activity,
@@ -288,7 +301,8 @@ impl Kind for Activities {
         match map::when_of(&l.snapshot) {
             Some(ActivityTime::Timed { start, end }) => end > from && start < until,
             Some(ActivityTime::AllDay { start, end }) => {
-                midnight(end, "UTC") > from && midnight(start, "UTC") < until
+                time::start_of_day(end, chrono_tz::UTC) > from
+                    && time::start_of_day(start, chrono_tz::UTC) < until
             }
             None => true,
         }
@@ -433,11 +447,39 @@ async fn plan_listed(
         .collect();
     let by_crm: HashMap<String, Link> = by_crm.into_iter().map(|l| (l.crm_id.clone(), l)).collect();
     let mut items: Vec<(Event, Option<Link>)> = Vec::new();
+    // Instances that took over the link of the single event they continue.
+    let mut continued: HashSet<String> = HashSet::new();
     for e in events {
         let Some(id) = e.id.clone() else { continue };
         let found = by_google.get(&id);
+        // Anything of a recurring series the listing shows changed (not the echo of our own
+        // write) has the series read again after the listing.
+        let echo = found.is_some_and(|l| l.etag.is_some() && l.etag == e.etag);
+        if !echo {
+            ex.kind.series.note(&id, e.recurring_event_id.as_deref());
+        }
         let by_marker = event_wire::event_crm_marker(&e).and_then(|m| by_crm.get(&m));
         let deleted = e.status.as_deref() == Some("cancelled");
+        // A linked single event made recurring in Google (its instances carry its CRM id): the
+        // instance at its time takes its link over, so the activity stays the same one.
+        if let Some(l) = by_marker.filter(|l| {
+            found.is_none()
+                && l.state == LinkState::Active
+                && l.google_id.as_deref().is_some_and(|g| {
+                    series::continues_single_event(
+                        g,
+                        original_start(&l.snapshot),
+                        &id,
+                        e.recurring_event_id.as_deref(),
+                    )
+                })
+        }) {
+            let mut l = l.clone();
+            l.google_id = Some(id.clone());
+            continued.insert(id);
+            items.push((e, Some(l)));
+            continue;
+        }
         let link = match identity::resolve(
             &id,
             deleted,
@@ -491,10 +533,13 @@ async fn plan_listed(
                 (crm.get(&l.crm_id).cloned(), None)
             }
             None => {
-                // Our own insert, found by its CRM id: adopt it.
+                // Our own insert, found by its CRM id: adopt it (never an activity that has a
+                // link: that one is another event's, e.g. a series' whose instances all carry
+                // the CRM id of the single event it was).
                 let adopt = event_wire::event_crm_marker(&e)
                     .and_then(|m| crm.get(&m))
                     .filter(|a| !ex.handled.contains(&a.id.to_string()))
+                    .filter(|a| !by_crm.contains_key(&a.id.to_string()))
                     .filter(|_| gs.presence == Presence::InScope)
                     .cloned();
                 if let Some(a) = &adopt {
@@ -504,16 +549,33 @@ async fn plan_listed(
                 (adopt, paired)
             }
         };
-        batch.push(ex.plan(Observed {
+        let retarget = e.id.as_ref().is_some_and(|id| continued.contains(id));
+        let mut item = ex.plan(Observed {
             link,
             crm: crm_rec,
             google: GoogleObs::Seen(gs),
             remote: Some(e),
             paired,
             extra: dir.clone(),
-        }));
+        });
+        if retarget && item.plan.link == LinkAction::None {
+            // Nothing else changed: the link still records the instance's id.
+            item.plan.link = LinkAction::Update {
+                state: LinkState::Active,
+                snapshot: item.plan.crm.target.clone(),
+            };
+        }
+        batch.push(item);
     }
     Ok(batch)
+}
+
+/// The original start of a snapshot's occurrence, as an instance id would name it.
+fn original_start(f: &Fields) -> Option<series::OriginalStart> {
+    Some(match map::when_of(f)? {
+        ActivityTime::Timed { start, .. } => series::OriginalStart::Timed(start),
+        ActivityTime::AllDay { start, .. } => series::OriginalStart::AllDay(start),
+    })
 }
 
 /// Whether `user` has activity sync set up (cached).

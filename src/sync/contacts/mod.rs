@@ -140,7 +140,7 @@ impl Kind for Contacts {
             return Some(GoogleState {
                 id,
                 fields: None,
-                updated_at: DateTime::<Utc>::MIN_UTC,
+                updated_at: planner::google_time(contact_wire::person_updated_at(p)),
                 presence: Presence::Deleted,
             });
         }
@@ -155,7 +155,7 @@ impl Kind for Contacts {
         Some(GoogleState {
             id,
             fields: Some(contact_wire::person_fields(p)),
-            updated_at: contact_wire::person_updated_at(p).unwrap_or(DateTime::<Utc>::MIN_UTC),
+            updated_at: planner::google_time(contact_wire::person_updated_at(p)),
             presence,
         })
     }
@@ -520,13 +520,13 @@ async fn plan_listed(
         .collect();
     let mut free: Vec<Contact> = tagged
         .iter()
-        .cloned()
         .filter(|c| {
             let id = c.id.to_string();
             !candidate_links.contains_key(&id)
                 && !linked_crm.contains(&id)
                 && !ex.handled.contains(&id)
         })
+        .cloned()
         .collect();
     free.sort_by_key(|c| c.id);
     free.dedup_by_key(|c| c.id);
