@@ -4,8 +4,9 @@
 use crate::sync_support::*;
 use chrono::{NaiveDate, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
-use crmsync::sync::RunState;
+use crmsync::sync::{MassUntag, RunOptions, RunState, Trigger};
 use crmsync_engine::activity_map::event_id;
+use crmsync_engine::ids::SyncKind;
 use crmsync_engine::model::{ActivityTime, ResponseStatus};
 use crmsync_schema::db_test;
 use crmsync_schema::sync_state;
@@ -424,5 +425,111 @@ db_test!(async fn a_hidden_activity_shown_again_as_all_day_restores_its_cancelle
     assert_eq!((e["start"]["date"].as_str(), e["end"]["date"].as_str()), (Some(format!("{y}-08-04").as_str()), Some(format!("{y}-08-05").as_str())));
     assert!(e["start"].get("dateTime").is_none(), "{e}");
     assert_eq!(w.live_events("alice@example.com").len(), 1);
+    assert_eq!(w.sync_activities(&w.alice).await.counts.writes(), 0);
+});
+
+db_test!(async fn mass_untag_guard_blocks_mass_hides_and_cancels_then_undo_or_confirm(db) {
+    // 12 linked activities: 6 events deleted in Google and 6 activities taken off the calendar in
+    // the CRM would end every link. The guard blocks the run with those numbers and carries
+    // nothing out; "restore" brings the events back (same ids) and shows the activities again;
+    // a confirmed run hides the activities of deleted events and keeps them.
+    let w = SyncWorld::new(db).await;
+    w.set_activity_settings(&w.alice, None, &[]);
+    let base = (Utc::now() + chrono::Duration::days(7)).with_nanosecond(0).unwrap();
+    let acts: Vec<_> = (0..12)
+        .map(|i| w.crm_activity(&meeting(&format!("Visit {i}"), &w.alice, base + chrono::Duration::hours(i), 30, "Europe/Paris", vec![])))
+        .collect();
+    w.sync_activities(&w.alice).await;
+    assert_eq!(w.live_events("alice@example.com").len(), 12);
+    for a in &acts[0..6] {
+        w.google_delete_event("alice@example.com", &event_id(a.id)).await;
+    }
+    for a in &acts[6..12] {
+        w.crm_activity_update(a.id, |d| d.display_in_calendar = false);
+    }
+    let writes = w.calendar_writes();
+    let r = w.sync_activities(&w.alice).await;
+    assert_eq!(r.state, RunState::Blocked, "{r:?}");
+    assert!(r.message.as_deref().unwrap_or("").contains("12 of 12"), "{:?}", r.message);
+    assert_eq!(w.calendar_writes(), writes, "a blocked run wrote to Google");
+    for a in &acts[0..6] {
+        assert!(w.crm_activity_get(a.id).data.display_in_calendar, "hidden by a blocked run");
+    }
+    for a in &acts[6..12] {
+        let e = w.emu.emulator().calendar_event("alice@example.com", &event_id(a.id)).unwrap();
+        assert_eq!(e["status"], "confirmed", "cancelled by a blocked run");
+    }
+    // Blocked again until an admin decides.
+    assert_eq!(w.sync_activities(&w.alice).await.state, RunState::Blocked);
+
+    // Undo: the deleted events come back under their ids, the hidden activities are shown again.
+    let r = w
+        .engine
+        .sync(w.alice.id, SyncKind::Activities, Trigger::Manual, RunOptions { mass_untag: MassUntag::Restore })
+        .await
+        .unwrap();
+    assert_eq!((r.state, r.counts.errors), (RunState::Succeeded, 0), "{r:?}");
+    for a in &acts {
+        let e = w.emu.emulator().calendar_event("alice@example.com", &event_id(a.id)).unwrap();
+        assert_eq!(e["status"], "confirmed", "{} not restored: {e}", a.data.title);
+        assert_eq!(e["summary"], a.data.title);
+        let now = w.crm_activity_get(a.id);
+        assert!(now.deleted_at.is_none() && now.data.display_in_calendar, "{} not shown again", a.data.title);
+    }
+    assert_eq!(w.live_events("alice@example.com").len(), 12, "no duplicate event");
+    assert_eq!(w.crm_activities().len(), 12, "no duplicate activity");
+    let writes = w.calendar_writes();
+    let r = w.sync_activities(&w.alice).await;
+    assert_eq!((r.state, r.counts.writes(), w.calendar_writes()), (RunState::Succeeded, 0, writes), "{r:?}");
+
+    // Deleted in Google again, and confirmed: the activities leave the calendar and stay.
+    for a in &acts {
+        w.google_delete_event("alice@example.com", &event_id(a.id)).await;
+    }
+    assert_eq!(w.sync_activities(&w.alice).await.state, RunState::Blocked);
+    let r = w
+        .engine
+        .sync(w.alice.id, SyncKind::Activities, Trigger::Manual, RunOptions { mass_untag: MassUntag::Confirm })
+        .await
+        .unwrap();
+    assert_eq!(r.state, RunState::Succeeded, "{r:?}");
+    assert_eq!(r.counts.crm.get("hidden_from_calendar"), Some(&12), "{:?}", r.counts);
+    for a in &acts {
+        let now = w.crm_activity_get(a.id);
+        assert!(now.deleted_at.is_none() && !now.data.display_in_calendar);
+        assert_eq!(now.data.title, a.data.title);
+    }
+    assert!(w.live_events("alice@example.com").is_empty());
+    assert_eq!(w.sync_activities(&w.alice).await.counts.writes(), 0);
+});
+
+db_test!(
+    #[ignore = "engine bug found by the activities simulation (seed 48): the hide is never carried out"]
+    async fn an_imported_event_patched_in_google_then_hidden_in_the_crm_is_cancelled(db) {
+    // Found by the activities simulation (seed 48). An event created in Google is imported; the
+    // user patches it in Google (even without changing a mapped value) and a run takes that in;
+    // then the activity is taken off the calendar in the CRM. The next runs do nothing for it
+    // (no error, no journal entry): the event stays live and the link active for an activity
+    // that is no longer shown. Without the Google patch the same hide cancels the event.
+    let w = SyncWorld::new(db).await;
+    w.set_activity_settings(&w.alice, None, &[]);
+    let start = (Utc::now() + chrono::Duration::days(9)).with_nanosecond(0).unwrap();
+    let e = w.google_insert_event("alice@example.com", json!({
+        "summary": "Renewal",
+        "start": {"dateTime": start.to_rfc3339(), "timeZone": "America/New_York"},
+        "end": {"dateTime": (start + chrono::Duration::hours(2)).to_rfc3339(), "timeZone": "America/New_York"}
+    })).await;
+    let id = e["id"].as_str().unwrap().to_string();
+    w.sync_activities(&w.alice).await;
+    let a = w.crm_activities().into_iter().find(|a| a.data.title == "Renewal").expect("imported");
+    w.google_patch_event("alice@example.com", &id, json!({"summary": "Renewal"})).await;
+    w.sync_activities(&w.alice).await;
+    w.crm_activity_update(a.id, |d| d.display_in_calendar = false);
+    let r = w.sync_activities(&w.alice).await;
+    assert_eq!(r.counts.google.get("cancelled"), Some(&1), "{:?}", r.counts);
+    let ev = w.emu.emulator().calendar_event("alice@example.com", &id).unwrap();
+    assert_eq!(ev["status"], "cancelled", "the hidden activity's event is still live: {ev}");
+    let kept = w.crm_activity_get(a.id);
+    assert!(kept.deleted_at.is_none() && !kept.data.display_in_calendar);
     assert_eq!(w.sync_activities(&w.alice).await.counts.writes(), 0);
 });

@@ -343,6 +343,12 @@ impl Sim {
             return;
         }
         let a = all[act.pick % all.len()].clone();
+        if replayed_seed().is_some() {
+            eprintln!(
+                "  on {} {:?} (shown: {})",
+                a.id, a.data.title, a.data.display_in_calendar
+            );
+        }
         match act.choice {
             3 | 4 => self
                 .w
@@ -378,8 +384,7 @@ impl Sim {
         if events.is_empty() || act.choice < 4 {
             let (time, zone) = act.slot;
             let (start, end) = event_times(&time, zone);
-            let mut event =
-                json!({"summary": format!("G{} {}", act.key, act.word), "start": start, "end": end});
+            let mut event = json!({"summary": format!("G{} {}", act.key, act.word), "start": start, "end": end});
             if act.other {
                 event["attendees"] = json!([{"email": self.other(&user).email}]);
             }
@@ -389,6 +394,9 @@ impl Sim {
         let e = &events[act.pick % events.len()];
         let id = e["id"].as_str().unwrap_or_default().to_string();
         let summary = e["summary"].as_str().unwrap_or_default().to_string();
+        if replayed_seed().is_some() {
+            eprintln!("  on {}'s event {id} {summary:?}", user.email);
+        }
         match act.choice {
             4..=6 => {
                 let patch = json!({"summary": rename(&summary, act.word)});
@@ -463,6 +471,20 @@ impl Sim {
             .await;
         if replayed_seed().is_some() {
             eprintln!("run of {}: {r:?}", user.email);
+            if let Ok(r) = &r {
+                for j in self
+                    .w
+                    .store
+                    .read(|c| sync_state::journal_of_run(c, r.run_id))
+                    .unwrap_or_default()
+                {
+                    let e = j.entry;
+                    eprintln!(
+                        "  journal {:?} {:?} {} {} {} field={:?}",
+                        e.crm_id, e.google_id, e.side, e.action, e.rule, e.field
+                    );
+                }
+            }
         }
         match r {
             Ok(r) => {
@@ -479,7 +501,7 @@ impl Sim {
 
 /// Runs one seed's script; returns how many runs were interrupted and how many failures ended
 /// parked (so the caller can tell the crash points and the parking path were reached at all).
-async fn simulate(db: TestDb, script: &Script) -> (u32, usize) {
+async fn simulate(db: TestDb, script: Script) -> (u32, usize) {
     let config = SyncConfig {
         calendar_page_size: 2,
         horizon_days: HORIZON_DAYS,
@@ -510,6 +532,13 @@ async fn simulate(db: TestDb, script: &Script) -> (u32, usize) {
             } else {
                 sim.google_act(act).await;
             }
+        }
+        if replayed_seed().is_some() {
+            let faults = Round {
+                acts: Vec::new(),
+                ..round.clone()
+            };
+            eprintln!("faults and runs {faults:?}");
         }
         sim.faults(round);
         if let Some(bob) = round.expire {
@@ -555,6 +584,39 @@ fn directory(sim: &Sim, a: &Activity) -> activity_map::Directory {
         entries.push((p.email.clone(), PersonRef::Email));
     }
     activity_map::directory_from(entries)
+}
+
+/// Prints what the store knows of an activity (its record, its links for `user`, its journal),
+/// to read with a failing seed.
+fn dump_activity(w: &SyncWorld, user: &User, crm_id: &str) {
+    let record = crm_id
+        .parse::<ActivityId>()
+        .ok()
+        .and_then(|id| w.store.read(|c| activities::get_activity(c, id)).ok());
+    eprintln!("ACTIVITY {crm_id} {record:?}");
+    let links = w
+        .store
+        .read(|c| {
+            sync_state::links_by_crm_ids(c, user.id, SyncKind::Activities, &[crm_id.to_string()])
+        })
+        .unwrap_or_default();
+    eprintln!("LINKS {crm_id} {links:?}");
+    for j in w
+        .store
+        .read(|c| sync_state::journal_of_record(c, crm_id))
+        .unwrap_or_default()
+    {
+        eprintln!(
+            "JOURNAL {crm_id} {} {} {} {} {:?} {:?} {:?}",
+            j.entry.run_id,
+            j.entry.side,
+            j.entry.action,
+            j.entry.rule,
+            j.entry.google_id,
+            j.entry.before,
+            j.entry.after
+        );
+    }
 }
 
 async fn check_invariants(sim: &Sim, seed: u64) {
@@ -624,6 +686,9 @@ async fn check_invariants(sim: &Sim, seed: u64) {
                     user.email, v["summary"]
                 )
             });
+            if !shown.contains_key(crm_id) {
+                dump_activity(w, user, crm_id);
+            }
             let a = shown.get(crm_id).unwrap_or_else(|| {
                 panic!(
                     "seed {seed}: {}'s event {id} ({}) is linked to {crm_id}, which is not a shown activity they organize",
@@ -700,21 +765,20 @@ async fn check_invariants(sim: &Sim, seed: u64) {
 
 /// Runs the seeds of a test: each one's script, printed with its fingerprint.
 async fn run_seeds(seeds: Vec<u64>, db: fn() -> TestDb, test: &'static str) -> (u32, usize) {
-    let (mut interrupted, mut parked) = (0, 0);
     let today = crmsync::clock::SystemClock;
-    for seed in seeds {
-        let _replay = SeedReplay { seed, test };
+    let results = for_each_seed(seeds, test, |seed| {
         let script = Script::new(seed, 6, &today);
         eprintln!(
             "seed {seed}: script {:016x} from {}",
             script.fingerprint(),
             script.base
         );
-        let (i, p) = simulate(db(), &script).await;
-        interrupted += i;
-        parked += p;
-    }
-    (interrupted, parked)
+        simulate(db(), script)
+    })
+    .await;
+    results
+        .into_iter()
+        .fold((0, 0), |(i, p), (i2, p2)| (i + i2, p + p2))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -775,7 +839,10 @@ fn activities_simulation_script_is_the_same_on_any_day() {
                 ActivityTime::AllDay { start, .. } => start,
                 ActivityTime::Timed { start, .. } => start.date_naive(),
             };
-            assert!(start > a.base && start <= a.base + Duration::days(LAST_DAY), "{act:?}");
+            assert!(
+                start > a.base && start <= a.base + Duration::days(LAST_DAY),
+                "{act:?}"
+            );
         }
     }
     // Different seeds make different scripts.

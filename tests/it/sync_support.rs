@@ -621,3 +621,79 @@ pub fn seeds(default: u64) -> u64 {
         .and_then(|s| s.parse().ok())
         .unwrap_or(default)
 }
+
+/// The seeds a simulation runs: only `CRMSYNC_SIM_SEED` when it is set (to replay one seed),
+/// else `count` seeds from `first`.
+pub fn seed_list(first: u64, count: u64) -> Vec<u64> {
+    match replayed_seed() {
+        Some(seed) => vec![seed],
+        None => (first..first + count).collect(),
+    }
+}
+
+/// The seed named by `CRMSYNC_SIM_SEED`, if any (a replay of one seed). A replay also prints the
+/// engine's log as `RUST_LOG` selects (e.g. `RUST_LOG=crmsync=debug`).
+pub fn replayed_seed() -> Option<u64> {
+    let seed = std::env::var("CRMSYNC_SIM_SEED")
+        .ok()
+        .and_then(|s| s.trim().parse().ok());
+    if seed.is_some() && std::env::var("RUST_LOG").is_ok() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+    seed
+}
+
+/// Runs `one` for each seed, each in its own task so that a failing seed does not hide the ones
+/// after it, and fails at the end naming every failing seed (each failure also prints its panic
+/// and how to replay it). Returns what the passing seeds returned.
+pub async fn for_each_seed<F, Fut, T>(seeds: Vec<u64>, test: &'static str, one: F) -> Vec<T>
+where
+    F: Fn(u64) -> Fut,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let mut out = Vec::new();
+    let mut failed = Vec::new();
+    for seed in seeds {
+        let run = one(seed);
+        let replay = SeedReplay { seed, test };
+        match tokio::spawn(async move {
+            let _replay = replay;
+            run.await
+        })
+        .await
+        {
+            Ok(v) => out.push(v),
+            Err(e) if e.is_panic() => failed.push(seed),
+            Err(e) => panic!("seed {seed}: {e}"),
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{test}: seeds {failed:?} failed; replay one with\n  CRMSYNC_SIM_SEED=<seed> bash scripts/test -p crmsync --test it -E 'test(={test})'"
+    );
+    out
+}
+
+/// Prints how to replay a seed when the thread panics while this is alive (an assertion of the
+/// simulation or a panic anywhere under it).
+pub struct SeedReplay {
+    pub seed: u64,
+    /// The test's name for nextest, e.g. `sync_simulation::simulation_sqlite`.
+    pub test: &'static str,
+}
+
+impl Drop for SeedReplay {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "simulation seed {seed} failed; replay it with:\n  CRMSYNC_SIM_SEED={seed} bash scripts/test -p crmsync --test it -E 'test(={test})'",
+                seed = self.seed,
+                test = self.test
+            );
+        }
+    }
+}
