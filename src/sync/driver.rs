@@ -202,6 +202,7 @@ pub(crate) async fn drive<K: Kind>(
     };
     K::after_listing(ex, full).await?;
     ex.tally.in_google_pass = false;
+    ex.full_listing = full;
 
     // 2. CRM pass, up to the change sequence read when the run started.
     let mut after = cursor.crm_seq;

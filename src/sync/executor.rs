@@ -123,6 +123,11 @@ pub(crate) struct Executor<'a, K: Kind> {
     pub listed: HashSet<String>,
     /// Plans that end a link: carried out after the mass-untag guard.
     pub ends: Vec<Item<K>>,
+    /// The listing of this run was a full one: a linked record it did not show may be gone.
+    pub full_listing: bool,
+    /// Link ends are being carried out (the guard has decided): a re-plan that ends a link is
+    /// carried out at once instead of waiting for a guard that has already run.
+    final_phase: bool,
 }
 
 impl<'a, K: Kind> Executor<'a, K> {
@@ -134,6 +139,8 @@ impl<'a, K: Kind> Executor<'a, K> {
             handled: HashSet::new(),
             listed: HashSet::new(),
             ends: Vec::new(),
+            full_listing: false,
+            final_phase: false,
         }
     }
 
@@ -204,12 +211,14 @@ impl<'a, K: Kind> Executor<'a, K> {
             paired: None,
         };
         let plan = planner::plan_item(&item, K::policy(&self.ctx.config), self.ctx.now());
-        if plan.ends_link() || plan.google.create {
-            if plan.ends_link() {
-                let mut later = p.clone();
-                later.plan = plan;
-                self.ends.push(later);
-            }
+        if plan.ends_link() && !self.final_phase {
+            let mut later = p.clone();
+            later.plan = plan;
+            self.ends.push(later);
+            p.failed = true;
+            return;
+        }
+        if plan.google.create {
             p.failed = true;
             return;
         }
@@ -317,15 +326,10 @@ impl<'a, K: Kind> Executor<'a, K> {
         if work.is_empty() {
             return Ok(());
         }
-        // A record that comes back into scope needs its Google side's current state.
-        let returning = |kind: &K, r: &K::Record, l: &Option<Link>| -> Option<Option<String>> {
-            let l = l.as_ref().filter(|l| l.state == LinkState::Ended)?;
-            (kind.crm_state(r, true).presence == Presence::InScope)
-                .then(|| l.google_id.clone().or_else(|| K::planned_google_id(r)))
-        };
+        // The Google side to read before planning (see `needs_read`).
         let reread: Vec<String> = work
             .iter()
-            .filter_map(|(r, l)| returning(&self.kind, r, l).flatten())
+            .filter_map(|(r, l)| self.needs_read(r, l.as_ref()).flatten())
             .collect();
         let fetched = self.fetch(&reread).await?;
         let extra = {
@@ -336,7 +340,7 @@ impl<'a, K: Kind> Executor<'a, K> {
         };
         let mut batch = Vec::with_capacity(work.len());
         for (r, l) in work {
-            let (google, remote) = match returning(&self.kind, &r, &l) {
+            let (google, remote) = match self.needs_read(&r, l.as_ref()) {
                 Some(id) => self.observe(id.and_then(|g| fetched.get(&g)), &extra),
                 None => (GoogleObs::NotObserved, None),
             };
@@ -350,6 +354,28 @@ impl<'a, K: Kind> Executor<'a, K> {
             }));
         }
         self.execute(batch, false).await
+    }
+
+    /// Whether a changed CRM record's Google side must be read before planning it (`Some`, with
+    /// its id when known): a record coming back into scope (its link ended), and, after a full
+    /// listing, a linked record the listing should have shown and did not (it may be gone: a
+    /// plan made without reading it would never see the delete).
+    fn needs_read(&self, r: &K::Record, l: Option<&Link>) -> Option<Option<String>> {
+        let l = l?;
+        match l.state {
+            LinkState::Ended => (self.kind.crm_state(r, true).presence == Presence::InScope)
+                .then(|| l.google_id.clone().or_else(|| K::planned_google_id(r))),
+            LinkState::Active
+                if self.full_listing
+                    && self.kind.expected_in_listing(l)
+                    && l.google_id
+                        .as_ref()
+                        .is_some_and(|g| !self.listed.contains(g)) =>
+            {
+                Some(l.google_id.clone())
+            }
+            _ => None,
+        }
     }
 
     /// Parked Google records, read again by id (one gone from Google comes back as deleted) and
@@ -497,7 +523,10 @@ impl<'a, K: Kind> Executor<'a, K> {
         if work.is_empty() {
             return Ok(());
         }
-        K::write_google(self, &mut work).await?;
+        self.final_phase = final_phase;
+        let written = K::write_google(self, &mut work).await;
+        self.final_phase = false;
+        written?;
         for chunk in work.chunks_mut(BATCH) {
             self.commit(chunk).await?;
         }

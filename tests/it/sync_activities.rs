@@ -504,7 +504,6 @@ db_test!(async fn mass_untag_guard_blocks_mass_hides_and_cancels_then_undo_or_co
 });
 
 db_test!(
-    #[ignore = "engine bug found by the activities simulation (seed 48): the hide is never carried out"]
     async fn an_imported_event_patched_in_google_then_hidden_in_the_crm_is_cancelled(db) {
     // Found by the activities simulation (seed 48). An event created in Google is imported; the
     // user patches it in Google (even without changing a mapped value) and a run takes that in;

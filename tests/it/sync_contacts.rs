@@ -783,7 +783,6 @@ db_test!(async fn mass_untag_undo_restores_each_kind_of_link_end(db) {
 });
 
 db_test!(
-    #[ignore = "engine bug found by the contacts simulation (seed 98): the link is never ended"]
     async fn a_full_relisting_ends_the_link_of_a_contact_edited_and_untagged_in_the_crm_and_deleted_in_google(db) {
     // Found by the contacts simulation (seed 98). A linked contact is edited and untagged in the
     // CRM and deleted in Google, and the next run has to re-list everything (expired sync
@@ -814,7 +813,6 @@ db_test!(
 });
 
 db_test!(
-    #[ignore = "engine bug found by the contacts simulation (seed 202): the Google delete is never seen"]
     async fn a_full_relisting_sees_a_google_delete_of_a_contact_touched_in_the_crm(db) {
     // Found by the contacts simulation (seed 202). A linked contact is untagged and tagged again
     // in the CRM (a change with no field changed) and deleted in Google, and the next run
