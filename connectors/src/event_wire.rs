@@ -525,9 +525,11 @@ mod tests {
         }
 
         /// Google -> CRM -> Google keeps the event's mapped fields and never strips attendees the
-        /// CRM does not know.
+        /// CRM does not know: every case has at least one stranger on the event and a CRM edit
+        /// that changes the participants (a known person added or removed), so the attendee list
+        /// is rebuilt in every case.
         #[test]
-        fn google_crm_google_keeps_unmatched_attendees(a in arb_activity(), strangers in proptest::collection::vec("[a-z]{3,8}@elsewhere\\.test", 0..3)) {
+        fn google_crm_google_keeps_unmatched_attendees(a in arb_activity(), strangers in proptest::collection::vec("[a-z]{3,8}@elsewhere\\.test", 1..4)) {
             let id = ActivityId(uuid::Uuid::from_u128(8));
             let f = activity_fields(&a, &ctx());
             let mut event = as_google_returns(event_for_insert(id, &f, &directory(), &ctx()));
@@ -536,19 +538,29 @@ mod tests {
             }
             let g = event_fields(&event, &directory(), &ctx());
             prop_assert_eq!(&g, &f, "unmatched attendees are not participants");
-            // A CRM-side edit of every field patches the event without losing the strangers.
+            // A CRM-side edit of the title and the participants: Bob leaves if he was invited,
+            // else joins.
             let mut edited = a.clone();
             edited.title = format!("{} (moved)", a.title);
-            edited.participants.retain(|p| p.email != PEOPLE[0]);
+            if edited.participants.iter().any(|p| p.email == PEOPLE[0]) {
+                edited.participants.retain(|p| p.email != PEOPLE[0]);
+            } else {
+                edited.participants.insert(0, Participant {
+                    user_id: Some(UserId(uuid::Uuid::from_u128(10))),
+                    contact_id: None,
+                    email: PEOPLE[0].into(),
+                    response_status: ResponseStatus::NeedsAction,
+                });
+            }
             let ef = activity_fields(&edited, &ctx());
             let changed = crmsync_engine::fields::changed(&g, &ef);
+            prop_assert!(changed.iter().any(|c| c == "participants"), "the edit changes the participants: {:?}", changed);
             let patch = event_patch(&ef, &changed, Some(&event), &directory(), &ctx());
-            if changed.iter().any(|c| c == "participants") {
-                let emails: Vec<String> = patch.attendees.iter().flatten().filter_map(|a| a.email.clone()).collect();
-                for s in &strangers {
-                    prop_assert!(emails.contains(s), "stranger {} stripped", s);
-                }
+            let emails: Vec<String> = patch.attendees.iter().flatten().filter_map(|a| a.email.clone()).collect();
+            for s in &strangers {
+                prop_assert!(emails.contains(s), "stranger {} stripped", s);
             }
+            prop_assert_eq!(emails.contains(&PEOPLE[0].to_string()), edited.participants.iter().any(|p| p.email == PEOPLE[0]), "the participants' change is in the patch");
         }
     }
 }
