@@ -2,14 +2,19 @@
 //! users who both sync activities, random edits on both sides (CRM creates, edits, un-display and
 //! deletes, with the other user, a contact or a bare address as participants; Google inserts,
 //! patches and deletes by the organizer, some with the other user as attendee so a mirrored copy
-//! appears in their calendar), injected Calendar faults (5xx, rate-limit 403, 429, inserts applied
-//! but answered with a dropped connection, writes Google refuses until the faults stop, which
-//! get parked), expired sync tokens, small listing pages and crashes at
-//! random named points, for many seeds. After the faults stop and the runs settle: every activity
-//! the test did not delete is still in the CRM; each user's live organized events and the CRM
-//! activities they organize and show in the calendar are in one-to-one correspondence with equal
-//! mapped fields; no key appears twice on either side (no duplicate); and one more run of each user
-//! writes nothing.
+//! appears in their calendar; recurring series, daily or weekly, at most five occurrences, and
+//! whole-series changes: the master moved or re-timed, another COUNT or an UNTIL, a "this and
+//! following" split, the master deleted, one instance edited or deleted), injected Calendar
+//! faults (5xx, rate-limit 403, 429, inserts applied but answered with a dropped connection, writes
+//! Google refuses until the faults stop, which get parked), expired sync tokens, small listing
+//! pages and crashes at random named points, for many seeds. After the faults stop and the runs
+//! settle: every activity the test did not delete is still in the CRM; each user's live
+//! organized events and the CRM activities they organize and show in the calendar are in
+//! one-to-one correspondence with equal mapped fields, each live instance of a series counted as
+//! an event of its own (so the instances a series change removed are no longer shown); no key
+//! appears twice on either side (no duplicate; a series' instances share its key and are covered
+//! by the one-to-one check); and one more run of each user writes nothing. Runs the mass-untag
+//! guard stops (a series change can end many links at once) are confirmed and run again.
 //!
 //! Replays: every random choice of a seed is drawn up front into a [`Script`] that depends on the
 //! seed alone, never on the day it runs: the dates of the generated activities and events are a
@@ -25,7 +30,7 @@ use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 use crmsync::clock::{Clock, TestClock};
 use crmsync::sync::crash::{CrashAt, CrashPoint};
-use crmsync::sync::{RunOptions, SyncConfig, Trigger};
+use crmsync::sync::{MassUntag, RunOptions, RunState, SyncConfig, Trigger};
 use crmsync_connectors::event_wire;
 use crmsync_connectors::Event;
 use crmsync_emulator::{Api, FaultRule};
@@ -59,6 +64,9 @@ const BASE_SPREAD_DAYS: u64 = 120;
 /// Generated dates lie this many days after the seed's base.
 const FIRST_DAY: i64 = 2;
 const LAST_DAY: i64 = 60;
+/// A recurring series spans at most this many days after its first occurrence (weekly, at most
+/// five times).
+const SERIES_SPAN_DAYS: i64 = 28;
 /// The engine lists events up to now + this many days (`SyncConfig::horizon_days`).
 const HORIZON_DAYS: i64 = 365;
 
@@ -148,6 +156,18 @@ struct Act {
     guest: bool,
     /// A CRM create gets `place` as its location.
     located: bool,
+    /// A Google insert makes a recurring series (daily, else weekly, `count` times).
+    recurring: bool,
+    daily: bool,
+    /// The number of occurrences of an inserted series or of a series' new rule, 2..=5.
+    count: u32,
+    /// A whole-series act in Google instead of the act of `choice`, when the user organizes a
+    /// series: 0 move or re-time the master, 1 another COUNT, 2 an UNTIL, 3 "this and
+    /// following" split, 4 delete the master, 5 edit one instance (an exception, by `choice`);
+    /// 6..9 none.
+    series_op: u8,
+    /// A split series also starts an hour later (timed series).
+    shift: bool,
 }
 
 /// One round: the user's acts, then the faults armed for the engine and one run of each user.
@@ -180,7 +200,7 @@ impl Script {
     /// must hold every generated date (it does from mid-2026 on); nothing drawn depends on it.
     fn new(seed: u64, rounds: usize, today: &dyn Clock) -> Script {
         let base = base_of(seed);
-        let latest = base + Duration::days(LAST_DAY + 2);
+        let latest = base + Duration::days(LAST_DAY + 2 + SERIES_SPAN_DAYS);
         let window_end = (today.now() + Duration::days(HORIZON_DAYS)).date_naive();
         assert!(
             latest < window_end,
@@ -207,6 +227,11 @@ impl Script {
                             carol: rng.gen_bool(0.3),
                             guest: rng.gen_bool(0.2),
                             located: rng.gen_bool(0.3),
+                            recurring: rng.gen_bool(0.4),
+                            daily: rng.gen_bool(0.3),
+                            count: rng.gen_range(2..6),
+                            series_op: rng.gen_range(0..9),
+                            shift: rng.gen_bool(0.5),
                         }
                     })
                     .collect();
@@ -263,6 +288,106 @@ fn organized_events(w: &SyncWorld, email: &str) -> Vec<Value> {
     events
 }
 
+/// A recurring series' master (it has a rule).
+fn is_master(e: &Value) -> bool {
+    e["recurrence"].as_array().is_some_and(|r| !r.is_empty())
+}
+
+/// The occurrences `email` organizes as the engine sees them: single events, and each live
+/// instance of a live series (its exceptions included), with the series keys in `keys`.
+async fn organized_occurrences(w: &SyncWorld, email: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    for e in organized_events(w, email) {
+        if e.get("recurringEventId").is_some_and(|r| r.is_string()) {
+            // An exception: listed with its series' instances.
+            continue;
+        }
+        if is_master(&e) {
+            let id = e["id"].as_str().unwrap_or_default();
+            out.extend(
+                w.google_instances(email, id)
+                    .await
+                    .into_iter()
+                    .filter(|i| i["status"] != "cancelled"),
+            );
+        } else {
+            out.push(e);
+        }
+    }
+    out
+}
+
+/// A start or end moved by `delta` (timed: `dateTime` in its zone; all-day: whole days).
+fn shifted(v: &Value, delta: Duration) -> Value {
+    match v["dateTime"].as_str() {
+        Some(t) => {
+            let t = DateTime::parse_from_rfc3339(t).expect("RFC 3339") + delta;
+            let mut out = json!({"dateTime": t.to_rfc3339(), "date": null});
+            if let Some(z) = v.get("timeZone") {
+                out["timeZone"] = z.clone();
+            }
+            out
+        }
+        None => {
+            let d = NaiveDate::parse_from_str(v["date"].as_str().expect("a date"), "%Y-%m-%d")
+                .expect("a date")
+                + Duration::days(delta.num_days().max(1));
+            json!({"date": d.format("%Y-%m-%d").to_string(), "dateTime": null})
+        }
+    }
+}
+
+/// A start (`dateTime` or `date`) as a comparable key: the UTC instant, or the date.
+fn instant_key(v: &Value) -> String {
+    match v["dateTime"].as_str() {
+        Some(t) => DateTime::parse_from_rfc3339(t)
+            .expect("RFC 3339")
+            .with_timezone(&Utc)
+            .to_rfc3339(),
+        None => v["date"].as_str().unwrap_or_default().to_string(),
+    }
+}
+
+/// A start or end of an event as a `(start, end)` patch, the other form cleared with null.
+fn time_patch(time: &ActivityTime, zone: &str) -> Value {
+    let (mut start, mut end) = event_times(time, zone);
+    // A raw patch can clear the other form with null (the Rust crate cannot).
+    for v in [&mut start, &mut end] {
+        let other = if v.get("date").is_some() {
+            "dateTime"
+        } else {
+            "date"
+        };
+        v[other] = Value::Null;
+    }
+    json!({"start": start, "end": end})
+}
+
+/// An RRULE ending after `n` occurrences, by COUNT or (`until`) by UNTIL just after the n-th
+/// occurrence of a series whose first occurrence starts at `start` (period `days`).
+fn rule(days: i64, n: u32, until: bool, start: &Value) -> String {
+    let freq = if days == 1 { "DAILY" } else { "WEEKLY" };
+    if !until {
+        return format!("RRULE:FREQ={freq};COUNT={n}");
+    }
+    let span = Duration::days(days * i64::from(n - 1));
+    let end = match start["dateTime"].as_str() {
+        Some(t) => (DateTime::parse_from_rfc3339(t)
+            .expect("RFC 3339")
+            .with_timezone(&Utc)
+            + span
+            + Duration::hours(1))
+        .format("%Y%m%dT%H%M%SZ")
+        .to_string(),
+        None => (NaiveDate::parse_from_str(start["date"].as_str().expect("a date"), "%Y-%m-%d")
+            .expect("a date")
+            + span)
+            .format("%Y%m%d")
+            .to_string(),
+    };
+    format!("RRULE:FREQ={freq};UNTIL={end}")
+}
+
 struct Sim {
     w: SyncWorld,
     bob: User,
@@ -273,6 +398,12 @@ struct Sim {
     interrupted: u32,
     /// Record failures that ended parked.
     parked: usize,
+    /// Runs the mass-untag guard stopped (then confirmed).
+    blocked: u32,
+    /// Keys of the series inserted in Google (their instances share the key).
+    series_keys: BTreeSet<String>,
+    /// Whole-series acts done, by kind ([`Act::series_op`]).
+    series_acts: [u32; 6],
 }
 
 impl Sim {
@@ -388,7 +519,18 @@ impl Sim {
             if act.other {
                 event["attendees"] = json!([{"email": self.other(&user).email}]);
             }
+            if act.recurring {
+                let days = if act.daily { 1 } else { 7 };
+                event["recurrence"] = json!([rule(days, act.count.max(3), false, &start)]);
+                self.series_keys.insert(format!("G{}", act.key));
+            }
             self.w.google_insert_event(&user.email, event).await;
+            return;
+        }
+        let masters: Vec<&Value> = events.iter().filter(|e| is_master(e)).collect();
+        if !masters.is_empty() && act.series_op < 6 {
+            let master = masters[act.pick % masters.len()].clone();
+            self.series_act(act, &user, &master).await;
             return;
         }
         let e = &events[act.pick % events.len()];
@@ -408,20 +550,102 @@ impl Sim {
             }
             8 => {
                 let (time, zone) = act.slot;
-                let (mut start, mut end) = event_times(&time, zone);
-                // A raw patch can clear the other form with null (the Rust crate cannot).
-                for v in [&mut start, &mut end] {
-                    let other = if v.get("date").is_some() {
-                        "dateTime"
-                    } else {
-                        "date"
-                    };
-                    v[other] = Value::Null;
-                }
-                let patch = json!({"start": start, "end": end});
+                let patch = time_patch(&time, zone);
                 self.w.google_patch_event(&user.email, &id, patch).await;
             }
             _ => self.w.google_delete_event(&user.email, &id).await,
+        }
+    }
+
+    /// A whole-series act of `user` on the series `master` (see [`Act::series_op`]).
+    async fn series_act(&mut self, act: &Act, user: &User, master: &Value) {
+        let email = &user.email;
+        let id = master["id"].as_str().unwrap_or_default().to_string();
+        let days = if master["recurrence"].to_string().contains("DAILY") {
+            1
+        } else {
+            7
+        };
+        let instances: Vec<Value> = self
+            .w
+            .google_instances(email, &id)
+            .await
+            .into_iter()
+            .filter(|i| i["status"] != "cancelled")
+            .collect();
+        if replayed_seed().is_some() {
+            eprintln!(
+                "  series op {} on {email}'s series {id} {:?} ({} live instances)",
+                act.series_op,
+                master["summary"],
+                instances.len()
+            );
+        }
+        // The instances a split may start from: not the first occurrence (an exception moved
+        // may sort it after others).
+        let first = instant_key(&master["start"]);
+        let later: Vec<&Value> = instances
+            .iter()
+            .filter(|i| instant_key(&i["originalStartTime"]) != first)
+            .collect();
+        self.series_acts[usize::from(act.series_op)] += 1;
+        match act.series_op {
+            0 => {
+                let (time, zone) = act.slot;
+                let patch = time_patch(&time, zone);
+                self.w.google_patch_event(email, &id, patch).await;
+            }
+            1 | 2 => {
+                let rule = rule(days, act.count, act.series_op == 2, &master["start"]);
+                let patch = json!({ "recurrence": [rule] });
+                self.w.google_patch_event(email, &id, patch).await;
+            }
+            3 if !later.is_empty() => {
+                // "This and following" from a later instance: a new series with its own key.
+                let i = later[act.pick % later.len()];
+                let instance_id = i["id"].as_str().unwrap_or_default();
+                let mut changes = json!({"summary": format!("G{} {}", act.key, act.word)});
+                if act.shift && i["start"].get("dateTime").is_some() {
+                    for end in ["start", "end"] {
+                        let mut v = shifted(&i[end], Duration::hours(1));
+                        v.as_object_mut().expect("an object").remove("date");
+                        changes[end] = v;
+                    }
+                }
+                self.w
+                    .emu
+                    .emulator()
+                    .split_series(email, instance_id, changes)
+                    .expect("split series");
+                self.series_keys.insert(format!("G{}", act.key));
+            }
+            3 | 4 => self.w.google_delete_event(email, &id).await,
+            _ if instances.is_empty() => self.w.google_delete_event(email, &id).await,
+            _ => {
+                // One instance edited: an exception.
+                let i = &instances[act.pick % instances.len()];
+                let iid = i["id"].as_str().unwrap_or_default().to_string();
+                let summary = i["summary"].as_str().unwrap_or_default();
+                match act.choice {
+                    0..=6 => {
+                        let patch = json!({"summary": rename(summary, act.word)});
+                        self.w.google_patch_event(email, &iid, patch).await;
+                    }
+                    7 => {
+                        let patch = json!({"location": act.place});
+                        self.w.google_patch_event(email, &iid, patch).await;
+                    }
+                    8 => {
+                        let delta = Duration::hours(i64::from(act.count));
+                        let patch = json!({
+                            "start": shifted(&i["start"], delta),
+                            "end": shifted(&i["end"], delta),
+                        });
+                        self.w.google_patch_event(email, &iid, patch).await;
+                    }
+                    _ => self.w.google_delete_event(email, &iid).await,
+                }
+            }
         }
     }
 
@@ -453,7 +677,22 @@ impl Sim {
         self.w.emu.emulator().set_faults(faults);
     }
 
+    /// A run of `user`; one the mass-untag guard stops (a whole-series change can end many
+    /// links at once) is confirmed, as the admin would, and run again.
     async fn run(&mut self, user: &User, crash: Option<(usize, u32)>) {
+        if self.run_once(user, crash, MassUntag::Guard).await {
+            self.blocked += 1;
+            self.run_once(user, None, MassUntag::Confirm).await;
+        }
+    }
+
+    /// One run; says whether the mass-untag guard stopped it.
+    async fn run_once(
+        &mut self,
+        user: &User,
+        crash: Option<(usize, u32)>,
+        mass_untag: MassUntag,
+    ) -> bool {
         let engine = match crash {
             Some((point, nth)) => self
                 .w
@@ -466,7 +705,7 @@ impl Sim {
                 user.id,
                 SyncKind::Activities,
                 Trigger::Manual,
-                RunOptions::default(),
+                RunOptions { mass_untag },
             )
             .await;
         if replayed_seed().is_some() {
@@ -493,15 +732,23 @@ impl Sim {
                     .iter()
                     .filter(|e| e.message.contains("parked"))
                     .count();
+                r.state == RunState::Blocked
             }
-            Err(_) => self.interrupted += 1,
+            Err(_) => {
+                self.interrupted += 1;
+                false
+            }
         }
     }
 }
 
-/// Runs one seed's script; returns how many runs were interrupted and how many failures ended
-/// parked (so the caller can tell the crash points and the parking path were reached at all).
-async fn simulate(db: TestDb, script: Script) -> (u32, usize) {
+/// What a simulation reached: runs interrupted, failures that ended parked, whole-series acts by
+/// kind (so the caller can tell the crash points, the parking path and each series act were
+/// reached at all).
+type Reached = (u32, usize, [u32; 6]);
+
+/// Runs one seed's script; returns what it reached.
+async fn simulate(db: TestDb, script: Script) -> Reached {
     let config = SyncConfig {
         calendar_page_size: 2,
         horizon_days: HORIZON_DAYS,
@@ -519,6 +766,9 @@ async fn simulate(db: TestDb, script: Script) -> (u32, usize) {
         kept: BTreeSet::new(),
         interrupted: 0,
         parked: 0,
+        blocked: 0,
+        series_keys: BTreeSet::new(),
+        series_acts: [0; 6],
     };
     for round in &script.rounds {
         // The user's own edits are not subject to the faults meant for the engine.
@@ -564,11 +814,37 @@ async fn simulate(db: TestDb, script: Script) -> (u32, usize) {
     sim.w.emu.emulator().clear_faults();
     for _ in 0..3 {
         for u in sim.users().map(|u| u.clone()) {
-            sim.w.sync_activities(&u).await;
+            let r = sim.w.sync_activities(&u).await;
+            if r.state == RunState::Blocked {
+                sim.blocked += 1;
+                let r = sim
+                    .w
+                    .engine
+                    .sync(
+                        u.id,
+                        SyncKind::Activities,
+                        Trigger::Manual,
+                        RunOptions {
+                            mass_untag: MassUntag::Confirm,
+                        },
+                    )
+                    .await
+                    .expect("run completes");
+                assert_eq!(r.state, RunState::Succeeded, "seed {}: {r:?}", script.seed);
+            }
         }
     }
+    if sim.blocked > 0 {
+        eprintln!(
+            "seed {}: {} runs blocked by the mass-untag guard (confirmed)",
+            script.seed, sim.blocked
+        );
+    }
     check_invariants(&sim, script.seed).await;
-    (sim.interrupted, sim.parked)
+    if replayed_seed().is_some() {
+        eprintln!("series acts by kind: {:?}", sim.series_acts);
+    }
+    (sim.interrupted, sim.parked, sim.series_acts)
 }
 
 fn directory(sim: &Sim, a: &Activity) -> activity_map::Directory {
@@ -627,30 +903,38 @@ async fn check_invariants(sim: &Sim, seed: u64) {
     for id in &sim.kept {
         assert!(live_ids.contains(id), "seed {seed}: activity {id} vanished");
     }
-    // No duplicate in the CRM: each key once among live activities.
+    // No duplicate in the CRM: each key once among live activities (but the instances of a
+    // series share its key, and those that vanished stay hidden: the one-to-one check below
+    // covers them).
     let mut keys: BTreeMap<String, usize> = BTreeMap::new();
     for a in &live {
-        *keys.entry(key_of(&a.data.title)).or_default() += 1;
+        let key = key_of(&a.data.title);
+        if !sim.series_keys.contains(&key) {
+            *keys.entry(key).or_default() += 1;
+        }
     }
     assert!(
         keys.values().all(|n| *n == 1),
         "seed {seed}: duplicate CRM activities {keys:?}"
     );
     for user in sim.users() {
-        let events = organized_events(w, &user.email);
-        // No duplicate in Google: each key once among the user's live organized events.
+        // No duplicate in Google: each key once among the user's live organized events (series
+        // keys aside: their instances share them).
         let mut ekeys: BTreeMap<String, usize> = BTreeMap::new();
-        for e in &events {
-            *ekeys
-                .entry(key_of(e["summary"].as_str().unwrap_or_default()))
-                .or_default() += 1;
+        for e in organized_events(w, &user.email) {
+            let key = key_of(e["summary"].as_str().unwrap_or_default());
+            if !sim.series_keys.contains(&key) {
+                *ekeys.entry(key).or_default() += 1;
+            }
         }
         assert!(
             ekeys.values().all(|n| *n == 1),
             "seed {seed}: duplicate events in {}'s calendar {ekeys:?}",
             user.email
         );
-        // One-to-one: shown activities the user organizes <-> live events they organize.
+        // One-to-one: shown activities the user organizes <-> live events they organize, each
+        // live instance of a series counted as an event of its own.
+        let events = organized_occurrences(w, &user.email).await;
         let shown: BTreeMap<String, &Activity> = live
             .iter()
             .filter(|a| a.data.organizer_user_id == user.id && a.data.display_in_calendar)
@@ -702,9 +986,22 @@ async fn check_invariants(sim: &Sim, seed: u64) {
                 activity_map::describe(&activity_map::activity_fields(&a.data, &ctx)),
                 "seed {seed}: event {id} and activity {crm_id} did not converge"
             );
-            seen.insert(crm_id.clone());
+            assert!(
+                seen.insert(crm_id.clone()),
+                "seed {seed}: activity {crm_id} is linked to two of {}'s events (one is {id})",
+                user.email
+            );
         }
         let missing: Vec<&String> = shown.keys().filter(|k| !seen.contains(*k)).collect();
+        if !missing.is_empty() {
+            // On failure: the shown activities and the live occurrences, side by side.
+            for a in shown.values() {
+                eprintln!("SHOWN {} {:?} {:?}", a.id, a.data.title, a.data.time);
+            }
+            for v in &events {
+                eprintln!("OCCURRENCE {} {} {}", v["id"], v["summary"], v["start"]);
+            }
+        }
         // On failure: the story of each missing one, to read with the seed.
         for m in &missing {
             let journal = w
@@ -764,7 +1061,7 @@ async fn check_invariants(sim: &Sim, seed: u64) {
 }
 
 /// Runs the seeds of a test: each one's script, printed with its fingerprint.
-async fn run_seeds(seeds: Vec<u64>, db: fn() -> TestDb, test: &'static str) -> (u32, usize) {
+async fn run_seeds(seeds: Vec<u64>, db: fn() -> TestDb, test: &'static str) -> Reached {
     let today = crmsync::clock::SystemClock;
     let results = for_each_seed(seeds, test, |seed| {
         let script = Script::new(seed, 6, &today);
@@ -778,12 +1075,17 @@ async fn run_seeds(seeds: Vec<u64>, db: fn() -> TestDb, test: &'static str) -> (
     .await;
     results
         .into_iter()
-        .fold((0, 0), |(i, p), (i2, p2)| (i + i2, p + p2))
+        .fold((0, 0, [0; 6]), |(i, p, mut s), (i2, p2, s2)| {
+            for (a, b) in s.iter_mut().zip(s2) {
+                *a += b;
+            }
+            (i + i2, p + p2, s)
+        })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn activities_simulation_sqlite() {
-    let (interrupted, parked) = run_seeds(
+    let (interrupted, parked, series_acts) = run_seeds(
         seed_list(0, seeds(24)),
         TestDb::sqlite,
         "sync_sim_activities::activities_simulation_sqlite",
@@ -797,6 +1099,11 @@ async fn activities_simulation_sqlite() {
         assert!(
             parked > 0,
             "no refused change was ever parked: the parking path was not reached"
+        );
+        eprintln!("whole-series acts by kind: {series_acts:?}");
+        assert!(
+            series_acts.iter().all(|n| *n > 0),
+            "some whole-series act was never made: {series_acts:?}"
         );
     }
 }

@@ -452,12 +452,10 @@ async fn plan_listed(
     for e in events {
         let Some(id) = e.id.clone() else { continue };
         let found = by_google.get(&id);
-        // Anything of a recurring series the listing shows changed (not the echo of our own
-        // write) has the series read again after the listing.
-        let echo = found.is_some_and(|l| l.etag.is_some() && l.etag == e.etag);
-        if !echo {
-            ex.kind.series.note(&id, e.recurring_event_id.as_deref());
-        }
+        // Anything of a recurring series the listing shows has the series read again after the
+        // listing, the echo of our own write too: a run that crashed after writing left its
+        // reconciliation undone, and the next listing shows only the echoes.
+        ex.kind.series.note(&id, e.recurring_event_id.as_deref());
         let by_marker = event_wire::event_crm_marker(&e).and_then(|m| by_crm.get(&m));
         let deleted = e.status.as_deref() == Some("cancelled");
         // A linked single event made recurring in Google (its instances carry its CRM id): the

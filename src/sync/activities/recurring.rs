@@ -33,7 +33,7 @@ use crmsync_engine::time;
 use crmsync_schema::sync_state::{self, Link};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-/// What the listing showed of recurring series (echoes of our own writes left out).
+/// What the listing showed of recurring series (echoes of our own writes included).
 #[derive(Debug, Default)]
 pub(super) struct Seen {
     /// Series (ids of recurring events) an instance of which was listed.
