@@ -242,6 +242,12 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.clone()))
             .collect()
     }
+    fn v(fields: &Fields, modified_at: Option<DateTime<Utc>>) -> Version<'_> {
+        Version {
+            fields,
+            modified_at,
+        }
+    }
     fn t(s: i64) -> DateTime<Utc> {
         Utc.timestamp_opt(1_700_000_000 + s, 0)
             .single()
@@ -253,17 +259,7 @@ mod tests {
         let base = f(&[("a", json!(1)), ("b", json!(1))]);
         let crm = f(&[("a", json!(2)), ("b", json!(1))]);
         let google = f(&[("a", json!(1)), ("b", json!(3))]);
-        let m = merge3(
-            Some(&base),
-            Version {
-                fields: &crm,
-                modified_at: Some(t(0)),
-            },
-            Version {
-                fields: &google,
-                modified_at: Some(t(5)),
-            },
-        );
+        let m = merge3(Some(&base), v(&crm, Some(t(0))), v(&google, Some(t(5))));
         assert_eq!(m.fields, f(&[("a", json!(2)), ("b", json!(3))]));
         assert!(m.conflicts.is_empty());
     }
@@ -273,31 +269,11 @@ mod tests {
         let base = f(&[("a", json!(1))]);
         let crm = f(&[("a", json!(2))]);
         let google = f(&[("a", json!(3))]);
-        let later_google = merge3(
-            Some(&base),
-            Version {
-                fields: &crm,
-                modified_at: Some(t(0)),
-            },
-            Version {
-                fields: &google,
-                modified_at: Some(t(1)),
-            },
-        );
+        let later_google = merge3(Some(&base), v(&crm, Some(t(0))), v(&google, Some(t(1))));
         assert_eq!(later_google.fields, google);
         assert_eq!(later_google.conflicts[0].winner, Side::Google);
         assert_eq!(later_google.conflicts[0].loser_value(), &json!(2));
-        let tie = merge3(
-            Some(&base),
-            Version {
-                fields: &crm,
-                modified_at: Some(t(1)),
-            },
-            Version {
-                fields: &google,
-                modified_at: Some(t(1)),
-            },
-        );
+        let tie = merge3(Some(&base), v(&crm, Some(t(1))), v(&google, Some(t(1))));
         assert_eq!(tie.fields, crm);
     }
 
@@ -309,17 +285,7 @@ mod tests {
         let base = f(&[("a", json!(1)), ("b", json!(1))]);
         let crm = f(&[("a", json!(2)), ("b", json!(1))]);
         let google = f(&[("a", json!(3)), ("b", json!(4))]);
-        let m = merge3(
-            Some(&base),
-            Version {
-                fields: &crm,
-                modified_at: Some(t(0)),
-            },
-            Version {
-                fields: &google,
-                modified_at: None,
-            },
-        );
+        let m = merge3(Some(&base), v(&crm, Some(t(0))), v(&google, None));
         // Changed on both sides: the CRM wins, and the conflict records the reason.
         assert_eq!(m.fields["a"], json!(2));
         assert_eq!(m.conflicts.len(), 1);
@@ -328,17 +294,7 @@ mod tests {
         // Changed in Google only: Google's value, whatever its time.
         assert_eq!(m.fields["b"], json!(4));
         // With both times known the decision is the later writer's.
-        let timed = merge3(
-            Some(&base),
-            Version {
-                fields: &crm,
-                modified_at: Some(t(0)),
-            },
-            Version {
-                fields: &google,
-                modified_at: Some(t(1)),
-            },
-        );
+        let timed = merge3(Some(&base), v(&crm, Some(t(0))), v(&google, Some(t(1))));
         assert_eq!(timed.conflicts[0].winner, Side::Google);
         assert_eq!(timed.conflicts[0].decided_by, Decision::LaterWriter);
     }
@@ -347,17 +303,7 @@ mod tests {
     fn no_base_keeps_one_sided_values() {
         let crm = f(&[("a", json!(1)), ("c", json!("x"))]);
         let google = f(&[("b", json!(2)), ("c", json!("y"))]);
-        let m = merge3(
-            None,
-            Version {
-                fields: &crm,
-                modified_at: Some(t(2)),
-            },
-            Version {
-                fields: &google,
-                modified_at: Some(t(1)),
-            },
-        );
+        let m = merge3(None, v(&crm, Some(t(2))), v(&google, Some(t(1))));
         assert_eq!(
             m.fields,
             f(&[("a", json!(1)), ("b", json!(2)), ("c", json!("x"))])
@@ -372,17 +318,7 @@ mod tests {
             "emails",
             json!([{"address": "A@x.org", "primary": true}, {"address": "b@y.org", "primary": true}]),
         )]);
-        let m = merge3(
-            None,
-            Version {
-                fields: &crm,
-                modified_at: Some(t(0)),
-            },
-            Version {
-                fields: &google,
-                modified_at: Some(t(9)),
-            },
-        );
+        let m = merge3(None, v(&crm, Some(t(0))), v(&google, Some(t(9))));
         assert_eq!(
             m.fields["emails"],
             json!([{"address": "a@x.org", "primary": true}, {"address": "b@y.org", "primary": false}])
@@ -395,17 +331,7 @@ mod tests {
         let base = f(&[("a", json!(1))]);
         let crm = f(&[]);
         let google = f(&[("a", json!(1))]);
-        let m = merge3(
-            Some(&base),
-            Version {
-                fields: &crm,
-                modified_at: Some(t(0)),
-            },
-            Version {
-                fields: &google,
-                modified_at: Some(t(0)),
-            },
-        );
+        let m = merge3(Some(&base), v(&crm, Some(t(0))), v(&google, Some(t(0))));
         assert!(m.fields.is_empty());
     }
 }

@@ -609,30 +609,6 @@ pub struct RunAccepted {
     pub message: Option<String>,
 }
 
-/// How crmsync reaches the user's Google account.
-#[derive(ToSchema)]
-#[schema(as = ConnectionStatus)]
-pub struct ConnectionStatusDoc {
-    /// `service_account`, `oauth` or `none`.
-    pub method: String,
-    /// `active`, `auth_error`, `disabled` or `not_configured`.
-    pub state: String,
-    /// Google's message for an `auth_error`.
-    pub last_error: Option<String>,
-}
-
-/// The state of one user and kind.
-#[derive(ToSchema)]
-#[schema(as = SyncState, rename_all = "snake_case")]
-pub enum SyncStateDoc {
-    Idle,
-    Queued,
-    Running,
-    AuthError,
-    Disabled,
-    NotConfigured,
-}
-
 /// A record that failed in recent runs.
 #[derive(ToSchema)]
 #[schema(as = FailingItem)]
@@ -649,51 +625,6 @@ pub struct FailingItemDoc {
     pub last_error: String,
 }
 
-/// Google creates sent but not yet seen back.
-#[derive(ToSchema)]
-#[schema(as = AwaitingConfirmation)]
-pub struct AwaitingConfirmationDoc {
-    #[schema(format = Int64)]
-    pub count: i64,
-    pub retry_at: Option<DateTime<Utc>>,
-}
-
-/// Where one kind of a user's sync stands.
-#[derive(ToSchema)]
-#[schema(as = KindStatus)]
-pub struct KindStatusDoc {
-    pub kind: SyncKindDoc,
-    pub state: SyncStateDoc,
-    pub auto_sync: bool,
-    /// `every 15 minutes`, `cron 0 0 8 * * *`, ...
-    pub schedule: Option<String>,
-    pub last_success_at: Option<DateTime<Utc>>,
-    pub next_due_at: Option<DateTime<Utc>>,
-    pub last_error: Option<String>,
-    /// What the state means and what to do.
-    pub message: Option<String>,
-    pub running_run_id: Option<Uuid>,
-    pub queued_run_id: Option<Uuid>,
-    pub worker: Option<String>,
-    pub last_run: Option<SyncRunDoc>,
-    pub failing: Vec<FailingItemDoc>,
-    #[schema(format = Int64)]
-    pub parked: i64,
-    pub awaiting_confirmation: Option<AwaitingConfirmationDoc>,
-}
-
-/// Every kind of one user.
-#[derive(ToSchema)]
-#[schema(as = UserSyncStatus)]
-pub struct UserSyncStatusDoc {
-    pub user_id: Uuid,
-    pub email: String,
-    pub google_alias: String,
-    pub connection: ConnectionStatusDoc,
-    /// Keyed by kind (`contacts`, `activities`).
-    pub kinds: BTreeMap<String, KindStatusDoc>,
-}
-
 /// One user of `GET /sync-status`: the user's name and the user's sync status.
 #[derive(ToSchema)]
 #[schema(as = FleetItem)]
@@ -702,8 +633,8 @@ pub struct FleetItemDoc {
     pub user_id: Uuid,
     pub email: String,
     pub google_alias: String,
-    pub connection: ConnectionStatusDoc,
-    pub kinds: BTreeMap<String, KindStatusDoc>,
+    pub connection: crate::scheduler::status::ConnectionStatus,
+    pub kinds: BTreeMap<String, crate::scheduler::status::KindStatus>,
 }
 
 /// One journal entry: a change the engine made or a conflict it decided.
@@ -772,7 +703,7 @@ pub struct OAuthStarted {
 #[derive(ToSchema)]
 pub struct ConnectionReset {
     pub user_id: Uuid,
-    pub connection: ConnectionStatusDoc,
+    pub connection: crate::scheduler::status::ConnectionStatus,
     /// Whether an OAuth refresh token was forgotten.
     pub forgot_refresh_token: bool,
     pub message: String,

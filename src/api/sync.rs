@@ -147,7 +147,7 @@ pub async fn start(
     summary = "A user's sync status per kind",
     params(("id" = uuid::Uuid, Path, description = "the user's id")),
     responses(
-        (status = 200, description = "state, last success, next due time, last error, last run, failing records", body = super::openapi::UserSyncStatusDoc),
+        (status = 200, description = "state, last success, next due time, last error, last run, failing records", body = crate::scheduler::status::UserSyncStatus),
         (status = 404, description = "no such user (`not_found`)", body = super::openapi::ErrorBody),
     )
 )]

@@ -13,7 +13,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 /// The state of one (user, kind).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SyncState {
     /// Waiting for its next scheduled time (or a manual start, with auto-sync off).
@@ -58,7 +58,7 @@ impl SyncState {
 }
 
 /// How crmsync reaches the user's Google account.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ConnectionStatus {
     /// `service_account` | `oauth` | `none`.
     pub method: String,
@@ -68,9 +68,11 @@ pub struct ConnectionStatus {
     pub last_error: Option<String>,
 }
 
-/// One (user, kind).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// One (user, kind). The API document describes the fields of other crates' types with the
+/// stand-ins in `crate::api::openapi`.
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct KindStatus {
+    #[schema(value_type = crate::api::openapi::SyncKindDoc)]
     pub kind: SyncKind,
     pub state: SyncState,
     pub auto_sync: bool,
@@ -82,16 +84,21 @@ pub struct KindStatus {
     pub last_error: Option<String>,
     /// What the state means and what to do, when there is something to say.
     pub message: Option<String>,
+    #[schema(value_type = Option<uuid::Uuid>)]
     pub running_run_id: Option<RunId>,
+    #[schema(value_type = Option<uuid::Uuid>)]
     pub queued_run_id: Option<RunId>,
     /// Who holds the lease (a running run's worker).
     pub worker: Option<String>,
+    #[schema(value_type = Option<crate::api::openapi::SyncRunDoc>)]
     pub last_run: Option<SyncRun>,
     /// Records that failed in recent runs (parked ones first, at most 20): each with its side, id,
     /// attempts and last error. Parked records no longer hold the sync back; every run retries
     /// them until they go through.
+    #[schema(value_type = Vec<crate::api::openapi::FailingItemDoc>)]
     pub failing: Vec<FailingItem>,
     /// How many records are parked.
+    #[schema(format = Int64)]
     pub parked: i64,
     /// Google creates sent but not yet seen back (after a crash or a lost answer, Google may
     /// have made them): they are neither sent again nor forgotten until Google shows them or
@@ -100,8 +107,9 @@ pub struct KindStatus {
 }
 
 /// Records whose Google create awaits confirmation.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AwaitingConfirmation {
+    #[schema(format = Int64)]
     pub count: i64,
     /// When the oldest is sent again if Google still has not shown it (the first run from then
     /// on does it).
@@ -122,8 +130,9 @@ fn awaiting_confirmation(
 }
 
 /// Every kind of one user.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct UserSyncStatus {
+    #[schema(value_type = uuid::Uuid)]
     pub user_id: UserId,
     pub email: String,
     pub google_alias: String,

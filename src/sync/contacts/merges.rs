@@ -121,12 +121,24 @@ pub(super) async fn vanished_links_by_email(
     tagged: &[Contact],
     links: &HashMap<String, Link>,
 ) -> Result<HashMap<String, Link>, SyncError> {
+    if candidates.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let tagged_keys: Vec<(&Contact, Vec<String>)> = tagged
+        .iter()
+        .map(|c| {
+            (
+                c,
+                contact_map::match_keys(&contact_map::contact_fields(&c.data)),
+            )
+        })
+        .collect();
     let mut wanted: Vec<(String, Link)> = Vec::new();
     for (google_id, keys) in candidates {
-        let hit = tagged.iter().find(|c| {
-            let theirs = contact_map::match_keys(&contact_map::contact_fields(&c.data));
-            theirs.iter().any(|k| keys.contains(k))
-        });
+        let hit = tagged_keys
+            .iter()
+            .find(|(_, theirs)| theirs.iter().any(|k| keys.contains(k)))
+            .map(|(c, _)| *c);
         let Some(link) = hit.and_then(|c| links.get(&c.id.to_string())) else {
             continue;
         };
