@@ -269,6 +269,7 @@ fn seed(store: &Store, email: &str) -> BenchResult<Seeded> {
         let user = users::create_user(
             c,
             &NewUser {
+                external_id: None,
                 email: email.into(),
                 display_name: email.into(),
                 google_alias: None,
@@ -279,6 +280,7 @@ fn seed(store: &Store, email: &str) -> BenchResult<Seeded> {
         let tag = tags::create_tag(
             c,
             &NewTag {
+                external_id: None,
                 name: format!("Clients of {email}"),
                 visibility: TagVisibility::Private,
                 owner_user_id: Some(user.id),
@@ -312,7 +314,14 @@ fn seed(store: &Store, email: &str) -> BenchResult<Seeded> {
                 }],
                 ..Default::default()
             };
-            let c0 = contacts::create_contact(c, &data, &[tag.id], now)?;
+            let c0 = contacts::create_contact(
+                c,
+                &data,
+                &[tag.id],
+                None,
+                crmsync_schema::changes::Origin::Api,
+                now,
+            )?;
             first.get_or_insert(c0.id);
         }
         let start = now + Duration::days(1);
@@ -332,6 +341,8 @@ fn seed(store: &Store, email: &str) -> BenchResult<Seeded> {
                 organizer_user_id: user.id,
                 participants: vec![],
             },
+            None,
+            crmsync_schema::changes::Origin::Api,
             now,
         )?;
         Ok(Seeded {
@@ -348,10 +359,22 @@ fn change_a_little(store: &Store, seeded: &[Seeded], round: usize) -> BenchResul
         store.write(|c| {
             let mut data = contacts::get_contact(c, s.contact)?.data;
             data.job_title = Some(format!("Buyer {round}"));
-            contacts::update_contact(c, s.contact, &data, now)?;
+            contacts::update_contact(
+                c,
+                s.contact,
+                &data,
+                crmsync_schema::changes::Origin::Api,
+                now,
+            )?;
             let mut a = activities::get_activity(c, s.activity)?.data;
             a.location = Some(format!("Room {round}"));
-            activities::update_activity(c, s.activity, &a, now)?;
+            activities::update_activity(
+                c,
+                s.activity,
+                &a,
+                crmsync_schema::changes::Origin::Api,
+                now,
+            )?;
             Ok(())
         })?;
     }

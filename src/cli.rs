@@ -71,6 +71,21 @@ pub enum BenchCommand {
         #[arg(long)]
         database: Option<String>,
     },
+    /// The CRM integration API: N contacts through `POST /contacts/batch`, then the change feed.
+    Integration {
+        #[arg(long, default_value_t = 10_000)]
+        contacts: usize,
+        #[arg(long)]
+        database: Option<String>,
+    },
+    /// Webhook delivery to a healthy local endpoint: a backlog of N sync-made changes, then 100
+    /// changes per second.
+    Webhooks {
+        #[arg(long, default_value_t = 2_000)]
+        changes: usize,
+        #[arg(long)]
+        database: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -148,6 +163,8 @@ pub struct ServeArgs {
     pub no_scheduler: bool,
     #[command(flatten)]
     pub scheduler: SchedulerArgs,
+    #[command(flatten)]
+    pub webhooks: crate::webhooks::WebhookArgs,
 }
 
 #[derive(Debug, Args)]
@@ -158,6 +175,8 @@ pub struct WorkerArgs {
     pub metrics_listen: Option<SocketAddr>,
     #[command(flatten)]
     pub scheduler: SchedulerArgs,
+    #[command(flatten)]
+    pub webhooks: crate::webhooks::WebhookArgs,
 }
 
 /// How the scheduler of `serve` and `worker` runs.

@@ -154,6 +154,7 @@ pub async fn prepare(options: &DemoOptions, clock: SharedClock) -> anyhow::Resul
             users::create_user(
                 c,
                 &NewUser {
+                    external_id: None,
                     email: email.into(),
                     display_name: name.into(),
                     google_alias: None,
@@ -169,6 +170,7 @@ pub async fn prepare(options: &DemoOptions, clock: SharedClock) -> anyhow::Resul
         tags::create_tag(
             c,
             &NewTag {
+                external_id: None,
                 name: "Alice's clients".into(),
                 visibility: TagVisibility::Private,
                 owner_user_id: Some(alice.id),
@@ -180,6 +182,7 @@ pub async fn prepare(options: &DemoOptions, clock: SharedClock) -> anyhow::Resul
         tags::create_tag(
             c,
             &NewTag {
+                external_id: None,
                 name: "Newsletter".into(),
                 visibility: TagVisibility::Public,
                 owner_user_id: None,
@@ -235,7 +238,16 @@ pub async fn prepare(options: &DemoOptions, clock: SharedClock) -> anyhow::Resul
     ];
     let mut first = None;
     for data in &seeded {
-        let c = store.write(|c| contacts::create_contact(c, data, &[tag.id], now))?;
+        let c = store.write(|c| {
+            contacts::create_contact(
+                c,
+                data,
+                &[tag.id],
+                None,
+                crmsync_schema::changes::Origin::Api,
+                now,
+            )
+        })?;
         first.get_or_insert(c);
     }
     store.write(|c| {
@@ -250,6 +262,8 @@ pub async fn prepare(options: &DemoOptions, clock: SharedClock) -> anyhow::Resul
                 None,
             ),
             &[],
+            None,
+            crmsync_schema::changes::Origin::Api,
             now,
         )
     })?;
@@ -323,7 +337,9 @@ pub async fn prepare(options: &DemoOptions, clock: SharedClock) -> anyhow::Resul
         ),
     ];
     for d in &demos {
-        store.write(|c| activities::create_activity(c, d, now))?;
+        store.write(|c| {
+            activities::create_activity(c, d, None, crmsync_schema::changes::Origin::Api, now)
+        })?;
     }
 
     // Google side, as Alice would have it: the "CRM" group with a contact matching Ada and a new

@@ -1,11 +1,12 @@
 //! The `crmsync` binary's library: the REST API ([`api`]), the command line ([`cli`]), the HTTP
 //! server ([`server`]), the [`clock`], the sync executor ([`sync`]) and the [`scheduler`] that
-//! runs it on its own (intervals, cron, manual starts, leases for scale-out workers), and the
-//! process's metrics ([`telemetry`]).
+//! runs it on its own (intervals, cron, manual starts, leases for scale-out workers), the
+//! webhook delivery worker ([`webhooks`]), and the process's metrics ([`telemetry`]).
 
 pub mod api;
 pub mod app;
 pub mod bench;
+pub mod bench_integration;
 pub mod cli;
 pub mod clock;
 pub mod demo;
@@ -14,3 +15,4 @@ pub mod server;
 pub mod sync;
 pub mod telemetry;
 pub mod web;
+pub mod webhooks;

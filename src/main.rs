@@ -130,6 +130,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             quota,
             database,
         }) => crmsync::bench::activities(activities, quota, database.as_deref()).await,
+        Command::Bench(crmsync::cli::BenchCommand::Integration { contacts, database }) => {
+            crmsync::bench_integration::run(contacts, database.as_deref()).await
+        }
+        Command::Bench(crmsync::cli::BenchCommand::Webhooks { changes, database }) => {
+            crmsync::bench::webhooks(changes, database.as_deref()).await
+        }
         Command::SecretKey(SecretKeyCommand::Generate) => {
             println!("{}", crmsync_schema::secrets::generate_key());
             eprintln!("set it as CRMSYNC_SECRET_KEY; keep it safe: stored secrets cannot be read without it");
@@ -156,6 +162,7 @@ async fn serve(cli: &Cli, args: &ServeArgs, clock: SharedClock) -> anyhow::Resul
     // The metrics recorder, before the scheduler carries out (and counts) anything.
     crmsync::telemetry::handle();
     let mut state = AppState::new(store.clone(), clock.clone()).with_google(google.endpoints());
+    let clock_for_webhooks = clock.clone();
     let scheduler = if args.no_scheduler {
         tracing::info!(
             "no scheduler in this process (--no-scheduler): run `crmsync worker` to carry runs out"
@@ -167,10 +174,21 @@ async fn serve(cli: &Cli, args: &ServeArgs, clock: SharedClock) -> anyhow::Resul
         state = state.with_scheduler(scheduler.handle());
         Some((scheduler.handle(), tokio::spawn(scheduler.run())))
     };
+    // Webhook delivery (also with --no-scheduler; off with --no-webhook-delivery).
+    let deliveries = crmsync::webhooks::spawn(
+        &store,
+        clock_for_webhooks,
+        &args.webhooks,
+        &args.scheduler.config().worker_id,
+    )?;
     let handle = scheduler.as_ref().map(|(h, _)| h.clone());
+    let delivery_handle = deliveries.as_ref().map(|(h, _)| h.clone());
     let shutdown = async move {
         crmsync::server::shutdown_signal().await;
         if let Some(h) = handle {
+            h.shutdown();
+        }
+        if let Some(h) = delivery_handle {
             h.shutdown();
         }
     };
@@ -178,6 +196,10 @@ async fn serve(cli: &Cli, args: &ServeArgs, clock: SharedClock) -> anyhow::Resul
     if let Some((handle, task)) = scheduler {
         handle.shutdown();
         task.await.context("the scheduler task failed")??;
+    }
+    if let Some((handle, task)) = deliveries {
+        handle.shutdown();
+        task.await.context("the webhook delivery task failed")??;
     }
     served.context("the server failed")?;
     Ok(())
@@ -211,14 +233,25 @@ async fn worker(
         }
         None => None,
     };
+    let config = args.scheduler.config();
+    let deliveries =
+        crmsync::webhooks::spawn(&store, clock.clone(), &args.webhooks, &config.worker_id)?;
     let engine = crmsync::app::engine(&store, clock, &google, Default::default());
-    let scheduler = crmsync::scheduler::Scheduler::new(engine, args.scheduler.config());
+    let scheduler = crmsync::scheduler::Scheduler::new(engine, config);
     let handle = scheduler.handle();
+    let delivery_handle = deliveries.as_ref().map(|(h, _)| h.clone());
     tokio::spawn(async move {
         crmsync::server::shutdown_signal().await;
         handle.shutdown();
+        if let Some(h) = delivery_handle {
+            h.shutdown();
+        }
     });
     scheduler.run().await?;
+    if let Some((handle, task)) = deliveries {
+        handle.shutdown();
+        task.await.context("the webhook delivery task failed")??;
+    }
     if let Some((stop, task)) = ops {
         let _ = stop.send(());
         task.await.context("the metrics server task failed")??;
@@ -270,6 +303,7 @@ fn status(
         counts.activities,
         counts.change_seq
     );
+    print_webhooks(&store, args.json)?;
     let statuses = match &args.user {
         Some(email) => {
             let user = store
@@ -331,6 +365,64 @@ fn status(
                     f.last_error
                 );
             }
+        }
+    }
+    Ok(())
+}
+
+/// The webhook subscriptions with the state of their deliveries, failing endpoints first (on
+/// stderr with `--json`, whose stdout carries only the sync status).
+fn print_webhooks(store: &Store, json: bool) -> anyhow::Result<()> {
+    let mut hooks = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.read(|c| crmsync_schema::webhooks::list_webhooks(c, after, 1000))?;
+        let done = page.len() < 1000;
+        after = page.last().map(|h| h.webhook.id);
+        hooks.extend(page);
+        if done {
+            break;
+        }
+    }
+    if hooks.is_empty() {
+        return Ok(());
+    }
+    let failing = hooks.iter().filter(|h| h.failed > 0).count();
+    let mut lines = vec![format!(
+        "webhooks:   {} endpoint(s), {failing} failing",
+        hooks.len()
+    )];
+    hooks.sort_by_key(|h| std::cmp::Reverse((h.failed, h.last_failure.is_some())));
+    for h in &hooks {
+        lines.push(format!(
+            "  {:<8} {}  {}  pending {}, failed {}",
+            h.health().to_uppercase(),
+            h.webhook.id,
+            h.webhook.url,
+            h.pending,
+            h.failed
+        ));
+        if let Some(f) = &h.last_failure {
+            lines.push(format!(
+                "           last failure {} ({} {}): {}",
+                f.at.format("%Y-%m-%d %H:%M:%S UTC"),
+                f.event_type,
+                f.delivery_id,
+                f.error
+            ));
+        }
+        if h.failed > 0 {
+            lines.push(format!(
+                "           fix the endpoint, then retry the failed deliveries: GET /api/v1/webhooks/{}/deliveries, POST …/deliveries/{{delivery_id}}/retry",
+                h.webhook.id
+            ));
+        }
+    }
+    for line in lines {
+        if json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
         }
     }
     Ok(())

@@ -8,7 +8,10 @@
 //!   ([`run_started`], [`scheduling_lag`]);
 //! - Google calls by API method and HTTP status, retries, rate-limit answers, backoff and
 //!   client-side throttling: the connectors (`crmsync_connectors::metrics::names`);
-//! - overdue jobs: read from the job table when `/metrics` is scraped ([`set_overdue`]).
+//! - overdue jobs: read from the job table when `/metrics` is scraped ([`set_overdue`]);
+//! - webhook deliveries pending and failed: read from the outbox when `/metrics` is scraped
+//!   ([`set_webhook_deliveries`]); attempts by outcome: the delivery worker, as it makes each
+//!   ([`webhook_attempt`]).
 //!
 //! Labels carry no personal data: kinds, triggers, states, API method names and HTTP statuses
 //! only (never a user, an e-mail address or an id).
@@ -35,6 +38,12 @@ pub const JOBS_OVERDUE: &str = "crmsync_jobs_overdue";
 pub const OLDEST_OVERDUE: &str = "crmsync_jobs_oldest_overdue_seconds";
 /// Gauge `{version}`: 1.
 pub const BUILD_INFO: &str = "crmsync_build_info";
+/// Gauge `{state}`: webhook deliveries `pending` and `failed` (every process's, read from the
+/// database at scrape time).
+pub const WEBHOOK_DELIVERIES: &str = "crmsync_webhook_deliveries";
+/// Counter `{outcome}`: webhook delivery attempts made by this process, by outcome (`delivered`,
+/// `http_error`, `timeout`, `transport_error`).
+pub const WEBHOOK_ATTEMPTS: &str = "crmsync_webhook_attempts_total";
 
 /// Run duration buckets, seconds: from a quiet run to a large initial sync.
 const RUN_BUCKETS: &[f64] = &[
@@ -112,6 +121,16 @@ fn describe() {
         "How long the oldest due, unclaimed job has waited"
     );
     describe_gauge!(BUILD_INFO, "crmsync's version");
+    describe_gauge!(
+        WEBHOOK_DELIVERIES,
+        "Webhook deliveries pending (waiting for an attempt or a retry) and failed (retries used \
+         up, waiting for an admin), from the database at scrape time"
+    );
+    describe_counter!(
+        WEBHOOK_ATTEMPTS,
+        "Webhook delivery attempts made by this process, by outcome (delivered, http_error, \
+         timeout, transport_error)"
+    );
     describe_counter!(
         names::REQUESTS,
         "HTTP requests sent to Google APIs, by API method and HTTP status (timeout, transport_error)"
@@ -197,4 +216,16 @@ fn trigger_label(trigger: &str) -> &'static str {
         "push" => "push",
         _ => "other",
     }
+}
+
+/// A webhook delivery attempt ended with `outcome` (`delivered`, `http_error`, `timeout` or
+/// `transport_error`).
+pub fn webhook_attempt(outcome: &'static str) {
+    metrics::counter!(WEBHOOK_ATTEMPTS, "outcome" => outcome).increment(1);
+}
+
+/// The webhook deliveries pending and failed, read from the database.
+pub fn set_webhook_deliveries(pending: i64, failed: i64) {
+    metrics::gauge!(WEBHOOK_DELIVERIES, "state" => "pending").set(pending as f64);
+    metrics::gauge!(WEBHOOK_DELIVERIES, "state" => "failed").set(failed as f64);
 }

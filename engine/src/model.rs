@@ -7,7 +7,6 @@ use crate::ids::{ActivityId, ContactId, TagId, UserId};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use std::str::FromStr;
 
 /// Kind of an e-mail address.
 #[derive(
@@ -46,6 +45,8 @@ pub enum AddressKind {
     Other,
 }
 
+/// Gives a unit enum `as_str`, `NAMES`, `Display` and `FromStr` over the listed spellings.
+#[macro_export]
 macro_rules! str_enum {
     ($ty:ident { $($variant:ident => $s:literal),+ $(,)? }) => {
         impl $ty {
@@ -55,17 +56,17 @@ macro_rules! str_enum {
             /// Every accepted spelling, for error messages.
             pub const NAMES: &'static [&'static str] = &[$($s),+];
         }
-        impl fmt::Display for $ty {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl ::std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 f.write_str(self.as_str())
             }
         }
-        impl FromStr for $ty {
-            type Err = UnknownValue;
+        impl ::std::str::FromStr for $ty {
+            type Err = $crate::model::UnknownValue;
             fn from_str(s: &str) -> Result<Self, Self::Err> {
                 match s {
                     $($s => Ok($ty::$variant),)+
-                    other => Err(UnknownValue { what: stringify!($ty), value: other.to_string(), allowed: Self::NAMES }),
+                    other => Err($crate::model::UnknownValue { what: stringify!($ty), value: other.to_string(), allowed: Self::NAMES }),
                 }
             }
         }
@@ -227,6 +228,9 @@ pub struct Contact {
     /// Set when the contact was deleted in the CRM (a tombstone keeps its data).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleted_at: Option<DateTime<Utc>>,
+    /// The CRM's own id of the record (SPEC 6.4), unique per kind.
+    #[serde(default)]
+    pub external_id: Option<String>,
 }
 
 /// Status of a CRM activity.
@@ -310,6 +314,9 @@ pub struct Activity {
     pub change_seq: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleted_at: Option<DateTime<Utc>>,
+    /// The CRM's own id of the record (SPEC 6.4), unique per kind.
+    #[serde(default)]
+    pub external_id: Option<String>,
 }
 
 /// A CRM user.
@@ -324,6 +331,9 @@ pub struct User {
     pub time_zone: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The CRM's own id of the record (SPEC 6.4), unique per kind.
+    #[serde(default)]
+    pub external_id: Option<String>,
 }
 
 /// Who may see a tag, and whether it can be a sync tag.
@@ -345,6 +355,9 @@ pub struct Tag {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner_user_id: Option<UserId>,
     pub created_at: DateTime<Utc>,
+    /// The CRM's own id of the record (SPEC 6.4), unique per kind.
+    #[serde(default)]
+    pub external_id: Option<String>,
 }
 
 impl Tag {

@@ -3,6 +3,7 @@
 //! All-day activities keep their date range (end exclusive) and, for ordering, the instants of
 //! midnight of those dates in the activity's time zone.
 
+use crate::changes::{self, Action, Made, Origin, RecordKind};
 use crate::db::{require_transaction, AnyConnection};
 use crate::error::{StoreError, StoreResult};
 use crate::schema::{activities, activity_participants, contacts, users};
@@ -37,6 +38,7 @@ struct ActivityRow {
     modified_at: NaiveDateTime,
     change_seq: i64,
     deleted_at: Option<NaiveDateTime>,
+    external_id: Option<String>,
 }
 
 /// Who a participant is, as a caller names them; resolved by [`resolve_participants`].
@@ -201,10 +203,13 @@ fn check_references(conn: &mut AnyConnection, data: &ActivityData) -> StoreResul
     Ok(tz)
 }
 
-/// Creates an activity (organizer and participants must exist).
+/// Creates an activity (organizer and participants must exist), under the CRM's `external_id`
+/// if any (a taken one is a `Conflict`).
 pub fn create_activity(
     conn: &mut AnyConnection,
     data: &ActivityData,
+    external_id: Option<&str>,
+    origin: Origin,
     now: DateTime<Utc>,
 ) -> StoreResult<Activity> {
     require_transaction(conn)?;
@@ -232,10 +237,78 @@ pub fn create_activity(
             activities::modified_at.eq(ts),
             activities::change_seq.eq(seq),
             activities::deleted_at.eq(None::<NaiveDateTime>),
+            activities::external_id.eq(external_id),
         ))
-        .execute(conn)?;
+        .execute(conn)
+        .map_err(|e| crate::contacts::taken_external_id(e, external_id))?;
     write_participants(conn, id, &data.participants)?;
-    get_activity(conn, id)
+    let activity = get_activity(conn, id)?;
+    record(conn, &activity, seq, Action::Created, origin, now)?;
+    Ok(activity)
+}
+
+fn record(
+    conn: &mut AnyConnection,
+    activity: &Activity,
+    seq: i64,
+    action: Action,
+    origin: Origin,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    let id = activity.id.to_string();
+    let made = Made {
+        cursor: seq,
+        kind: RecordKind::Activity,
+        id: &id,
+        external_id: activity.external_id.as_deref(),
+        action,
+        tag: None,
+    };
+    changes::record(conn, made, origin, now)
+}
+
+/// A live activity by its external id.
+pub fn activity_by_external_id(
+    conn: &mut AnyConnection,
+    external_id: &str,
+) -> StoreResult<Option<Activity>> {
+    let rows: Vec<ActivityRow> = activities::table
+        .filter(activities::external_id.eq(external_id))
+        .filter(activities::deleted_at.is_null())
+        .select(ActivityRow::as_select())
+        .load(conn)?;
+    Ok(hydrate(conn, rows)?.pop())
+}
+
+/// Live activities (with their data) by external ids, for a batch of upserts.
+pub fn activities_by_external_ids(
+    conn: &mut AnyConnection,
+    external_ids: &[String],
+) -> StoreResult<Vec<Activity>> {
+    let mut out = Vec::new();
+    for chunk in external_ids.chunks(500) {
+        let rows = activities::table
+            .filter(activities::external_id.eq_any(chunk))
+            .filter(activities::deleted_at.is_null())
+            .select(ActivityRow::as_select())
+            .load(conn)?;
+        out.extend(hydrate(conn, rows)?);
+    }
+    Ok(out)
+}
+
+/// Gives a live activity the CRM's `external_id`; not a change in the feed.
+pub fn set_activity_external_id(
+    conn: &mut AnyConnection,
+    id: ActivityId,
+    external_id: Option<&str>,
+) -> StoreResult<()> {
+    require_live(conn, id)?;
+    diesel::update(activities::table.find(id.to_string()))
+        .set(activities::external_id.eq(external_id))
+        .execute(conn)
+        .map_err(|e| crate::contacts::taken_external_id(e, external_id))?;
+    Ok(())
 }
 
 /// Replaces a live activity's data, participants included.
@@ -243,6 +316,7 @@ pub fn update_activity(
     conn: &mut AnyConnection,
     id: ActivityId,
     data: &ActivityData,
+    origin: Origin,
     now: DateTime<Utc>,
 ) -> StoreResult<Activity> {
     require_live(conn, id)?;
@@ -268,7 +342,9 @@ pub fn update_activity(
         ))
         .execute(conn)?;
     write_participants(conn, id, &data.participants)?;
-    get_activity(conn, id)
+    let activity = get_activity(conn, id)?;
+    record(conn, &activity, seq, Action::Updated, origin, now)?;
+    Ok(activity)
 }
 
 /// Locks an activity's row until the transaction ends (see `contacts::lock_contact`).
@@ -280,10 +356,11 @@ pub fn lock_activity(conn: &mut AnyConnection, id: ActivityId) -> StoreResult<()
     Ok(())
 }
 
-/// Soft-deletes a live activity (a tombstone keeps its data).
+/// Soft-deletes a live activity (a tombstone keeps its data and gives up its external id).
 pub fn delete_activity(
     conn: &mut AnyConnection,
     id: ActivityId,
+    origin: Origin,
     now: DateTime<Utc>,
 ) -> StoreResult<Activity> {
     require_live(conn, id)?;
@@ -296,7 +373,15 @@ pub fn delete_activity(
             activities::change_seq.eq(seq),
         ))
         .execute(conn)?;
-    get_activity(conn, id)
+    let mut activity = get_activity(conn, id)?;
+    record(conn, &activity, seq, Action::Deleted, origin, now)?;
+    if activity.external_id.is_some() {
+        diesel::update(activities::table.find(id.to_string()))
+            .set(activities::external_id.eq(None::<String>))
+            .execute(conn)?;
+        activity.external_id = None;
+    }
+    Ok(activity)
 }
 
 fn require_live(conn: &mut AnyConnection, id: ActivityId) -> StoreResult<()> {
@@ -521,6 +606,7 @@ fn hydrate(conn: &mut AnyConnection, rows: Vec<ActivityRow>) -> StoreResult<Vec<
                 modified_at: from_db_time(r.modified_at),
                 change_seq: r.change_seq,
                 deleted_at: r.deleted_at.map(from_db_time),
+                external_id: r.external_id,
             })
         })
         .collect()

@@ -211,7 +211,9 @@ pub fn set_connection_method(
     get_connection(conn, user)?.ok_or_else(|| StoreError::not_found("connection of user", user))
 }
 
-/// Sets a connection's state and last error (e.g. `auth_error` with Google's message).
+/// Sets a connection's state and last error (e.g. `auth_error` with Google's message). A
+/// connection that goes to `auth_error` from another state puts the webhook event
+/// `connection.auth_error` in the outbox of the subscribed webhooks, in the same transaction.
 pub fn set_connection_state(
     conn: &mut AnyConnection,
     user: UserId,
@@ -219,6 +221,22 @@ pub fn set_connection_state(
     last_error: Option<&str>,
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
+    let before = get_connection(conn, user)?;
+    if state == ConnectionState::AuthError {
+        if let Some(c) = before
+            .as_ref()
+            .filter(|c| c.state != ConnectionState::AuthError)
+        {
+            let data = serde_json::json!({
+                "user_id": user,
+                "method": c.method.as_str(),
+                "state": state.as_str(),
+                "error": last_error,
+                "at": now,
+            });
+            crate::webhooks::enqueue(conn, "connection.auth_error", &data, now)?;
+        }
+    }
     let n = diesel::update(google_connections::table.find(user.to_string()))
         .set((
             google_connections::state.eq(state.as_str()),

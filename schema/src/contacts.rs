@@ -1,8 +1,10 @@
 //! CRM contacts with their e-mails, phones, postal addresses and tags. Every write (create,
 //! update, delete, tag, untag) runs inside the caller's write transaction, takes the next change
 //! sequence number into `change_seq` and sets `modified_at = now`. Deletes are soft: the row stays
-//! as a tombstone (`deleted_at`) with its data, so the change feed reports it.
+//! as a tombstone (`deleted_at`) with its data, so the change feed reports it. Each write is also
+//! recorded in the CRM-facing change feed ([`crate::changes`]) with its [`Origin`].
 
+use crate::changes::{self, Action, Made, Origin, RecordKind};
 use crate::db::{require_transaction, AnyConnection};
 use crate::error::{StoreError, StoreResult};
 use crate::schema::{
@@ -32,13 +34,17 @@ struct ContactRow {
     modified_at: NaiveDateTime,
     change_seq: i64,
     deleted_at: Option<NaiveDateTime>,
+    external_id: Option<String>,
 }
 
-/// Creates a contact carrying `tags` (which must exist).
+/// Creates a contact carrying `tags` (which must exist), under the CRM's `external_id` if any
+/// (a taken one is a `Conflict`).
 pub fn create_contact(
     conn: &mut AnyConnection,
     data: &ContactData,
     tag_ids: &[TagId],
+    external_id: Option<&str>,
+    origin: Origin,
     now: DateTime<Utc>,
 ) -> StoreResult<Contact> {
     let seq = next_change_seq(conn)?;
@@ -58,13 +64,140 @@ pub fn create_contact(
             contacts::modified_at.eq(ts),
             contacts::change_seq.eq(seq),
             contacts::deleted_at.eq(None::<NaiveDateTime>),
+            contacts::external_id.eq(external_id),
         ))
-        .execute(conn)?;
+        .execute(conn)
+        .map_err(|e| taken_external_id(e, external_id))?;
     write_children(conn, id, data)?;
     for tag in tag_ids {
         insert_tag_link(conn, id, *tag, now)?;
     }
-    get_contact(conn, id)
+    let contact = get_contact(conn, id)?;
+    record(conn, &contact, seq, Action::Created, None, origin, now)?;
+    Ok(contact)
+}
+
+/// A unique-index violation on `external_id` as a `Conflict` that names the id.
+pub(crate) fn taken_external_id(e: diesel::result::Error, external_id: Option<&str>) -> StoreError {
+    match (e, external_id) {
+        (
+            diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                _,
+            ),
+            Some(x),
+        ) => StoreError::Conflict(format!("external_id {x:?} is already taken")),
+        (e, _) => e.into(),
+    }
+}
+
+fn record(
+    conn: &mut AnyConnection,
+    contact: &Contact,
+    seq: i64,
+    action: Action,
+    tag: Option<TagId>,
+    origin: Origin,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    let id = contact.id.to_string();
+    let made = Made {
+        cursor: seq,
+        kind: RecordKind::Contact,
+        id: &id,
+        external_id: contact.external_id.as_deref(),
+        action,
+        tag,
+    };
+    changes::record(conn, made, origin, now)
+}
+
+/// A live contact by its external id.
+pub fn contact_by_external_id(
+    conn: &mut AnyConnection,
+    external_id: &str,
+) -> StoreResult<Option<Contact>> {
+    let rows: Vec<ContactRow> = contacts::table
+        .filter(contacts::external_id.eq(external_id))
+        .filter(contacts::deleted_at.is_null())
+        .select(ContactRow::as_select())
+        .load(conn)?;
+    Ok(hydrate(conn, rows)?.pop())
+}
+
+/// Live contacts by external ids: `(external id, contact id)` for those that exist.
+pub fn contact_ids_by_external_ids(
+    conn: &mut AnyConnection,
+    external_ids: &[String],
+) -> StoreResult<Vec<(String, ContactId)>> {
+    let mut out = Vec::new();
+    for chunk in external_ids.chunks(500) {
+        let found: Vec<(Option<String>, String)> = contacts::table
+            .filter(contacts::external_id.eq_any(chunk))
+            .filter(contacts::deleted_at.is_null())
+            .select((contacts::external_id, contacts::id))
+            .load(conn)?;
+        for (x, id) in found {
+            if let Some(x) = x {
+                out.push((x, parse_col(&id, "contacts.id")?));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Live contacts (with their data) by external ids, for a batch of upserts.
+pub fn contacts_by_external_ids(
+    conn: &mut AnyConnection,
+    external_ids: &[String],
+) -> StoreResult<Vec<Contact>> {
+    let mut out = Vec::new();
+    for chunk in external_ids.chunks(500) {
+        let rows = contacts::table
+            .filter(contacts::external_id.eq_any(chunk))
+            .filter(contacts::deleted_at.is_null())
+            .select(ContactRow::as_select())
+            .load(conn)?;
+        out.extend(hydrate(conn, rows)?);
+    }
+    Ok(out)
+}
+
+/// Gives a live contact the CRM's `external_id` (`None` takes it away); not a change in the feed.
+pub fn set_contact_external_id(
+    conn: &mut AnyConnection,
+    id: ContactId,
+    external_id: Option<&str>,
+) -> StoreResult<()> {
+    require_live(conn, id)?;
+    diesel::update(contacts::table.find(id.to_string()))
+        .set(contacts::external_id.eq(external_id))
+        .execute(conn)
+        .map_err(|e| taken_external_id(e, external_id))?;
+    Ok(())
+}
+
+/// Replaces a live contact's tags with `tags` (each must exist): untags what is not in it, then
+/// tags what is missing, each one change.
+pub fn set_contact_tags(
+    conn: &mut AnyConnection,
+    id: ContactId,
+    tags: &[TagId],
+    origin: Origin,
+    now: DateTime<Utc>,
+) -> StoreResult<Contact> {
+    let mut cur = get_contact(conn, id)?;
+    for t in cur.tags.clone() {
+        if !tags.contains(&t) {
+            cur = untag_contact(conn, id, t, origin, now)?;
+        }
+    }
+    for t in tags {
+        if !cur.tags.contains(t) {
+            cur = tag_contact(conn, id, *t, origin, now)?;
+        }
+    }
+    Ok(cur)
 }
 
 /// Replaces a live contact's data (its tags stay).
@@ -72,6 +205,7 @@ pub fn update_contact(
     conn: &mut AnyConnection,
     id: ContactId,
     data: &ContactData,
+    origin: Origin,
     now: DateTime<Utc>,
 ) -> StoreResult<Contact> {
     require_live(conn, id)?;
@@ -90,13 +224,17 @@ pub fn update_contact(
         ))
         .execute(conn)?;
     write_children(conn, id, data)?;
-    get_contact(conn, id)
+    let contact = get_contact(conn, id)?;
+    record(conn, &contact, seq, Action::Updated, None, origin, now)?;
+    Ok(contact)
 }
 
-/// Soft-deletes a live contact: it becomes a tombstone that keeps its data and tags.
+/// Soft-deletes a live contact: it becomes a tombstone that keeps its data and tags, and gives
+/// up its external id (the CRM may create a new contact under it).
 pub fn delete_contact(
     conn: &mut AnyConnection,
     id: ContactId,
+    origin: Origin,
     now: DateTime<Utc>,
 ) -> StoreResult<Contact> {
     require_live(conn, id)?;
@@ -109,7 +247,15 @@ pub fn delete_contact(
             contacts::change_seq.eq(seq),
         ))
         .execute(conn)?;
-    get_contact(conn, id)
+    let mut contact = get_contact(conn, id)?;
+    record(conn, &contact, seq, Action::Deleted, None, origin, now)?;
+    if contact.external_id.is_some() {
+        diesel::update(contacts::table.find(id.to_string()))
+            .set(contacts::external_id.eq(None::<String>))
+            .execute(conn)?;
+        contact.external_id = None;
+    }
+    Ok(contact)
 }
 
 /// Adds `tag` to a live contact. Tagging twice changes nothing (and does not advance the feed).
@@ -117,6 +263,7 @@ pub fn tag_contact(
     conn: &mut AnyConnection,
     id: ContactId,
     tag: TagId,
+    origin: Origin,
     now: DateTime<Utc>,
 ) -> StoreResult<Contact> {
     require_live(conn, id)?;
@@ -124,8 +271,10 @@ pub fn tag_contact(
         return get_contact(conn, id);
     }
     insert_tag_link(conn, id, tag, now)?;
-    touch_contact(conn, id, now)?;
-    get_contact(conn, id)
+    let seq = touch_contact(conn, id, now)?;
+    let contact = get_contact(conn, id)?;
+    record(conn, &contact, seq, Action::Tagged, Some(tag), origin, now)?;
+    Ok(contact)
 }
 
 /// Removes `tag` from a live contact. Untagging a contact without the tag changes nothing.
@@ -133,6 +282,7 @@ pub fn untag_contact(
     conn: &mut AnyConnection,
     id: ContactId,
     tag: TagId,
+    origin: Origin,
     now: DateTime<Utc>,
 ) -> StoreResult<Contact> {
     require_live(conn, id)?;
@@ -142,10 +292,23 @@ pub fn untag_contact(
             .filter(contact_tags::tag_id.eq(tag.to_string())),
     )
     .execute(conn)?;
+    let contact = get_contact(conn, id)?;
     if removed > 0 {
-        touch_contact(conn, id, now)?;
+        untagged(conn, &contact, tag, origin, now)?;
     }
     get_contact(conn, id)
+}
+
+/// Records that `tag` was taken off `contact` (its link row already deleted).
+pub(crate) fn untagged(
+    conn: &mut AnyConnection,
+    contact: &Contact,
+    tag: TagId,
+    origin: Origin,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    let seq = touch_contact(conn, contact.id, now)?;
+    record(conn, contact, seq, Action::Untagged, Some(tag), origin, now)
 }
 
 /// Locks a contact's row until the transaction ends (a no-op update: portable `FOR UPDATE`), so a
@@ -159,12 +322,9 @@ pub fn lock_contact(conn: &mut AnyConnection, id: ContactId) -> StoreResult<()> 
     Ok(())
 }
 
-/// Advances a contact's change sequence and `modified_at` (after a change to its links).
-pub fn touch_contact(
-    conn: &mut AnyConnection,
-    id: ContactId,
-    now: DateTime<Utc>,
-) -> StoreResult<()> {
+/// Advances a contact's change sequence and `modified_at` (after a change to its tags); returns
+/// the sequence number taken.
+fn touch_contact(conn: &mut AnyConnection, id: ContactId, now: DateTime<Utc>) -> StoreResult<i64> {
     let seq = next_change_seq(conn)?;
     diesel::update(contacts::table.find(id.to_string()))
         .set((
@@ -172,7 +332,7 @@ pub fn touch_contact(
             contacts::change_seq.eq(seq),
         ))
         .execute(conn)?;
-    Ok(())
+    Ok(seq)
 }
 
 /// Whether the contact carries `tag`.
@@ -501,6 +661,7 @@ fn hydrate(conn: &mut AnyConnection, rows: Vec<ContactRow>) -> StoreResult<Vec<C
                 modified_at: from_db_time(r.modified_at),
                 change_seq: r.change_seq,
                 deleted_at: r.deleted_at.map(from_db_time),
+                external_id: r.external_id,
             })
         })
         .collect()

@@ -15,6 +15,9 @@ pub enum StoreError {
     /// The write conflicts with existing data (a unique value already taken, a record in use).
     #[error("{0}")]
     Conflict(String),
+    /// The caller's `If-Match` names a version the record no longer has (or it is missing).
+    #[error("{0}")]
+    Stale(String),
     /// The input is not acceptable (a reference to a missing record, a value out of range, ...).
     #[error("{0}")]
     Invalid(String),

@@ -1,13 +1,15 @@
 //! The secret key at startup: finds out before anything is served whether `CRMSYNC_SECRET_KEY`
 //! can read the secrets this database holds (service-account keys, OAuth refresh tokens, the
-//! OAuth client secret). A check value encrypted with the key is kept in the app settings; when
+//! OAuth client secret, webhook signing secrets). A check value encrypted with the key is kept in the app settings; when
 //! it is missing (a database from before the check) every stored secret is tried instead, and the
 //! check value is written once they all decrypt.
 
 use crate::app_settings;
 use crate::db::{AnyConnection, Store};
 use crate::error::{StoreError, StoreResult};
-use crate::schema::{app_settings as settings_table, google_connections, service_accounts};
+use crate::schema::{
+    app_settings as settings_table, google_connections, service_accounts, webhooks,
+};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 
@@ -59,8 +61,11 @@ fn secret_inventory(conn: &mut AnyConnection) -> StoreResult<(i64, i64, Vec<Stri
     Ok((service_accounts, tokens, secret_settings))
 }
 
-fn describe(service_accounts: i64, tokens: i64, settings: &[String]) -> String {
+fn describe(service_accounts: i64, tokens: i64, settings: &[String], hooks: i64) -> String {
     let mut parts = Vec::new();
+    if hooks > 0 {
+        parts.push(format!("{hooks} webhook signing secret(s)"));
+    }
     if service_accounts > 0 {
         parts.push(format!("{service_accounts} service-account key(s)"));
     }
@@ -87,7 +92,8 @@ pub fn verify_secret_key(store: &Store, now: DateTime<Utc>) -> StoreResult<KeySt
 fn verify_once(store: &Store, now: DateTime<Utc>) -> StoreResult<KeyStatus> {
     store.write(|c| {
         let (sa, tokens, settings) = secret_inventory(c)?;
-        let count = (sa + tokens) as usize + settings.len();
+        let hooks: i64 = webhooks::table.count().get_result(c)?;
+        let count = (sa + tokens + hooks) as usize + settings.len();
         let check: Option<String> = app_settings::get_setting(c, KEY_CHECK_SETTING)?;
         let Ok(secrets) = store.secrets() else {
             if count == 0 {
@@ -96,7 +102,7 @@ fn verify_once(store: &Store, now: DateTime<Utc>) -> StoreResult<KeyStatus> {
             return Err(StoreError::Secret(
                 KeyProblem::Missing {
                     secrets: count,
-                    what: describe(sa, tokens, &settings),
+                    what: describe(sa, tokens, &settings, hooks),
                 }
                 .to_string(),
             ));
@@ -139,6 +145,12 @@ fn verify_once(store: &Store, now: DateTime<Utc>) -> StoreResult<KeyStatus> {
         for key in &settings {
             app_settings::get_secret_setting(store, c, key)
                 .map_err(|_| wrong(&format!("the setting {key}")))?;
+        }
+        let hook_ids: Vec<String> = webhooks::table.select(webhooks::id).load(c)?;
+        for hook in hook_ids {
+            let id = crate::util::parse_col(&hook, "webhooks.id")?;
+            crate::webhooks::target(store, c, id)
+                .map_err(|_| wrong(&format!("the signing secret of webhook {hook}")))?;
         }
         app_settings::put_secret_setting(store, c, KEY_CHECK_SETTING, KEY_CHECK_PLAINTEXT, now)?;
         Ok(KeyStatus::Verified)

@@ -10,6 +10,7 @@
 pub mod activities;
 pub mod admin_tokens;
 pub mod app_settings;
+pub mod changes;
 pub mod connections;
 pub mod contacts;
 pub mod db;
@@ -25,6 +26,7 @@ pub mod sync_state;
 pub mod tags;
 pub mod users;
 pub mod util;
+pub mod webhooks;
 
 #[cfg(feature = "test-support")]
 pub mod test_support;

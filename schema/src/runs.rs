@@ -220,7 +220,9 @@ pub struct RunOutcome {
     pub message: Option<String>,
 }
 
-/// Records how a run ended.
+/// Records how a run ended, and in the same transaction puts the webhook events
+/// `sync_run.finished` (every run) and `sync_run.blocked` (a run the mass-untag guard stopped)
+/// in the outbox of the subscribed webhooks.
 pub fn finish_run(
     conn: &mut AnyConnection,
     id: RunId,
@@ -237,7 +239,55 @@ pub fn finish_run(
             sync_runs::message.eq(&o.message),
         ))
         .execute(conn)?;
+    if let Some(run) = get_run(conn, id)? {
+        let data = RunEvent::of(&run);
+        crate::webhooks::enqueue(conn, "sync_run.finished", &data, now)?;
+        if run.state == "blocked" {
+            crate::webhooks::enqueue(conn, "sync_run.blocked", &data, now)?;
+        }
+    }
     Ok(())
+}
+
+/// The `data` of the webhook events `sync_run.finished` and `sync_run.blocked`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RunEvent {
+    pub run_id: RunId,
+    pub user_id: UserId,
+    pub kind: SyncKind,
+    /// `schedule` | `manual` | `push`.
+    pub trigger: String,
+    /// `succeeded` | `failed` | `blocked` | `skipped`.
+    pub state: String,
+    /// What the run did, per side and action (as in `GET /sync-runs/{id}`).
+    pub counts: serde_json::Value,
+    pub conflicts: i32,
+    /// How many records failed.
+    pub error_count: usize,
+    /// What went wrong, or what the mass-untag guard stopped and how to confirm or undo it.
+    pub message: Option<String>,
+    pub requested_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl RunEvent {
+    pub fn of(run: &SyncRun) -> Self {
+        RunEvent {
+            run_id: run.id,
+            user_id: run.user_id,
+            kind: run.kind,
+            trigger: run.trigger.clone(),
+            state: run.state.clone(),
+            counts: run.counts.clone(),
+            conflicts: run.conflicts,
+            error_count: run.errors.as_array().map_or(0, Vec::len),
+            message: run.message.clone(),
+            requested_at: run.requested_at,
+            started_at: run.started_at,
+            finished_at: run.finished_at,
+        }
+    }
 }
 
 /// When (user, kind) last synced successfully.

@@ -18,6 +18,7 @@ diesel::table! {
         time_zone -> Text,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        external_id -> Nullable<Text>,
     }
 }
 
@@ -28,6 +29,7 @@ diesel::table! {
         visibility -> Text,
         owner_user_id -> Nullable<Text>,
         created_at -> Timestamp,
+        external_id -> Nullable<Text>,
     }
 }
 
@@ -45,6 +47,7 @@ diesel::table! {
         modified_at -> Timestamp,
         change_seq -> BigInt,
         deleted_at -> Nullable<Timestamp>,
+        external_id -> Nullable<Text>,
     }
 }
 
@@ -109,6 +112,7 @@ diesel::table! {
         modified_at -> Timestamp,
         change_seq -> BigInt,
         deleted_at -> Nullable<Timestamp>,
+        external_id -> Nullable<Text>,
     }
 }
 
@@ -297,6 +301,63 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    changes (cursor) {
+        cursor -> BigInt,
+        kind -> Text,
+        record_id -> Text,
+        external_id -> Nullable<Text>,
+        action -> Text,
+        origin -> Text,
+        user_id -> Nullable<Text>,
+        run_id -> Nullable<Text>,
+        tag_id -> Nullable<Text>,
+        at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    webhooks (id) {
+        id -> Text,
+        url -> Text,
+        event_types -> Text,
+        secret_ciphertext -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    webhook_deliveries (id) {
+        id -> Text,
+        webhook_id -> Text,
+        position -> BigInt,
+        event_type -> Text,
+        body -> Text,
+        state -> Text,
+        attempts -> Integer,
+        next_attempt_at -> Timestamp,
+        lease_owner -> Nullable<Text>,
+        lease_until -> Nullable<Timestamp>,
+        last_status -> Nullable<Integer>,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamp,
+        finished_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    webhook_attempts (delivery_id, attempt) {
+        delivery_id -> Text,
+        attempt -> Integer,
+        at -> Timestamp,
+        status -> Nullable<Integer>,
+        error -> Nullable<Text>,
+        duration_ms -> BigInt,
+    }
+}
+
+diesel::joinable!(webhook_deliveries -> webhooks (webhook_id));
+diesel::joinable!(webhook_attempts -> webhook_deliveries (delivery_id));
 diesel::joinable!(contact_emails -> contacts (contact_id));
 diesel::joinable!(contact_phones -> contacts (contact_id));
 diesel::joinable!(contact_addresses -> contacts (contact_id));
@@ -328,4 +389,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     journal,
     sync_jobs,
     parked_items,
+    changes,
+    webhooks,
+    webhook_deliveries,
+    webhook_attempts,
 );

@@ -21,6 +21,8 @@ pub struct NewUser {
     pub google_alias: Option<String>,
     /// IANA name; the caller validates it (defaults to `UTC`).
     pub time_zone: Option<String>,
+    /// The CRM's id of the user (unique).
+    pub external_id: Option<String>,
 }
 
 /// A change to a user (absent fields stay).
@@ -29,6 +31,10 @@ pub struct UserPatch {
     pub display_name: Option<String>,
     pub google_alias: Option<String>,
     pub time_zone: Option<String>,
+    /// A new e-mail address (a taken one is a `Conflict`).
+    pub email: Option<String>,
+    /// Gives the user the CRM's id (`Some(None)` takes it away).
+    pub external_id: Option<Option<String>>,
 }
 
 #[derive(Queryable, Selectable)]
@@ -41,6 +47,7 @@ struct UserRow {
     time_zone: String,
     created_at: NaiveDateTime,
     updated_at: NaiveDateTime,
+    external_id: Option<String>,
 }
 
 impl UserRow {
@@ -53,6 +60,7 @@ impl UserRow {
             time_zone: self.time_zone,
             created_at: from_db_time(self.created_at),
             updated_at: from_db_time(self.updated_at),
+            external_id: self.external_id,
         })
     }
 }
@@ -86,6 +94,7 @@ pub fn create_user(
             users::time_zone.eq(new.time_zone.as_deref().unwrap_or("UTC")),
             users::created_at.eq(ts),
             users::updated_at.eq(ts),
+            users::external_id.eq(&new.external_id),
         ))
         .execute(conn);
     unique_as_conflict(conn, inserted, &email, &alias, None)?;
@@ -140,6 +149,11 @@ fn unique_as_conflict(
             info,
         )) => {
             let message = info.message().to_string();
+            if message.contains("external_id") {
+                return Err(StoreError::Conflict(
+                    "external_id is already taken by another user".into(),
+                ));
+            }
             // On PostgreSQL the transaction is aborted: name the holder only where a query works.
             if message.contains("google_alias") {
                 if let Ok(Some(holder)) = user_by_alias(conn, alias) {
@@ -204,7 +218,7 @@ pub fn list_users(
     q.load(conn)?.into_iter().map(UserRow::into_user).collect()
 }
 
-/// Changes a user's display name, Google alias or time zone.
+/// Changes a user's display name, Google alias, time zone, e-mail or external id.
 pub fn update_user(
     conn: &mut AnyConnection,
     id: UserId,
@@ -218,19 +232,91 @@ pub fn update_user(
         .map(normalize_email)
         .unwrap_or(current.google_alias);
     check_alias_free(conn, &alias, Some(id))?;
+    let email = patch
+        .email
+        .as_deref()
+        .map(normalize_email)
+        .unwrap_or(current.email);
+    if let Some(holder) = user_by_email(conn, &email)?.filter(|u| u.id != id) {
+        return Err(StoreError::Conflict(format!(
+            "a user with e-mail {email} already exists ({})",
+            holder.id
+        )));
+    }
+    let external_id = patch.external_id.clone().unwrap_or(current.external_id);
     let updated = diesel::update(users::table.find(id.to_string()))
         .set((
             users::display_name.eq(patch.display_name.as_ref().unwrap_or(&current.display_name)),
             users::google_alias.eq(&alias),
             users::time_zone.eq(patch.time_zone.as_ref().unwrap_or(&current.time_zone)),
+            users::email.eq(&email),
+            users::external_id.eq(&external_id),
             users::updated_at.eq(to_db_time(now)),
         ))
         .execute(conn);
-    unique_as_conflict(conn, updated, &current.email, &alias, Some(id))?;
+    unique_as_conflict(conn, updated, &email, &alias, Some(id))?;
     get_user(conn, id)
+}
+
+/// The user with the CRM's `external_id`.
+pub fn user_by_external_id(
+    conn: &mut AnyConnection,
+    external_id: &str,
+) -> StoreResult<Option<User>> {
+    users::table
+        .filter(users::external_id.eq(external_id))
+        .select(UserRow::as_select())
+        .first(conn)
+        .optional()?
+        .map(UserRow::into_user)
+        .transpose()
+}
+
+/// Users by external ids: `(external id, user id)` for those that exist.
+pub fn user_ids_by_external_ids(
+    conn: &mut AnyConnection,
+    external_ids: &[String],
+) -> StoreResult<Vec<(String, UserId)>> {
+    let mut out = Vec::new();
+    for chunk in external_ids.chunks(500) {
+        let found: Vec<(Option<String>, String)> = users::table
+            .filter(users::external_id.eq_any(chunk))
+            .select((users::external_id, users::id))
+            .load(conn)?;
+        for (x, id) in found {
+            if let Some(x) = x {
+                out.push((x, parse_col(&id, "users.id")?));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// How many users there are.
 pub fn count_users(conn: &mut AnyConnection) -> StoreResult<i64> {
     Ok(users::table.count().get_result(conn)?)
+}
+
+/// Whether `patch` would leave `user` as it is (values compared as they would be stored).
+pub fn patch_changes_nothing(user: &User, patch: &UserPatch) -> bool {
+    patch
+        .display_name
+        .as_ref()
+        .is_none_or(|v| *v == user.display_name)
+        && patch
+            .google_alias
+            .as_deref()
+            .is_none_or(|v| normalize_email(v) == user.google_alias)
+        && patch
+            .time_zone
+            .as_ref()
+            .is_none_or(|v| *v == user.time_zone)
+        && patch
+            .email
+            .as_deref()
+            .is_none_or(|v| normalize_email(v) == user.email)
+        && patch
+            .external_id
+            .as_ref()
+            .is_none_or(|v| *v == user.external_id)
 }

@@ -3,12 +3,19 @@
 //! (`all_day: true`) take `YYYY-MM-DD` dates, end exclusive. Participants are given as
 //! `{user_id}`, `{contact_id}` or `{email}` (plus an optional `response_status`) and resolved to
 //! users and contacts with their e-mail filled in.
+//!
+//! For a CRM that keeps its own records (SPEC 6.4): `PUT/GET/DELETE
+//! /activities/by-external-id/{external_id}`, `POST /activities/batch`, references by the CRM's
+//! ids (`organizer_external_id`, participants `{user_external_id}` / `{contact_external_id}`),
+//! and `version` / `ETag` / `If-Match` as for contacts.
 
 use super::contacts::double_option;
 use super::error::{ApiError, ApiResult};
 use super::extract::{non_null, ApiPath, ApiQuery, JsonBody, PatchBody};
 use super::page::{self, Page};
+use super::upsert::{self, BatchBody, BatchResults, Outcome, Resolver};
 use super::validate::{self, Check, Invalid, LONG_TEXT, SHORT_TEXT};
+use super::versions::{IfMatch, Versioned};
 use super::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -19,11 +26,14 @@ use crmsync_engine::model::{
     Activity, ActivityData, ActivityStatus, ActivityTime, Participant, ResponseStatus,
 };
 use crmsync_schema::activities::{self as store, ActivityCursor, ParticipantRef};
+use crmsync_schema::changes::Origin;
+use crmsync_schema::contacts as contact_store;
 use crmsync_schema::{users as user_store, AnyConnection, StoreError, StoreResult};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-/// A participant as a client names it: exactly one of `user_id`, `contact_id`, `email`.
+/// A participant as a client names it: exactly one of `user_id`, `contact_id`, `email`,
+/// `user_external_id`, `contact_external_id`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ParticipantInput {
@@ -39,6 +49,14 @@ pub struct ParticipantInput {
     #[serde(default)]
     #[schema(format = Email, max_length = 320)]
     email: Option<String>,
+    /// A CRM user, by the CRM's id.
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 255)]
+    user_external_id: Option<String>,
+    /// A CRM contact, by the CRM's id.
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 255)]
+    contact_external_id: Option<String>,
     #[serde(default)]
     #[schema(value_type = super::openapi::ResponseStatusDoc)]
     response_status: ResponseStatus,
@@ -68,12 +86,23 @@ pub struct CreateActivity {
     status: ActivityStatus,
     /// Whether the activity goes to the organizer's Google Calendar.
     display_in_calendar: bool,
-    /// The organizer (a CRM user): the activity syncs with this user's calendar.
-    #[schema(value_type = uuid::Uuid)]
-    organizer_user_id: UserId,
+    /// The organizer (a CRM user): the activity syncs with this user's calendar. Give this or
+    /// `organizer_external_id`.
+    #[serde(default)]
+    #[schema(value_type = Option<uuid::Uuid>)]
+    organizer_user_id: Option<UserId>,
+    /// The organizer, by the CRM's id of the user.
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 255)]
+    organizer_external_id: Option<String>,
     #[serde(default)]
     #[schema(max_items = 500)]
     participants: Vec<ParticipantInput>,
+    /// The CRM's id of the activity (1 to 255 characters, unique). In a PUT by external id it
+    /// may be omitted, and must equal the path's when sent.
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 255)]
+    external_id: Option<String>,
 }
 
 /// The fields to change (at least one). Absent fields stay; `null` clears location and notes
@@ -112,8 +141,16 @@ pub struct PatchActivity {
     #[schema(nullable = false, value_type = Option<uuid::Uuid>)]
     organizer_user_id: Option<UserId>,
     #[serde(default, deserialize_with = "non_null")]
+    #[schema(nullable = false, min_length = 1, max_length = 255)]
+    organizer_external_id: Option<String>,
+    #[serde(default, deserialize_with = "non_null")]
     #[schema(nullable = false, max_items = 500)]
     participants: Option<Vec<ParticipantInput>>,
+    /// Gives the record the CRM's id (for one the sync brought from Google); `null` takes it away.
+    /// Not a change in the feed.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 255)]
+    external_id: Option<Option<String>>,
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -157,7 +194,13 @@ pub struct ActivityView {
     pub participants: Vec<Participant>,
     pub created_at: DateTime<Utc>,
     pub modified_at: DateTime<Utc>,
+    #[schema(format = Int64)]
     pub change_seq: i64,
+    /// The CRM's id of the activity.
+    pub external_id: Option<String>,
+    /// Grows on every change; send it back in `If-Match` to write only over this version.
+    #[schema(format = Int64)]
+    pub version: i64,
 }
 
 impl From<Activity> for ActivityView {
@@ -182,6 +225,8 @@ impl From<Activity> for ActivityView {
             created_at: a.created_at,
             modified_at: a.modified_at,
             change_seq: a.change_seq,
+            external_id: a.external_id,
+            version: a.change_seq,
         }
     }
 }
@@ -267,8 +312,85 @@ fn check_fields(d: &ActivityData) -> Check {
     check_time(&d.time)
 }
 
-/// Participant references with their response status, as the store resolves them.
-type ParticipantRefs = Vec<(ParticipantRef, ResponseStatus)>;
+/// Who a participant is, as sent: a store reference, or a CRM id still to resolve.
+#[derive(Clone, Debug)]
+enum Who {
+    Ref(ParticipantRef),
+    UserExternal(String),
+    ContactExternal(String),
+}
+
+/// Participant references with their response status, as sent.
+type ParticipantRefs = Vec<(Who, ResponseStatus)>;
+
+/// The CRM ids an activity body refers to, resolved in one lookup per kind.
+struct Refs {
+    users: Resolver<UserId>,
+    contacts: Resolver<ContactId>,
+}
+
+impl Refs {
+    fn load<'a>(
+        c: &mut AnyConnection,
+        bodies: impl IntoIterator<Item = (Option<&'a str>, &'a ParticipantRefs)>,
+    ) -> StoreResult<Self> {
+        let (mut users, mut contacts) = (Vec::new(), Vec::new());
+        for (organizer, parts) in bodies {
+            users.extend(organizer.map(str::to_string));
+            for (who, _) in parts {
+                match who {
+                    Who::UserExternal(x) => users.push(x.clone()),
+                    Who::ContactExternal(x) => contacts.push(x.clone()),
+                    Who::Ref(_) => {}
+                }
+            }
+        }
+        Ok(Refs {
+            users: Resolver::load(c, "user", users, user_store::user_ids_by_external_ids)?,
+            contacts: Resolver::load(
+                c,
+                "contact",
+                contacts,
+                contact_store::contact_ids_by_external_ids,
+            )?,
+        })
+    }
+
+    /// The organizer: by id, or by the CRM's id.
+    fn organizer(&self, id: Option<UserId>, external: Option<&str>) -> StoreResult<UserId> {
+        match (id, external) {
+            (Some(id), None) => Ok(id),
+            (None, Some(x)) => self.users.get("organizer_external_id", x),
+            _ => Err(StoreError::Invalid(
+                "give exactly one of organizer_user_id and organizer_external_id".into(),
+            )),
+        }
+    }
+
+    /// The participants as the store takes them.
+    fn participants(
+        &self,
+        refs: &ParticipantRefs,
+    ) -> StoreResult<Vec<(ParticipantRef, ResponseStatus)>> {
+        refs.iter()
+            .enumerate()
+            .map(|(i, (who, status))| {
+                let r = match who {
+                    Who::Ref(r) => r.clone(),
+                    Who::UserExternal(x) => ParticipantRef::User(
+                        self.users
+                            .get(&format!("participants[{i}].user_external_id"), x)?,
+                    ),
+                    Who::ContactExternal(x) => ParticipantRef::Contact(
+                        self.contacts
+                            .get(&format!("participants[{i}].contact_external_id"), x)?,
+                    ),
+                };
+                Ok((r, *status))
+            })
+            .collect()
+    }
+}
 
 fn participant_refs(inputs: &[ParticipantInput]) -> Check<ParticipantRefs> {
     if inputs.len() > 500 {
@@ -278,18 +400,34 @@ fn participant_refs(inputs: &[ParticipantInput]) -> Check<ParticipantRefs> {
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            let r = match (p.user_id, p.contact_id, &p.email) {
-                (Some(u), None, None) => ParticipantRef::User(u),
-                (None, Some(c), None) => ParticipantRef::Contact(c),
-                (None, None, Some(e)) => {
-                    validate::email(&format!("participants[{i}].email"), e)?;
-                    ParticipantRef::Email(e.clone())
-                }
-                _ => {
-                    return Err(Invalid(format!(
-                        "participants[{i}] must have exactly one of user_id, contact_id or email"
-                    )))
-                }
+            let named = [
+                p.user_id.is_some(),
+                p.contact_id.is_some(),
+                p.email.is_some(),
+                p.user_external_id.is_some(),
+                p.contact_external_id.is_some(),
+            ];
+            if named.iter().filter(|n| **n).count() != 1 {
+                return Err(Invalid(format!(
+                    "participants[{i}] must have exactly one of user_id, contact_id, email, \
+                     user_external_id or contact_external_id"
+                )));
+            }
+            let r = if let Some(u) = p.user_id {
+                Who::Ref(ParticipantRef::User(u))
+            } else if let Some(c) = p.contact_id {
+                Who::Ref(ParticipantRef::Contact(c))
+            } else if let Some(e) = &p.email {
+                validate::email(&format!("participants[{i}].email"), e)?;
+                Who::Ref(ParticipantRef::Email(e.clone()))
+            } else if let Some(x) = &p.user_external_id {
+                upsert::check_external_id(&format!("participants[{i}].user_external_id"), x)?;
+                Who::UserExternal(x.clone())
+            } else if let Some(x) = &p.contact_external_id {
+                upsert::check_external_id(&format!("participants[{i}].contact_external_id"), x)?;
+                Who::ContactExternal(x.clone())
+            } else {
+                return Err(Invalid(format!("participants[{i}] names nobody")));
             };
             Ok((r, p.response_status))
         })
@@ -314,40 +452,273 @@ fn require_organizer(c: &mut AnyConnection, id: UserId) -> StoreResult<()> {
     responses(
         (status = 201, description = "created", body = ActivityView),
         (status = 404, description = "a participant's user or contact does not exist (`not_found`)", body = super::openapi::ErrorBody),
+        (status = 409, description = "the external id is taken by another activity (`conflict`)", body = super::openapi::ErrorBody),
     )
 )]
 pub async fn create(
     State(st): State<AppState>,
     JsonBody(body): JsonBody<CreateActivity>,
-) -> ApiResult<(StatusCode, Json<ActivityView>)> {
-    check_input_text(
-        Some(&body.title),
-        body.location.as_deref(),
-        body.notes.as_deref(),
-    )?;
-    let time = parse_time(body.all_day, &body.start, &body.end)?;
-    let refs = participant_refs(&body.participants)?;
-    let mut data = ActivityData {
-        title: body.title,
-        time,
-        time_zone: body.time_zone,
-        location: body.location,
-        notes: body.notes,
-        status: body.status,
-        display_in_calendar: body.display_in_calendar,
-        organizer_user_id: body.organizer_user_id,
-        participants: Vec::new(),
-    };
-    check_fields(&data)?;
+) -> ApiResult<(StatusCode, Versioned<Json<ActivityView>>)> {
+    let checked = body.checked()?;
     let now = st.now();
     let activity = st
         .write_async(move |c| {
-            require_organizer(c, data.organizer_user_id)?;
-            data.participants = store::resolve_participants(c, &refs)?;
-            store::create_activity(c, &data, now)
+            let refs = Refs::load(c, [checked.references()])?;
+            let data = checked.complete(c, &refs)?;
+            store::create_activity(c, &data, checked.external_id.as_deref(), Origin::Api, now)
         })
         .await?;
-    Ok((StatusCode::CREATED, Json(activity.into())))
+    Ok((StatusCode::CREATED, versioned(activity)))
+}
+
+/// An activity answered with its `ETag`.
+fn versioned(activity: Activity) -> Versioned<Json<ActivityView>> {
+    Versioned {
+        version: activity.change_seq,
+        body: Json(activity.into()),
+    }
+}
+
+/// A create or upsert body, checked as far as it can be without the store.
+struct CheckedActivity {
+    /// The data, organizer and participants still to resolve.
+    data: ActivityData,
+    organizer: Option<UserId>,
+    organizer_external_id: Option<String>,
+    participants: ParticipantRefs,
+    external_id: Option<String>,
+}
+
+impl CreateActivity {
+    fn checked(self) -> ApiResult<CheckedActivity> {
+        check_input_text(
+            Some(&self.title),
+            self.location.as_deref(),
+            self.notes.as_deref(),
+        )?;
+        let time = parse_time(self.all_day, &self.start, &self.end)?;
+        let participants = participant_refs(&self.participants)?;
+        if let Some(x) = &self.organizer_external_id {
+            upsert::check_external_id("organizer_external_id", x)?;
+        }
+        if self.organizer_user_id.is_some() == self.organizer_external_id.is_some() {
+            return Err(ApiError::invalid(
+                "give exactly one of organizer_user_id and organizer_external_id",
+            ));
+        }
+        if let Some(x) = &self.external_id {
+            upsert::check_external_id("external_id", x)?;
+        }
+        let data = ActivityData {
+            title: self.title,
+            time,
+            time_zone: self.time_zone,
+            location: self.location,
+            notes: self.notes,
+            status: self.status,
+            display_in_calendar: self.display_in_calendar,
+            organizer_user_id: UserId(uuid::Uuid::nil()),
+            participants: Vec::new(),
+        };
+        check_fields(&data)?;
+        Ok(CheckedActivity {
+            data,
+            organizer: self.organizer_user_id,
+            organizer_external_id: self.organizer_external_id,
+            participants,
+            external_id: self.external_id,
+        })
+    }
+}
+
+impl CheckedActivity {
+    /// The CRM ids it names, for [`Refs::load`].
+    fn references(&self) -> (Option<&str>, &ParticipantRefs) {
+        (self.organizer_external_id.as_deref(), &self.participants)
+    }
+
+    /// The data with its organizer and participants resolved.
+    fn complete(&self, c: &mut AnyConnection, refs: &Refs) -> StoreResult<ActivityData> {
+        let mut data = self.data.clone();
+        data.organizer_user_id =
+            refs.organizer(self.organizer, self.organizer_external_id.as_deref())?;
+        require_organizer(c, data.organizer_user_id)?;
+        data.participants =
+            store::resolve_participants(c, &refs.participants(&self.participants)?)?;
+        Ok(data)
+    }
+}
+
+/// Creates or replaces the activity with the CRM's `external_id`: unchanged (nothing written)
+/// when it already is as sent; `If-Match` checked against the current version.
+fn upsert_activity(
+    c: &mut AnyConnection,
+    external_id: &str,
+    data: &ActivityData,
+    if_match: &IfMatch,
+    now: DateTime<Utc>,
+) -> StoreResult<(Outcome, Activity)> {
+    let Some(current) = store::activity_by_external_id(c, external_id)? else {
+        if_match.check("activity", None)?;
+        let a = store::create_activity(c, data, Some(external_id), Origin::Api, now)?;
+        return Ok((Outcome::Created, a));
+    };
+    store::lock_activity(c, current.id)?;
+    let current = store::get_activity(c, current.id)?;
+    if_match.check("activity", Some(current.change_seq))?;
+    if current.data == *data {
+        return Ok((Outcome::Unchanged, current));
+    }
+    let a = store::update_activity(c, current.id, data, Origin::Api, now)?;
+    Ok((Outcome::Updated, a))
+}
+
+/// `PUT /activities/by-external-id/{external_id}`.
+#[utoipa::path(
+    put, path = "/activities/by-external-id/{external_id}", tag = "integration",
+    operation_id = "activities_put_by_external_id",
+    summary = "Create or replace an activity under the CRM's id (idempotent)",
+    params(
+        ("external_id" = String, Path, description = "the CRM's id of the activity"),
+        ("If-Match" = Option<String>, Header, description = "the ETag the write must replace"),
+    ),
+    request_body = CreateActivity,
+    responses(
+        (status = 201, description = "created", body = ActivityView),
+        (status = 200, description = "replaced, or already as sent (nothing written)", body = ActivityView),
+        (status = 412, description = "If-Match is stale (`precondition_failed`); nothing written", body = super::openapi::ErrorBody),
+        (status = 409, description = "the external id was taken concurrently (`conflict`); retry", body = super::openapi::ErrorBody),
+    )
+)]
+pub async fn put_by_external_id(
+    State(st): State<AppState>,
+    ApiPath(external_id): ApiPath<String>,
+    if_match: IfMatch,
+    JsonBody(body): JsonBody<CreateActivity>,
+) -> ApiResult<(StatusCode, Versioned<Json<ActivityView>>)> {
+    super::upsert::put_external_id(&external_id, body.external_id.as_deref())?;
+    let checked = body.checked()?;
+    let now = st.now();
+    let (outcome, activity) = st
+        .write_async(move |c| {
+            let refs = Refs::load(c, [checked.references()])?;
+            let data = checked.complete(c, &refs)?;
+            upsert_activity(c, &external_id, &data, &if_match, now)
+        })
+        .await?;
+    Ok((outcome.status(), versioned(activity)))
+}
+
+/// `GET /activities/by-external-id/{external_id}`.
+#[utoipa::path(
+    get, path = "/activities/by-external-id/{external_id}", tag = "integration",
+    operation_id = "activities_get_by_external_id",
+    summary = "Read an activity by the CRM's id",
+    params(("external_id" = String, Path, description = "the CRM's id of the activity")),
+    responses(
+        (status = 200, description = "the activity", body = ActivityView),
+        (status = 404, description = "no live activity has this external id (`not_found`)", body = super::openapi::ErrorBody),
+    )
+)]
+pub async fn get_by_external_id(
+    State(st): State<AppState>,
+    ApiPath(external_id): ApiPath<String>,
+) -> ApiResult<Versioned<Json<ActivityView>>> {
+    upsert::path_external_id(&external_id)?;
+    let x = external_id.clone();
+    st.read_async(move |c| store::activity_by_external_id(c, &x))
+        .await?
+        .map(versioned)
+        .ok_or_else(|| ApiError::not_found(format!("no activity has external id {external_id:?}")))
+}
+
+/// `DELETE /activities/by-external-id/{external_id}`.
+#[utoipa::path(
+    delete, path = "/activities/by-external-id/{external_id}", tag = "integration",
+    operation_id = "activities_delete_by_external_id",
+    summary = "Delete an activity by the CRM's id",
+    params(
+        ("external_id" = String, Path, description = "the CRM's id of the activity"),
+        ("If-Match" = Option<String>, Header, description = "the ETag the delete must replace"),
+    ),
+    responses(
+        (status = 204, description = "deleted (a tombstone; the external id is free again)"),
+        (status = 404, description = "no live activity has this external id (`not_found`)", body = super::openapi::ErrorBody),
+        (status = 412, description = "If-Match is stale (`precondition_failed`); nothing written", body = super::openapi::ErrorBody),
+    )
+)]
+pub async fn delete_by_external_id(
+    State(st): State<AppState>,
+    ApiPath(external_id): ApiPath<String>,
+    if_match: IfMatch,
+) -> ApiResult<StatusCode> {
+    upsert::path_external_id(&external_id)?;
+    let now = st.now();
+    st.write_async(move |c| {
+        let found = store::activity_by_external_id(c, &external_id)?.ok_or_else(|| {
+            StoreError::NotFound {
+                what: "activity with external id",
+                id: external_id.clone(),
+            }
+        })?;
+        delete_checked(c, found.id, &if_match, now)
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes a live activity after checking `If-Match` under its row lock.
+fn delete_checked(
+    c: &mut AnyConnection,
+    id: ActivityId,
+    if_match: &IfMatch,
+    now: DateTime<Utc>,
+) -> StoreResult<Activity> {
+    store::lock_activity(c, id)?;
+    let current = store::get_activity(c, id)?;
+    if current.deleted_at.is_none() {
+        if_match.check("activity", Some(current.change_seq))?;
+    }
+    store::delete_activity(c, id, Origin::Api, now)
+}
+
+/// `POST /activities/batch`.
+#[utoipa::path(
+    post, path = "/activities/batch", tag = "integration",
+    operation_id = "activities_batch",
+    summary = "Upsert up to 1,000 activities by the CRM's ids, in one transaction",
+    request_body(content = BatchBody, description = "`items`: each an activity body (as for PUT by external id) with its `external_id`"),
+    responses(
+        (status = 200, description = "one result per item, in item order; invalid items are reported and never block the others", body = BatchResults),
+    )
+)]
+pub async fn batch(
+    State(st): State<AppState>,
+    JsonBody(body): JsonBody<BatchBody>,
+) -> ApiResult<Json<BatchResults>> {
+    let items: Vec<upsert::Parsed<CheckedActivity>> =
+        upsert::parse_batch::<CreateActivity>(body, |b| b.external_id.as_deref())?
+            .into_iter()
+            .map(|p| {
+                // Each item's fields are checked before the transaction.
+                p.and_then(|(x, b)| match b.checked() {
+                    Ok(checked) => Ok((x, checked)),
+                    Err(e) => Err((Some(x), e)),
+                })
+            })
+            .collect();
+    let now = st.now();
+    let results = st
+        .write_async(move |c| {
+            let refs = Refs::load(c, upsert::valid_bodies(&items).map(|b| b.references()))?;
+            upsert::write_batch(c, items, |c, x, checked| {
+                let data = checked.complete(c, &refs)?;
+                let (outcome, a) = upsert_activity(c, x, &data, &IfMatch::default(), now)?;
+                Ok((outcome, a.id.to_string(), a.change_seq))
+            })
+        })
+        .await?;
+    Ok(Json(BatchResults { results }))
 }
 
 /// `GET /activities` and `GET /activities?organizer_user_id=`.
@@ -436,12 +807,12 @@ pub async fn list(
 pub async fn get_one(
     State(st): State<AppState>,
     ApiPath(id): ApiPath<ActivityId>,
-) -> ApiResult<Json<ActivityView>> {
+) -> ApiResult<Versioned<Json<ActivityView>>> {
     let a = st.read_async(move |c| store::get_activity(c, id)).await?;
     if a.deleted_at.is_some() {
         return Err(ApiError::not_found(format!("activity {id} was deleted")));
     }
-    Ok(Json(a.into()))
+    Ok(versioned(a))
 }
 
 fn merge(
@@ -518,18 +889,23 @@ fn merge(
     patch, path = "/activities/{id}", tag = "activities",
     operation_id = "activities_update",
     summary = "Change an activity",
-    params(("id" = uuid::Uuid, Path, description = "the activity's id")),
+    params(
+        ("id" = uuid::Uuid, Path, description = "the activity's id"),
+        ("If-Match" = Option<String>, Header, description = "the ETag the write must replace"),
+    ),
     request_body = PatchActivity,
     responses(
         (status = 200, description = "the changed activity", body = ActivityView),
         (status = 404, description = "no such activity, or it was deleted (`not_found`)", body = super::openapi::ErrorBody),
+        (status = 412, description = "If-Match is stale (`precondition_failed`); nothing written", body = super::openapi::ErrorBody),
     )
 )]
 pub async fn update(
     State(st): State<AppState>,
     ApiPath(id): ApiPath<ActivityId>,
+    if_match: IfMatch,
     PatchBody(body): PatchBody<PatchActivity>,
-) -> ApiResult<Json<ActivityView>> {
+) -> ApiResult<Versioned<Json<ActivityView>>> {
     // Check what needs no stored data first.
     check_input_text(
         body.title.as_deref(),
@@ -542,6 +918,17 @@ pub async fn update(
     if let Some(parts) = &body.participants {
         participant_refs(parts)?;
     }
+    if let Some(Some(x)) = &body.external_id {
+        upsert::check_external_id("external_id", x)?;
+    }
+    if let Some(x) = &body.organizer_external_id {
+        upsert::check_external_id("organizer_external_id", x)?;
+        if body.organizer_user_id.is_some() {
+            return Err(ApiError::invalid(
+                "give at most one of organizer_user_id and organizer_external_id",
+            ));
+        }
+    }
     let now = st.now();
     let activity = st
         .write_async(move |c| {
@@ -553,34 +940,62 @@ pub async fn update(
                     id: id.to_string(),
                 });
             }
-            let (mut data, refs) = merge(current.data, body)?;
-            require_organizer(c, data.organizer_user_id)?;
-            if let Some(refs) = refs {
-                data.participants = store::resolve_participants(c, &refs)?;
+            if_match.check("activity", Some(current.change_seq))?;
+            let organizer_external_id = body.organizer_external_id.clone();
+            let external_id = body.external_id.clone();
+            let (mut data, parts) = merge(current.data.clone(), body)?;
+            let refs = Refs::load(
+                c,
+                [(
+                    organizer_external_id.as_deref(),
+                    parts.as_ref().unwrap_or(&NO_PARTS),
+                )],
+            )?;
+            if let Some(x) = &organizer_external_id {
+                data.organizer_user_id = refs.organizer(None, Some(x))?;
             }
-            store::update_activity(c, id, &data, now)
+            require_organizer(c, data.organizer_user_id)?;
+            if let Some(parts) = parts {
+                data.participants = store::resolve_participants(c, &refs.participants(&parts)?)?;
+            }
+            if let Some(x) = &external_id {
+                store::set_activity_external_id(c, id, x.as_deref())?;
+                if data == current.data {
+                    // Only the external id: not a change of the activity.
+                    return store::get_activity(c, id);
+                }
+            }
+            store::update_activity(c, id, &data, Origin::Api, now)
         })
         .await?;
-    Ok(Json(activity.into()))
+    Ok(versioned(activity))
 }
+
+/// No participants (for looking up an organizer alone).
+static NO_PARTS: ParticipantRefs = Vec::new();
 
 /// `DELETE /activities/{id}`: the activity becomes a tombstone (204).
 #[utoipa::path(
     delete, path = "/activities/{id}", tag = "activities",
     operation_id = "activities_delete",
     summary = "Delete an activity",
-    params(("id" = uuid::Uuid, Path, description = "the activity's id")),
+    params(
+        ("id" = uuid::Uuid, Path, description = "the activity's id"),
+        ("If-Match" = Option<String>, Header, description = "the ETag the delete must replace"),
+    ),
     responses(
         (status = 204, description = "deleted"),
         (status = 404, description = "no such activity (`not_found`)", body = super::openapi::ErrorBody),
+        (status = 412, description = "If-Match is stale (`precondition_failed`); nothing written", body = super::openapi::ErrorBody),
     )
 )]
 pub async fn delete(
     State(st): State<AppState>,
     ApiPath(id): ApiPath<ActivityId>,
+    if_match: IfMatch,
 ) -> ApiResult<StatusCode> {
     let now = st.now();
-    st.write_async(move |c| store::delete_activity(c, id, now))
+    st.write_async(move |c| delete_checked(c, id, &if_match, now))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -2,11 +2,18 @@
 //! (PATCH: absent fields stay, `null` clears the optional ones: display_name, organization,
 //! job_title, notes, birthday; names and lists refuse `null`, send `""` or `[]`), delete (a
 //! tombstone), and tag / untag. Nested objects (emails, phones, addresses) refuse unknown fields.
+//!
+//! For a CRM that keeps its own records (SPEC 6.4): `PUT/GET/DELETE
+//! /contacts/by-external-id/{external_id}` (an idempotent upsert under the CRM's id) and
+//! `POST /contacts/batch` (up to 1,000 upserts in one transaction). Every contact carries its
+//! `version` (also the `ETag`); PATCH, PUT and DELETE honour `If-Match`.
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{non_null, ApiPath, ApiQuery, JsonBody, PatchBody};
 use super::page::{self, Page};
+use super::upsert::{self, BatchBody, BatchResults, Outcome, Resolver};
 use super::validate::{self, Check, Invalid, LONG_TEXT, SHORT_TEXT};
+use super::versions::{IfMatch, Versioned};
 use super::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -15,10 +22,11 @@ use crmsync_engine::ids::{ContactId, TagId};
 use crmsync_engine::model::{
     AddressKind, Birthday, Contact, ContactData, Email, EmailKind, Phone, PhoneKind, PostalAddress,
 };
+use crmsync_schema::changes::Origin;
 use crmsync_schema::contacts as store;
 use crmsync_schema::tags as tag_store;
-use crmsync_schema::StoreError;
-use serde::{Deserialize, Deserializer};
+use crmsync_schema::{AnyConnection, StoreError, StoreResult};
+use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
 /// Distinguishes an absent field (`None`) from `null` (`Some(None)`).
@@ -135,10 +143,90 @@ pub struct CreateContact {
     #[serde(default)]
     #[schema(value_type = Option<String>, example = "1980-04-23")]
     birthday: Option<Birthday>,
-    /// Tags to put on the new contact.
+    /// Tags to put on the contact. In an upsert the tags sent (here and in `tag_external_ids`)
+    /// replace the contact's tags; when both are absent its tags stay.
     #[serde(default)]
-    #[schema(value_type = Vec<uuid::Uuid>)]
-    tags: Vec<TagId>,
+    #[schema(value_type = Option<Vec<uuid::Uuid>>, max_items = 100)]
+    tags: Option<Vec<TagId>>,
+    /// Tags to put on the contact, by the CRM's ids.
+    #[serde(default)]
+    #[schema(max_items = 100)]
+    tag_external_ids: Option<Vec<String>>,
+    /// The CRM's id of the contact (1 to 255 characters, unique). In a PUT by external id it may
+    /// be omitted, and must equal the path's when sent.
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 255)]
+    external_id: Option<String>,
+}
+
+impl CreateContact {
+    /// The contact's data, checked as the client sent it and as a whole.
+    fn checked_data(&self) -> ApiResult<ContactData> {
+        let data = ContactData {
+            given_name: self.given_name.clone(),
+            family_name: self.family_name.clone(),
+            display_name: self.display_name.clone(),
+            emails: into_all(self.emails.clone()),
+            phones: into_all(self.phones.clone()),
+            organization: self.organization.clone(),
+            job_title: self.job_title.clone(),
+            addresses: into_all(self.addresses.clone()),
+            birthday: self.birthday,
+            notes: self.notes.clone(),
+        };
+        check_input(&data)?;
+        check_contact(&data)?;
+        let n_tags = self.tags.as_ref().map_or(0, Vec::len)
+            + self.tag_external_ids.as_ref().map_or(0, Vec::len);
+        if n_tags > 100 {
+            return Err(ApiError::invalid("a contact has at most 100 tags"));
+        }
+        for (i, x) in self.tag_external_ids.iter().flatten().enumerate() {
+            upsert::check_external_id(&format!("tag_external_ids[{i}]"), x)?;
+        }
+        if let Some(x) = &self.external_id {
+            upsert::check_external_id("external_id", x)?;
+        }
+        Ok(data)
+    }
+
+    /// The tags sent (ids and external ids resolved), `None` when neither field was.
+    fn tag_ids(&self, tags: &Resolver<TagId>) -> StoreResult<Option<Vec<TagId>>> {
+        if self.tags.is_none() && self.tag_external_ids.is_none() {
+            return Ok(None);
+        }
+        let mut out: Vec<TagId> = self.tags.clone().unwrap_or_default();
+        for (i, x) in self.tag_external_ids.iter().flatten().enumerate() {
+            out.push(tags.get(&format!("tag_external_ids[{i}]"), x)?);
+        }
+        out.sort();
+        out.dedup();
+        Ok(Some(out))
+    }
+}
+
+/// A contact as the API shows it: its fields, tags, external id and `version`.
+#[derive(Debug, Serialize)]
+pub struct ContactView {
+    #[serde(flatten)]
+    pub contact: Contact,
+    /// Grows on every change; send it back in `If-Match` to write only over this version.
+    pub version: i64,
+}
+
+impl From<Contact> for ContactView {
+    fn from(contact: Contact) -> Self {
+        let version = contact.change_seq;
+        ContactView { contact, version }
+    }
+}
+
+/// A contact answered with its `ETag`.
+fn versioned(contact: Contact) -> Versioned<Json<ContactView>> {
+    Versioned {
+        version: contact.change_seq,
+        body: Json(contact.into()),
+    }
 }
 
 /// The fields to change (at least one). Absent fields stay; `null` clears display_name,
@@ -178,6 +266,11 @@ pub struct PatchContact {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
     birthday: Option<Option<Birthday>>,
+    /// Gives the record the CRM's id (for one the sync brought from Google); `null` takes it away.
+    /// Not a change in the feed.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 255)]
+    external_id: Option<Option<String>>,
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -338,32 +431,229 @@ fn live(contact: Contact) -> ApiResult<Contact> {
     responses(
         (status = 201, description = "created", body = super::openapi::ContactDoc),
         (status = 404, description = "a tag in `tags` does not exist (`not_found`)", body = super::openapi::ErrorBody),
+        (status = 409, description = "the external id is taken by another contact (`conflict`)", body = super::openapi::ErrorBody),
     )
 )]
 pub async fn create(
     State(st): State<AppState>,
     JsonBody(body): JsonBody<CreateContact>,
-) -> ApiResult<(StatusCode, Json<Contact>)> {
-    let data = ContactData {
-        given_name: body.given_name,
-        family_name: body.family_name,
-        display_name: body.display_name,
-        emails: into_all(body.emails),
-        phones: into_all(body.phones),
-        organization: body.organization,
-        job_title: body.job_title,
-        addresses: into_all(body.addresses),
-        birthday: body.birthday,
-        notes: body.notes,
-    };
-    check_input(&data)?;
-    check_contact(&data)?;
-    let tags = body.tags;
+) -> ApiResult<(StatusCode, Versioned<Json<ContactView>>)> {
+    let data = body.checked_data()?;
     let now = st.now();
     let contact = st
-        .write_async(move |c| store::create_contact(c, &data, &tags, now))
+        .write_async(move |c| {
+            let resolver = tag_resolver(c, [&body])?;
+            let tags = body.tag_ids(&resolver)?.unwrap_or_default();
+            store::create_contact(
+                c,
+                &data,
+                &tags,
+                body.external_id.as_deref(),
+                Origin::Api,
+                now,
+            )
+        })
         .await?;
-    Ok((StatusCode::CREATED, Json(contact)))
+    Ok((StatusCode::CREATED, versioned(contact)))
+}
+
+/// Looks up every tag external id the bodies name, in one query.
+fn tag_resolver<'a>(
+    c: &mut AnyConnection,
+    bodies: impl IntoIterator<Item = &'a CreateContact>,
+) -> StoreResult<Resolver<TagId>> {
+    let wanted: Vec<String> = bodies
+        .into_iter()
+        .flat_map(|b| b.tag_external_ids.iter().flatten().cloned())
+        .collect();
+    Resolver::load(c, "tag", wanted, tag_store::tag_ids_by_external_ids)
+}
+
+/// Creates or replaces the contact with the CRM's `external_id`: unchanged (nothing written)
+/// when it already is as sent; `If-Match` checked against the current version.
+fn upsert_contact(
+    c: &mut AnyConnection,
+    external_id: &str,
+    data: &ContactData,
+    tags: Option<Vec<TagId>>,
+    if_match: &IfMatch,
+    now: chrono::DateTime<chrono::Utc>,
+) -> StoreResult<(Outcome, Contact)> {
+    let Some(current) = store::contact_by_external_id(c, external_id)? else {
+        if_match.check("contact", None)?;
+        let tags = tags.unwrap_or_default();
+        let contact = store::create_contact(c, data, &tags, Some(external_id), Origin::Api, now)?;
+        return Ok((Outcome::Created, contact));
+    };
+    store::lock_contact(c, current.id)?;
+    let current = store::get_contact(c, current.id)?;
+    if_match.check("contact", Some(current.change_seq))?;
+    let mut contact = current.clone();
+    if current.data != *data {
+        contact = store::update_contact(c, current.id, data, Origin::Api, now)?;
+    }
+    if let Some(tags) = tags {
+        let mut have = current.tags.clone();
+        have.sort();
+        if have != tags {
+            contact = store::set_contact_tags(c, current.id, &tags, Origin::Api, now)?;
+        }
+    }
+    let outcome = if contact.change_seq == current.change_seq {
+        Outcome::Unchanged
+    } else {
+        Outcome::Updated
+    };
+    Ok((outcome, contact))
+}
+
+/// `PUT /contacts/by-external-id/{external_id}`.
+#[utoipa::path(
+    put, path = "/contacts/by-external-id/{external_id}", tag = "integration",
+    operation_id = "contacts_put_by_external_id",
+    summary = "Create or replace a contact under the CRM's id (idempotent)",
+    params(
+        ("external_id" = String, Path, description = "the CRM's id of the contact"),
+        ("If-Match" = Option<String>, Header, description = "the ETag the write must replace"),
+    ),
+    request_body = CreateContact,
+    responses(
+        (status = 201, description = "created", body = super::openapi::ContactDoc),
+        (status = 200, description = "replaced, or already as sent (nothing written)", body = super::openapi::ContactDoc),
+        (status = 412, description = "If-Match is stale (`precondition_failed`); nothing written", body = super::openapi::ErrorBody),
+        (status = 409, description = "the external id was taken concurrently (`conflict`); retry", body = super::openapi::ErrorBody),
+    )
+)]
+pub async fn put_by_external_id(
+    State(st): State<AppState>,
+    ApiPath(external_id): ApiPath<String>,
+    if_match: IfMatch,
+    JsonBody(body): JsonBody<CreateContact>,
+) -> ApiResult<(StatusCode, Versioned<Json<ContactView>>)> {
+    upsert::put_external_id(&external_id, body.external_id.as_deref())?;
+    let data = body.checked_data()?;
+    let now = st.now();
+    let (outcome, contact) = st
+        .write_async(move |c| {
+            let resolver = tag_resolver(c, [&body])?;
+            let tags = body.tag_ids(&resolver)?;
+            upsert_contact(c, &external_id, &data, tags, &if_match, now)
+        })
+        .await?;
+    Ok((outcome.status(), versioned(contact)))
+}
+
+/// `GET /contacts/by-external-id/{external_id}`.
+#[utoipa::path(
+    get, path = "/contacts/by-external-id/{external_id}", tag = "integration",
+    operation_id = "contacts_get_by_external_id",
+    summary = "Read a contact by the CRM's id",
+    params(("external_id" = String, Path, description = "the CRM's id of the contact")),
+    responses(
+        (status = 200, description = "the contact", body = super::openapi::ContactDoc),
+        (status = 404, description = "no live contact has this external id (`not_found`)", body = super::openapi::ErrorBody),
+    )
+)]
+pub async fn get_by_external_id(
+    State(st): State<AppState>,
+    ApiPath(external_id): ApiPath<String>,
+) -> ApiResult<Versioned<Json<ContactView>>> {
+    upsert::path_external_id(&external_id)?;
+    let x = external_id.clone();
+    st.read_async(move |c| store::contact_by_external_id(c, &x))
+        .await?
+        .map(versioned)
+        .ok_or_else(|| ApiError::not_found(format!("no contact has external id {external_id:?}")))
+}
+
+/// `DELETE /contacts/by-external-id/{external_id}`.
+#[utoipa::path(
+    delete, path = "/contacts/by-external-id/{external_id}", tag = "integration",
+    operation_id = "contacts_delete_by_external_id",
+    summary = "Delete a contact by the CRM's id",
+    params(
+        ("external_id" = String, Path, description = "the CRM's id of the contact"),
+        ("If-Match" = Option<String>, Header, description = "the ETag the delete must replace"),
+    ),
+    responses(
+        (status = 204, description = "deleted (a tombstone; the external id is free again)"),
+        (status = 404, description = "no live contact has this external id (`not_found`)", body = super::openapi::ErrorBody),
+        (status = 412, description = "If-Match is stale (`precondition_failed`); nothing written", body = super::openapi::ErrorBody),
+    )
+)]
+pub async fn delete_by_external_id(
+    State(st): State<AppState>,
+    ApiPath(external_id): ApiPath<String>,
+    if_match: IfMatch,
+) -> ApiResult<StatusCode> {
+    upsert::path_external_id(&external_id)?;
+    let now = st.now();
+    st.write_async(move |c| {
+        let found = store::contact_by_external_id(c, &external_id)?.ok_or_else(|| {
+            StoreError::NotFound {
+                what: "contact with external id",
+                id: external_id.clone(),
+            }
+        })?;
+        delete_checked(c, found.id, &if_match, now)
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes a live contact after checking `If-Match` under its row lock.
+fn delete_checked(
+    c: &mut AnyConnection,
+    id: ContactId,
+    if_match: &IfMatch,
+    now: chrono::DateTime<chrono::Utc>,
+) -> StoreResult<Contact> {
+    store::lock_contact(c, id)?;
+    let current = store::get_contact(c, id)?;
+    if current.deleted_at.is_none() {
+        if_match.check("contact", Some(current.change_seq))?;
+    }
+    store::delete_contact(c, id, Origin::Api, now)
+}
+
+/// `POST /contacts/batch`.
+#[utoipa::path(
+    post, path = "/contacts/batch", tag = "integration",
+    operation_id = "contacts_batch",
+    summary = "Upsert up to 1,000 contacts by the CRM's ids, in one transaction",
+    request_body(content = BatchBody, description = "`items`: each a contact body (as for PUT by external id) with its `external_id`"),
+    responses(
+        (status = 200, description = "one result per item, in item order; invalid items are reported and never block the others", body = BatchResults),
+    )
+)]
+pub async fn batch(
+    State(st): State<AppState>,
+    JsonBody(body): JsonBody<BatchBody>,
+) -> ApiResult<Json<BatchResults>> {
+    let items: Vec<upsert::Parsed<(CreateContact, ContactData)>> =
+        upsert::parse_batch::<CreateContact>(body, |b| b.external_id.as_deref())?
+            .into_iter()
+            .map(|p| {
+                // Each item's fields are checked before the transaction.
+                p.and_then(|(x, b)| match b.checked_data() {
+                    Ok(data) => Ok((x, (b, data))),
+                    Err(e) => Err((Some(x), e)),
+                })
+            })
+            .collect();
+    let now = st.now();
+    let results = st
+        .write_async(move |c| {
+            let resolver = tag_resolver(c, upsert::valid_bodies(&items).map(|(b, _)| b))?;
+            upsert::write_batch(c, items, |c, x, (body, data)| {
+                let tags = body.tag_ids(&resolver)?;
+                let (outcome, contact) =
+                    upsert_contact(c, x, &data, tags, &IfMatch::default(), now)?;
+                Ok((outcome, contact.id.to_string(), contact.change_seq))
+            })
+        })
+        .await?;
+    Ok(Json(BatchResults { results }))
 }
 
 /// `GET /contacts` and `GET /contacts?tag_id=`.
@@ -380,7 +670,7 @@ pub async fn create(
 pub async fn list(
     State(st): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> ApiResult<Json<Page<Contact>>> {
+) -> ApiResult<Json<Page<ContactView>>> {
     let limit = page::limit(q.limit)?;
     let after = page::cursor::<ContactId>(q.cursor.as_deref())?;
     let tag = q.tag_id;
@@ -393,7 +683,11 @@ pub async fn list(
             None => store::list_contacts(c, after, limit),
         })
         .await?;
-    Ok(Json(Page::new(contacts, limit, |c| c.id.to_string())))
+    let page = Page::new(contacts, limit, |c| c.id.to_string());
+    Ok(Json(Page {
+        items: page.items.into_iter().map(Into::into).collect(),
+        next_cursor: page.next_cursor,
+    }))
 }
 
 /// `GET /contacts/{id}`.
@@ -410,8 +704,8 @@ pub async fn list(
 pub async fn get_one(
     State(st): State<AppState>,
     ApiPath(id): ApiPath<ContactId>,
-) -> ApiResult<Json<Contact>> {
-    live(st.read_async(move |c| store::get_contact(c, id)).await?).map(Json)
+) -> ApiResult<Versioned<Json<ContactView>>> {
+    live(st.read_async(move |c| store::get_contact(c, id)).await?).map(versioned)
 }
 
 /// `PATCH /contacts/{id}`: validated on the merged record, in one write transaction.
@@ -419,20 +713,28 @@ pub async fn get_one(
     patch, path = "/contacts/{id}", tag = "contacts",
     operation_id = "contacts_update",
     summary = "Change a contact",
-    params(("id" = uuid::Uuid, Path, description = "the contact's id")),
+    params(
+        ("id" = uuid::Uuid, Path, description = "the contact's id"),
+        ("If-Match" = Option<String>, Header, description = "the ETag the write must replace"),
+    ),
     request_body = PatchContact,
     responses(
         (status = 200, description = "the changed contact", body = super::openapi::ContactDoc),
         (status = 404, description = "no such contact, or it was deleted (`not_found`)", body = super::openapi::ErrorBody),
+        (status = 412, description = "If-Match is stale (`precondition_failed`); nothing written", body = super::openapi::ErrorBody),
     )
 )]
 pub async fn update(
     State(st): State<AppState>,
     ApiPath(id): ApiPath<ContactId>,
+    if_match: IfMatch,
     PatchBody(body): PatchBody<PatchContact>,
-) -> ApiResult<Json<Contact>> {
+) -> ApiResult<Versioned<Json<ContactView>>> {
     // The fields the client sends, alone (stored values are checked as a whole below).
     check_input(&apply_patch(ContactData::default(), body.clone()))?;
+    if let Some(Some(x)) = &body.external_id {
+        upsert::check_external_id("external_id", x)?;
+    }
     let now = st.now();
     let contact = st
         .write_async(move |c| {
@@ -444,12 +746,21 @@ pub async fn update(
                     id: id.to_string(),
                 });
             }
-            let data = apply_patch(current.data, body);
+            if_match.check("contact", Some(current.change_seq))?;
+            let external_id = body.external_id.clone();
+            let data = apply_patch(current.data.clone(), body);
             check_contact(&data)?;
-            store::update_contact(c, id, &data, now)
+            if let Some(x) = &external_id {
+                store::set_contact_external_id(c, id, x.as_deref())?;
+                if data == current.data {
+                    // Only the external id: not a change of the contact.
+                    return store::get_contact(c, id);
+                }
+            }
+            store::update_contact(c, id, &data, Origin::Api, now)
         })
         .await?;
-    Ok(Json(contact))
+    Ok(versioned(contact))
 }
 
 /// `DELETE /contacts/{id}`: the contact becomes a tombstone (204).
@@ -457,18 +768,23 @@ pub async fn update(
     delete, path = "/contacts/{id}", tag = "contacts",
     operation_id = "contacts_delete",
     summary = "Delete a contact",
-    params(("id" = uuid::Uuid, Path, description = "the contact's id")),
+    params(
+        ("id" = uuid::Uuid, Path, description = "the contact's id"),
+        ("If-Match" = Option<String>, Header, description = "the ETag the delete must replace"),
+    ),
     responses(
         (status = 204, description = "deleted"),
         (status = 404, description = "no such contact (`not_found`)", body = super::openapi::ErrorBody),
+        (status = 412, description = "If-Match is stale (`precondition_failed`); nothing written", body = super::openapi::ErrorBody),
     )
 )]
 pub async fn delete(
     State(st): State<AppState>,
     ApiPath(id): ApiPath<ContactId>,
+    if_match: IfMatch,
 ) -> ApiResult<StatusCode> {
     let now = st.now();
-    st.write_async(move |c| store::delete_contact(c, id, now))
+    st.write_async(move |c| delete_checked(c, id, &if_match, now))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -487,15 +803,15 @@ pub async fn delete(
 pub async fn tag(
     State(st): State<AppState>,
     ApiPath((id, tag)): ApiPath<(ContactId, TagId)>,
-) -> ApiResult<Json<Contact>> {
+) -> ApiResult<Versioned<Json<ContactView>>> {
     let now = st.now();
     let contact = st
         .write_async(move |c| {
             tag_store::get_tag(c, tag)?;
-            store::tag_contact(c, id, tag, now)
+            store::tag_contact(c, id, tag, Origin::Api, now)
         })
         .await?;
-    Ok(Json(contact))
+    Ok(versioned(contact))
 }
 
 /// `DELETE /contacts/{id}/tags/{tag_id}`.
@@ -512,13 +828,13 @@ pub async fn tag(
 pub async fn untag(
     State(st): State<AppState>,
     ApiPath((id, tag)): ApiPath<(ContactId, TagId)>,
-) -> ApiResult<Json<Contact>> {
+) -> ApiResult<Versioned<Json<ContactView>>> {
     let now = st.now();
     let contact = st
         .write_async(move |c| {
             tag_store::get_tag(c, tag)?;
-            store::untag_contact(c, id, tag, now)
+            store::untag_contact(c, id, tag, Origin::Api, now)
         })
         .await?;
-    Ok(Json(contact))
+    Ok(versioned(contact))
 }

@@ -82,6 +82,9 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound { .. } => ApiError::not_found(e.to_string()),
             StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
             StoreError::Invalid(m) => ApiError::invalid(m),
+            StoreError::Stale(m) => {
+                ApiError::new(StatusCode::PRECONDITION_FAILED, "precondition_failed", m)
+            }
             StoreError::MissingSecretKey | StoreError::Secret(_) => {
                 // The server works, but not this: say what the operator must do.
                 tracing::error!(error = %e, "secret key problem");

@@ -12,6 +12,7 @@
 
 pub mod activities;
 pub mod auth;
+pub mod changes;
 pub mod contacts;
 pub mod error;
 pub mod extract;
@@ -22,8 +23,11 @@ pub mod page;
 pub mod sync;
 pub mod sync_settings;
 pub mod tags;
+pub mod upsert;
 pub mod users;
 pub mod validate;
+pub mod versions;
+pub mod webhooks;
 
 use crate::clock::SharedClock;
 use crate::scheduler::SchedulerHandle;
@@ -45,6 +49,8 @@ use utoipa_axum::routes;
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
+/// The largest batch request body (1,000 items).
+pub const MAX_BATCH_BODY_BYTES: usize = 16 * 1024 * 1024;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -130,6 +136,8 @@ pub const API_ROUTES: &[(&str, &str)] = &[
     ("POST", "/users"),
     ("GET", "/users/{id}"),
     ("PATCH", "/users/{id}"),
+    ("PUT", "/users/by-external-id/{external_id}"),
+    ("GET", "/users/by-external-id/{external_id}"),
     ("GET", "/users/{id}/sync-settings"),
     ("GET", "/users/{id}/sync-settings/{kind}"),
     ("PUT", "/users/{id}/sync-settings/{kind}"),
@@ -147,6 +155,9 @@ pub const API_ROUTES: &[(&str, &str)] = &[
     ("POST", "/tags"),
     ("GET", "/tags/{id}"),
     ("DELETE", "/tags/{id}"),
+    ("PUT", "/tags/by-external-id/{external_id}"),
+    ("GET", "/tags/by-external-id/{external_id}"),
+    ("DELETE", "/tags/by-external-id/{external_id}"),
     ("GET", "/contacts"),
     ("POST", "/contacts"),
     ("GET", "/contacts/{id}"),
@@ -154,12 +165,28 @@ pub const API_ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/contacts/{id}"),
     ("PUT", "/contacts/{id}/tags/{tag_id}"),
     ("DELETE", "/contacts/{id}/tags/{tag_id}"),
+    ("PUT", "/contacts/by-external-id/{external_id}"),
+    ("GET", "/contacts/by-external-id/{external_id}"),
+    ("DELETE", "/contacts/by-external-id/{external_id}"),
+    ("POST", "/contacts/batch"),
     ("GET", "/activities"),
     ("POST", "/activities"),
     ("GET", "/activities/{id}"),
     ("PATCH", "/activities/{id}"),
     ("DELETE", "/activities/{id}"),
+    ("PUT", "/activities/by-external-id/{external_id}"),
+    ("GET", "/activities/by-external-id/{external_id}"),
+    ("DELETE", "/activities/by-external-id/{external_id}"),
+    ("POST", "/activities/batch"),
+    ("GET", "/changes"),
+    ("GET", "/changes/head"),
     ("GET", "/openapi.json"),
+    ("GET", "/webhooks"),
+    ("POST", "/webhooks"),
+    ("GET", "/webhooks/{id}"),
+    ("DELETE", "/webhooks/{id}"),
+    ("GET", "/webhooks/{id}/deliveries"),
+    ("POST", "/webhooks/{id}/deliveries/{delivery_id}/retry"),
 ];
 
 /// The `/api/v1` routes with their OpenAPI descriptions (no authentication, no fallbacks).
@@ -194,7 +221,38 @@ pub fn documented_routes() -> OpenApiRouter<AppState> {
             activities::update,
             activities::delete
         ))
+        .routes(routes!(
+            users::put_by_external_id,
+            users::get_by_external_id
+        ))
+        .routes(routes!(
+            tags::put_by_external_id,
+            tags::get_by_external_id,
+            tags::delete_by_external_id
+        ))
+        .routes(routes!(
+            contacts::put_by_external_id,
+            contacts::get_by_external_id,
+            contacts::delete_by_external_id
+        ))
+        .routes(routes!(
+            activities::put_by_external_id,
+            activities::get_by_external_id,
+            activities::delete_by_external_id
+        ))
+        .merge(
+            OpenApiRouter::new()
+                .routes(routes!(contacts::batch))
+                .routes(routes!(activities::batch))
+                .layer(DefaultBodyLimit::max(MAX_BATCH_BODY_BYTES)),
+        )
+        .routes(routes!(changes::list))
+        .routes(routes!(changes::head))
         .routes(routes!(openapi_document))
+        .routes(routes!(webhooks::list, webhooks::create))
+        .routes(routes!(webhooks::get_one, webhooks::delete))
+        .routes(routes!(webhooks::deliveries))
+        .routes(routes!(webhooks::retry))
 }
 
 /// The OpenAPI 3.1 document of every `/api/v1` route.

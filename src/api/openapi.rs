@@ -41,6 +41,7 @@ use uuid::Uuid;
         (name = "sync", description = "sync settings, Start synchronization, runs, status, journal"),
         (name = "google", description = "Google connections (service account, OAuth)"),
         (name = "meta", description = "this document"),
+        (name = "webhooks", description = "webhook subscriptions and their deliveries (events of sync-made changes, runs and connections, signed as Standard Webhooks says)"),
     )
 )]
 pub struct ApiDoc;
@@ -145,13 +146,13 @@ pub fn finish(doc: &mut Document) {
 }
 
 /// Links from what a POST answers to the operations that take it (OpenAPI `links`, which
-/// clients and stateful testing follow): a created user, tag, contact or activity to the routes
-/// under its `{id}`, a started run to `GET /sync-runs/{id}`.
+/// clients and stateful testing follow): a created user, tag, contact, activity or webhook to the
+/// routes under its `{id}`, a started run to `GET /sync-runs/{id}`.
 fn add_links(doc: &mut Document) {
     use utoipa::openapi::link::LinkBuilder;
     // (operation answering, status, JSON pointer of the id in the answer, path prefix of the
     // operations that take it as `{id}`)
-    let sources: [(&str, &str, &str, &str); 6] = [
+    let sources: [(&str, &str, &str, &str); 7] = [
         ("/users", "201", "/id", "/users/{id}"),
         ("/tags", "201", "/id", "/tags/{id}"),
         ("/contacts", "201", "/id", "/contacts/{id}"),
@@ -163,6 +164,7 @@ fn add_links(doc: &mut Document) {
             "/sync-runs/{id}",
         ),
         ("/users/{id}/sync/{kind}", "200", "/id", "/sync-runs/{id}"),
+        ("/webhooks", "201", "/id", "/webhooks/{id}"),
     ];
     for (source, status, pointer, prefix) in sources {
         let mut targets: Vec<(String, bool)> = Vec::new();
@@ -463,6 +465,8 @@ pub struct UserDoc {
     pub time_zone: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The CRM's own id of the record (null when the CRM never named it).
+    pub external_id: Option<String>,
 }
 
 /// A CRM tag.
@@ -476,6 +480,8 @@ pub struct TagDoc {
     #[schema(nullable = false)]
     pub owner_user_id: Option<Uuid>,
     pub created_at: DateTime<Utc>,
+    /// The CRM's own id of the record (null when the CRM never named it).
+    pub external_id: Option<String>,
 }
 
 /// One e-mail address of a contact.
@@ -546,6 +552,12 @@ pub struct ContactDoc {
     /// Set on a deleted contact (never answered by the routes, which answer 404 then).
     #[schema(nullable = false)]
     pub deleted_at: Option<DateTime<Utc>>,
+    /// The CRM's own id of the record (null when the CRM never named it).
+    pub external_id: Option<String>,
+    /// Grows on every change (also sent as the `ETag`); send it back in `If-Match` to write
+    /// only over this version.
+    #[schema(format = Int64)]
+    pub version: i64,
 }
 
 /// A participant of an activity: a CRM user, a CRM contact or a bare address, with its e-mail.

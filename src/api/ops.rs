@@ -1,7 +1,8 @@
 //! Operations routes outside `/api/v1`, without a token (SPEC 6.2), none revealing personal
 //! data: `GET /healthz` (the process answers), `GET /readyz` (the database is reachable and
 //! every migration is applied; 503 with a JSON reason otherwise) and `GET /metrics` (the
-//! Prometheus text format, see [`crate::telemetry`]).
+//! Prometheus text format, see [`crate::telemetry`]; the overdue jobs and the webhook outbox
+//! are counted in the database at scrape time).
 
 use super::AppState;
 use axum::extract::State;
@@ -87,6 +88,17 @@ pub async fn metrics(State(st): State<AppState>) -> Response {
         }
         Ok(Err(e)) => tracing::debug!(error = %e, "metrics: cannot count overdue jobs"),
         Err(_) => tracing::debug!("metrics: counting overdue jobs timed out"),
+    }
+    let store = st.store.clone();
+    let outbox = tokio::time::timeout(
+        OVERDUE_TIMEOUT,
+        store.read_async(crmsync_schema::webhooks::outbox_counts),
+    )
+    .await;
+    match outbox {
+        Ok(Ok((pending, failed))) => crate::telemetry::set_webhook_deliveries(pending, failed),
+        Ok(Err(e)) => tracing::debug!(error = %e, "metrics: cannot count webhook deliveries"),
+        Err(_) => tracing::debug!("metrics: counting webhook deliveries timed out"),
     }
     (
         [(

@@ -1,7 +1,9 @@
 //! `/tags`: create (private with an owner, public or corporate), list, read, delete (refused while
-//! the tag is someone's contact sync tag).
+//! the tag is someone's contact sync tag). `PUT/GET/DELETE /tags/by-external-id/{external_id}`
+//! mirror a CRM's tags under its own ids (SPEC 6.4); an owner may be named by the CRM's id of the
+//! user (`owner_external_id`).
 
-use super::error::ApiResult;
+use super::error::{ApiError, ApiResult};
 use super::extract::{ApiPath, ApiQuery, JsonBody};
 use super::page::{self, Page};
 use super::validate::{self, SHORT_TEXT};
@@ -12,6 +14,7 @@ use axum::Json;
 use crmsync_engine::ids::{TagId, UserId};
 use crmsync_engine::model::{Tag, TagVisibility};
 use crmsync_schema::tags::{self as store, NewTag};
+use crmsync_schema::{AnyConnection, StoreError, StoreResult};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
@@ -27,6 +30,57 @@ pub struct CreateTag {
     #[serde(default)]
     #[schema(value_type = Option<uuid::Uuid>)]
     owner_user_id: Option<UserId>,
+    /// The owner of a private tag, by the CRM's id of the user.
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 255)]
+    owner_external_id: Option<String>,
+    /// The CRM's id of the tag (1 to 255 characters, unique).
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 255)]
+    external_id: Option<String>,
+}
+
+impl CreateTag {
+    fn check(&self) -> ApiResult<()> {
+        validate::required_text("name", &self.name, SHORT_TEXT)?;
+        validate::line("name", &self.name)?;
+        for (field, x) in [
+            ("owner_external_id", &self.owner_external_id),
+            ("external_id", &self.external_id),
+        ] {
+            if let Some(x) = x {
+                super::upsert::check_external_id(field, x)?;
+            }
+        }
+        if self.owner_user_id.is_some() && self.owner_external_id.is_some() {
+            return Err(ApiError::invalid(
+                "give at most one of owner_user_id and owner_external_id",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The tag as the store takes it, its owner resolved.
+    fn resolve(&self, c: &mut AnyConnection, external_id: Option<String>) -> StoreResult<NewTag> {
+        let owner = match &self.owner_external_id {
+            Some(x) => Some(
+                crmsync_schema::users::user_by_external_id(c, x)?
+                    .ok_or_else(|| {
+                        StoreError::Invalid(format!(
+                            "owner_external_id: no user has external id {x:?}; create it first (PUT /users/by-external-id/...)"
+                        ))
+                    })?
+                    .id,
+            ),
+            None => self.owner_user_id,
+        };
+        Ok(NewTag {
+            external_id,
+            name: self.name.clone(),
+            visibility: self.visibility,
+            owner_user_id: owner,
+        })
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -50,16 +104,13 @@ pub async fn create(
     State(st): State<AppState>,
     JsonBody(body): JsonBody<CreateTag>,
 ) -> ApiResult<(StatusCode, Json<Tag>)> {
-    validate::required_text("name", &body.name, SHORT_TEXT)?;
-    validate::line("name", &body.name)?;
+    body.check()?;
     let now = st.now();
-    let new = NewTag {
-        name: body.name,
-        visibility: body.visibility,
-        owner_user_id: body.owner_user_id,
-    };
     let tag = st
-        .write_async(move |c| store::create_tag(c, &new, now))
+        .write_async(move |c| {
+            let new = body.resolve(c, body.external_id.clone())?;
+            store::create_tag(c, &new, now)
+        })
         .await?;
     Ok((StatusCode::CREATED, Json(tag)))
 }
@@ -119,7 +170,106 @@ pub async fn delete(
     ApiPath(id): ApiPath<TagId>,
 ) -> ApiResult<StatusCode> {
     let now = st.now();
-    st.write_async(move |c| store::delete_tag(c, id, now))
+    st.write_async(move |c| store::delete_tag(c, id, crmsync_schema::changes::Origin::Api, now))
         .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `PUT /tags/by-external-id/{external_id}`: creates the tag, or replaces its name, visibility
+/// and owner (a contact sync tag keeps its visibility and owner).
+#[utoipa::path(
+    put, path = "/tags/by-external-id/{external_id}", tag = "integration",
+    operation_id = "tags_put_by_external_id",
+    summary = "Create or replace a tag under the CRM's id (idempotent)",
+    params(("external_id" = String, Path, description = "the CRM's id of the tag")),
+    request_body = CreateTag,
+    responses(
+        (status = 201, description = "created", body = super::openapi::TagDoc),
+        (status = 200, description = "replaced, or already as sent (nothing written)", body = super::openapi::TagDoc),
+        (status = 409, description = "the owner has a private tag of that name, or the tag is a sync tag whose owner would change (`conflict`)", body = super::openapi::ErrorBody),
+    )
+)]
+pub async fn put_by_external_id(
+    State(st): State<AppState>,
+    ApiPath(external_id): ApiPath<String>,
+    JsonBody(body): JsonBody<CreateTag>,
+) -> ApiResult<(StatusCode, Json<Tag>)> {
+    super::upsert::put_external_id(&external_id, body.external_id.as_deref())?;
+    body.check()?;
+    let now = st.now();
+    let (created, tag) = st
+        .write_async(move |c| {
+            let new = body.resolve(c, Some(external_id.clone()))?;
+            match store::tag_by_external_id(c, &external_id)? {
+                None => Ok((true, store::create_tag(c, &new, now)?)),
+                Some(cur)
+                    if (&cur.name, cur.visibility, cur.owner_user_id)
+                        == (&new.name, new.visibility, new.owner_user_id) =>
+                {
+                    Ok((false, cur))
+                }
+                Some(cur) => Ok((false, store::replace_tag(c, cur.id, &new)?)),
+            }
+        })
+        .await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(tag)))
+}
+
+/// `GET /tags/by-external-id/{external_id}`.
+#[utoipa::path(
+    get, path = "/tags/by-external-id/{external_id}", tag = "integration",
+    operation_id = "tags_get_by_external_id",
+    summary = "Read a tag by the CRM's id",
+    params(("external_id" = String, Path, description = "the CRM's id of the tag")),
+    responses(
+        (status = 200, description = "the tag", body = super::openapi::TagDoc),
+        (status = 404, description = "no tag has this external id (`not_found`)", body = super::openapi::ErrorBody),
+    )
+)]
+pub async fn get_by_external_id(
+    State(st): State<AppState>,
+    ApiPath(external_id): ApiPath<String>,
+) -> ApiResult<Json<Tag>> {
+    super::upsert::path_external_id(&external_id)?;
+    let x = external_id.clone();
+    st.read_async(move |c| store::tag_by_external_id(c, &x))
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no tag has external id {external_id:?}")))
+}
+
+/// `DELETE /tags/by-external-id/{external_id}`: as `DELETE /tags/{id}` (its contacts are
+/// untagged; refused while it is someone's contact sync tag).
+#[utoipa::path(
+    delete, path = "/tags/by-external-id/{external_id}", tag = "integration",
+    operation_id = "tags_delete_by_external_id",
+    summary = "Delete a tag by the CRM's id",
+    params(("external_id" = String, Path, description = "the CRM's id of the tag")),
+    responses(
+        (status = 204, description = "deleted"),
+        (status = 404, description = "no tag has this external id (`not_found`)", body = super::openapi::ErrorBody),
+        (status = 409, description = "the tag is someone's contact sync tag (`conflict`)", body = super::openapi::ErrorBody),
+    )
+)]
+pub async fn delete_by_external_id(
+    State(st): State<AppState>,
+    ApiPath(external_id): ApiPath<String>,
+) -> ApiResult<StatusCode> {
+    super::upsert::path_external_id(&external_id)?;
+    let now = st.now();
+    st.write_async(move |c| {
+        let tag =
+            store::tag_by_external_id(c, &external_id)?.ok_or_else(|| StoreError::NotFound {
+                what: "tag with external id",
+                id: external_id.clone(),
+            })?;
+        store::delete_tag(c, tag.id, crmsync_schema::changes::Origin::Api, now)
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -47,6 +47,10 @@ const RECONCILE_BATCH: usize = 1000;
 /// The running scheduler looks for changed settings at every tick through a cheap fingerprint
 /// ([`jobs::settings_watermark`]) and reconciles in full at least this often.
 const FULL_RECONCILE_EVERY: Duration = Duration::from_secs(30);
+/// How often a scheduler prunes the change feed.
+const FEED_PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// How many days of the change feed are kept (SPEC 6.4: at least 30).
+pub const FEED_KEEP_DAYS: i64 = 30;
 
 /// How a scheduler (in `serve` or `worker`) behaves.
 #[derive(Clone, Debug)]
@@ -342,6 +346,23 @@ impl Scheduler {
         }
     }
 
+    /// Deletes the change-feed rows older than [`FEED_KEEP_DAYS`] (SPEC 6.4: at least 30 days
+    /// are kept); a reader behind them is told to resynchronize in full.
+    async fn prune_feed(&self) {
+        let now = self.now();
+        let cut = now - chrono::Duration::days(FEED_KEEP_DAYS);
+        let pruned = self
+            .engine
+            .store()
+            .run(move |s| s.write(|c| crmsync_schema::changes::prune(c, cut, now)))
+            .await;
+        match pruned {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(pruned = n, before = %cut, "pruned the change feed"),
+            Err(e) => tracing::warn!(error = %e, "could not prune the change feed; retrying later"),
+        }
+    }
+
     /// Runs until [`SchedulerHandle::shutdown`]: claims due work whenever a slot is free (at
     /// every tick, when woken, and when a run ends), then finishes the runs in progress.
     pub async fn run(self) -> Result<(), SchedulerError> {
@@ -357,6 +378,7 @@ impl Scheduler {
         let mut running: HashMap<tokio::task::Id, Claim> = HashMap::new();
         let mut last_look: Option<Instant> = None;
         let mut last_full: Option<Instant> = None;
+        let mut last_prune: Option<Instant> = None;
         let mut watermark = None;
         loop {
             if *stop.borrow_and_update() {
@@ -385,6 +407,10 @@ impl Scheduler {
                         tracing::warn!(error = %e, "could not read the sync settings; retrying at the next tick")
                     }
                 }
+            }
+            if last_prune.is_none_or(|t| t.elapsed() >= FEED_PRUNE_EVERY) {
+                last_prune = Some(Instant::now());
+                self.prune_feed().await;
             }
             let free = cfg.concurrency.saturating_sub(tasks.len());
             if free > 0 {

@@ -17,6 +17,7 @@ use crmsync_engine::guard::{self, RejoinGoogle};
 use crmsync_engine::ids::{SyncKind, UserId};
 use crmsync_engine::model::CrmRecord;
 use crmsync_engine::planner::{CrmState, GoogleState, LinkState, PlanPolicy};
+use crmsync_schema::changes::Origin;
 use crmsync_schema::parked::{self, ItemSide};
 use crmsync_schema::sync_state::{self, Cursor, Link};
 use crmsync_schema::{AnyConnection, StoreResult};
@@ -140,6 +141,7 @@ pub(crate) trait Kind: Sized + Send + 'static {
         user: UserId,
         cc: &Self::CommitCtx,
         item: &Item<Self>,
+        origin: Origin,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<Self::Record>>;
     /// What the cursor records besides the token: the container and the listing parameters.

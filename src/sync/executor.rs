@@ -20,6 +20,7 @@ use crmsync_engine::identity::KnownLink;
 use crmsync_engine::ids::{LinkId, UserId};
 use crmsync_engine::model::CrmRecord;
 use crmsync_engine::planner::{self, GoogleObs, ItemPlan, LinkState, PairReason, Presence};
+use crmsync_schema::changes::Origin;
 use crmsync_schema::sync_state::{self, JournalEntry, Link, LinkWrite};
 use crmsync_schema::{AnyConnection, StoreResult};
 use std::collections::{HashMap, HashSet};
@@ -619,7 +620,11 @@ fn commit_item<K: Kind>(
     p: &Item<K>,
     now: DateTime<Utc>,
 ) -> StoreResult<Vec<JournalEntry>> {
-    let record = K::commit_crm(c, uid, cc, p, now)?;
+    let origin = Origin::Sync {
+        run: jctx.run,
+        user: uid,
+    };
+    let record = K::commit_crm(c, uid, cc, p, origin, now)?;
     let remote = p.written.as_ref().or(p.remote.as_ref());
     let lc = LinkCommit {
         user: uid,

@@ -280,7 +280,7 @@ db_test!(async fn the_openapi_document_describes_every_route_the_router_serves(d
         assert_conforms(&doc, method.as_str(), path, s, &v);
     }
     // And nothing else is: an undocumented path is the router's 404.
-    let (s, v) = app.get("/webhooks").await;
+    let (s, v) = app.get("/no-such-collection").await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
 });
 
@@ -353,6 +353,35 @@ db_test!(async fn real_answers_conform_to_the_documented_schemas(db) {
         "client_id": "id", "client_secret": "secret", "redirect_uri": "https://crm.example.test/oauth/callback"}))).await);
     check("POST", "/users/{id}/google/oauth/start", app.post(&format!("/users/{bob}/google/oauth/start")).await);
     check("DELETE", "/users/{id}/google/connection", app.call(Method::DELETE, &format!("/users/{bob}/google/connection"), None).await);
+
+    // The CRM integration routes (SPEC 6.4).
+    check("PUT", "/users/by-external-id/{external_id}", app.call(Method::PUT, "/users/by-external-id/u-1", Some(json!({
+        "email": "cara@example.test", "display_name": "Cara"}))).await);
+    check("GET", "/users/by-external-id/{external_id}", app.get("/users/by-external-id/u-1").await);
+    check("PUT", "/tags/by-external-id/{external_id}", app.call(Method::PUT, "/tags/by-external-id/t-1", Some(json!({
+        "name": "Cara's", "visibility": "private", "owner_external_id": "u-1"}))).await);
+    check("GET", "/tags/by-external-id/{external_id}", app.get("/tags/by-external-id/t-1").await);
+    check("PUT", "/contacts/by-external-id/{external_id}", app.call(Method::PUT, "/contacts/by-external-id/c-1", Some(json!({
+        "given_name": "Dan", "family_name": "Dee", "emails": [{"address": "dan@clients.test"}], "tag_external_ids": ["t-1"]}))).await);
+    check("GET", "/contacts/by-external-id/{external_id}", app.get("/contacts/by-external-id/c-1").await);
+    check("POST", "/contacts/batch", app.call(Method::POST, "/contacts/batch", Some(json!({"items": [
+        {"external_id": "c-2", "given_name": "Eve", "family_name": "E"},
+        {"external_id": "c-3", "given_name": "", "family_name": ""}]}))).await);
+    check("PUT", "/activities/by-external-id/{external_id}", app.call(Method::PUT, "/activities/by-external-id/a-1", Some(json!({
+        "title": "Review", "start": "2031-03-03T09:00:00Z", "end": "2031-03-03T10:00:00Z", "time_zone": "UTC",
+        "display_in_calendar": false, "organizer_external_id": "u-1", "participants": [{"contact_external_id": "c-1"}]}))).await);
+    check("GET", "/activities/by-external-id/{external_id}", app.get("/activities/by-external-id/a-1").await);
+    check("POST", "/activities/batch", app.call(Method::POST, "/activities/batch", Some(json!({"items": [
+        {"external_id": "a-2", "title": "Call", "start": "2031-03-04", "end": "2031-03-05", "all_day": true, "time_zone": "UTC",
+         "display_in_calendar": false, "organizer_external_id": "u-1"}]}))).await);
+    check("DELETE", "/activities/by-external-id/{external_id}", app.call(Method::DELETE, "/activities/by-external-id/a-2", None).await);
+    check("DELETE", "/contacts/by-external-id/{external_id}", app.call(Method::DELETE, "/contacts/by-external-id/c-2", None).await);
+    let feed = check("GET", "/changes", app.get("/changes?limit=5").await);
+    assert_eq!(feed["has_more"], true, "{feed}");
+    check("GET", "/changes", app.get("/changes?origin=sync&kinds=contacts").await);
+    check("GET", "/changes/head", app.get("/changes/head").await);
+    let (s, v) = app.get("/changes?after=-1").await;
+    assert_conforms(&doc, "GET", "/changes", s, &v);
 
     // Errors have the documented shape too.
     let resp = app.client.get(format!("{}/users", app.base)).send().await.unwrap();

@@ -30,8 +30,16 @@ db_test!(async fn upgrading_a_database_that_breaks_the_unique_rules_is_refused_w
     use crmsync_schema::diesel::prelude::*;
     use crmsync_schema::schema::{tags, users};
     let store = db.store();
-    let reverted = crmsync_schema::test_support::revert_last_migration(&store).expect("down.sql runs");
-    assert!(reverted.starts_with("20261207"), "{reverted}");
+    // Back to the version before the security migration (reverting the later ones first).
+    let mut reverted_count = 0;
+    loop {
+        let reverted = crmsync_schema::test_support::revert_last_migration(&store).expect("down.sql runs");
+        reverted_count += 1;
+        if reverted.starts_with("20261207") {
+            break;
+        }
+        assert!(reverted_count < 5, "{reverted}");
+    }
     // What the previous version allowed: two users on one Google account, two private tags of
     // one name for one owner.
     let now = chrono::Utc::now().naive_utc();
@@ -56,7 +64,7 @@ db_test!(async fn upgrading_a_database_that_breaks_the_unique_rules_is_refused_w
     let err = store.run_migrations().expect_err("the upgrade is refused").to_string();
     assert!(err.contains("shared@example.com") && err.contains("ann@example.com") && err.contains("bob@example.com"), "{err}");
     assert!(err.contains("\"clients\"") && err.contains("nothing was changed"), "{err}");
-    assert_eq!(store.migration_status().expect("status").pending.len(), 1, "nothing applied");
+    assert_eq!(store.migration_status().expect("status").pending.len(), reverted_count, "nothing applied");
     // Fixed by the admin: the upgrade goes through.
     store
         .write(|c| {
@@ -69,5 +77,5 @@ db_test!(async fn upgrading_a_database_that_breaks_the_unique_rules_is_refused_w
             Ok(())
         })
         .expect("fix");
-    assert_eq!(store.run_migrations().expect("upgrade").len(), 1);
+    assert_eq!(store.run_migrations().expect("upgrade").len(), reverted_count);
 });

@@ -60,6 +60,7 @@ db_test!(async fn sync_and_status_commands_use_the_job_queue_and_show_the_status
             let alice = users::create_user(
                 c,
                 &NewUser {
+                    external_id: None,
                     email: "alice@example.com".into(),
                     display_name: "Alice".into(),
                     google_alias: None,
@@ -69,7 +70,7 @@ db_test!(async fn sync_and_status_commands_use_the_job_queue_and_show_the_status
             )?;
             let tag = tags::create_tag(
                 c,
-                &NewTag { name: "Clients".into(), visibility: TagVisibility::Private, owner_user_id: Some(alice.id) },
+                &NewTag { external_id: None, name: "Clients".into(), visibility: TagVisibility::Private, owner_user_id: Some(alice.id) },
                 now,
             )?;
             settings::put_sync_settings(
@@ -89,8 +90,9 @@ db_test!(async fn sync_and_status_commands_use_the_job_queue_and_show_the_status
                 c,
                 &crate::sync_support::contact_data("Ann", "Able", "ann@clients.test"),
                 &[tag.id],
-                now,
-            )?;
+                None,
+                crmsync_schema::changes::Origin::Api,
+                now,)?;
             Ok(alice)
         })
         .unwrap();

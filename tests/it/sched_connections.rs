@@ -143,6 +143,8 @@ fn tagged_contact(world: &SyncWorld, tag: &crmsync_engine::model::Tag, given: &s
                 c,
                 &contact_data(given, "Client", email),
                 &[tag.id],
+                None,
+                crmsync_schema::changes::Origin::Api,
                 Utc::now(),
             )
         })

@@ -90,6 +90,7 @@ fn seed_user(store: &Store, i: usize, activities_count: usize) -> User {
             let user = users::create_user(
                 c,
                 &NewUser {
+                    external_id: None,
                     email: email(i),
                     display_name: format!("User {i}"),
                     google_alias: None,
@@ -100,6 +101,7 @@ fn seed_user(store: &Store, i: usize, activities_count: usize) -> User {
             let tag = tags::create_tag(
                 c,
                 &NewTag {
+                    external_id: None,
                     name: format!("Clients of {i}"),
                     visibility: TagVisibility::Private,
                     owner_user_id: Some(user.id),
@@ -127,7 +129,14 @@ fn seed_user(store: &Store, i: usize, activities_count: usize) -> User {
                     &format!("Of{i}"),
                     &format!("client{n}.of{i}@clients.test"),
                 );
-                contacts::create_contact(c, &data, &[tag.id], now)?;
+                contacts::create_contact(
+                    c,
+                    &data,
+                    &[tag.id],
+                    None,
+                    crmsync_schema::changes::Origin::Api,
+                    now,
+                )?;
             }
             for n in 0..activities_count {
                 let start = now + Duration::days(1) + Duration::hours(n as i64);
@@ -139,7 +148,13 @@ fn seed_user(store: &Store, i: usize, activities_count: usize) -> User {
                     "Europe/Berlin",
                     vec![],
                 );
-                activities::create_activity(c, &data, now)?;
+                activities::create_activity(
+                    c,
+                    &data,
+                    None,
+                    crmsync_schema::changes::Origin::Api,
+                    now,
+                )?;
             }
             Ok(user)
         })

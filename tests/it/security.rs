@@ -509,6 +509,7 @@ fn sqlite_database_files_are_private_to_their_owner() {
             users::create_user(
                 c,
                 &users::NewUser {
+                    external_id: None,
                     email: "a@example.com".into(),
                     display_name: "A".into(),
                     google_alias: None,

@@ -27,7 +27,16 @@ fn contact(name: &str) -> ContactData {
 
 fn new_contact(store: &Store, name: &str) -> ContactId {
     store
-        .write(|c| contacts::create_contact(c, &contact(name), &[], t0()))
+        .write(|c| {
+            contacts::create_contact(
+                c,
+                &contact(name),
+                &[],
+                None,
+                crmsync_schema::changes::Origin::Api,
+                t0(),
+            )
+        })
         .unwrap()
         .id
 }
@@ -52,32 +61,32 @@ fn activity(organizer: UserId, title: &str) -> ActivityData {
 db_test!(async fn contact_feed_returns_exactly_the_changes_after_a_cursor(db) {
     let store = db.store();
     let owner = store
-        .write(|c| users::create_user(c, &NewUser { email: "o@example.com".into(), display_name: "O".into(), google_alias: None, time_zone: None }, t0()))
+        .write(|c| users::create_user(c, &NewUser { external_id: None, email: "o@example.com".into(), display_name: "O".into(), google_alias: None, time_zone: None }, t0()))
         .unwrap();
     let tag = store
-        .write(|c| tags::create_tag(c, &NewTag { name: "sync".into(), visibility: TagVisibility::Private, owner_user_id: Some(owner.id) }, t0()))
+        .write(|c| tags::create_tag(c, &NewTag { external_id: None, name: "sync".into(), visibility: TagVisibility::Private, owner_user_id: Some(owner.id) }, t0()))
         .unwrap();
     let untouched = new_contact(&store, "untouched");
     let updated = new_contact(&store, "updated");
     let deleted = new_contact(&store, "deleted");
     let tagged = new_contact(&store, "tagged");
-    let untagged = store.write(|c| contacts::create_contact(c, &contact("untagged"), &[tag.id], t0())).unwrap().id;
+    let untagged = store.write(|c| contacts::create_contact(c, &contact("untagged"), &[tag.id], None, crmsync_schema::changes::Origin::Api, t0())).unwrap().id;
 
     let cursor = store.read(current_change_seq).unwrap();
     assert!(store.read(|c| contacts::contacts_changed_since(c, cursor, 100)).unwrap().is_empty());
 
     let later = t0() + Duration::minutes(5);
-    store.write(|c| contacts::update_contact(c, updated, &contact("updated2"), later)).unwrap();
-    store.write(|c| contacts::delete_contact(c, deleted, later)).unwrap();
-    store.write(|c| contacts::tag_contact(c, tagged, tag.id, later)).unwrap();
-    store.write(|c| contacts::untag_contact(c, untagged, tag.id, later)).unwrap();
+    store.write(|c| contacts::update_contact(c, updated, &contact("updated2"), crmsync_schema::changes::Origin::Api, later)).unwrap();
+    store.write(|c| contacts::delete_contact(c, deleted, crmsync_schema::changes::Origin::Api, later)).unwrap();
+    store.write(|c| contacts::tag_contact(c, tagged, tag.id, crmsync_schema::changes::Origin::Api, later)).unwrap();
+    store.write(|c| contacts::untag_contact(c, untagged, tag.id, crmsync_schema::changes::Origin::Api, later)).unwrap();
     let created = new_contact(&store, "created");
     // A second change of the same record: it still appears once, with its latest state.
-    store.write(|c| contacts::update_contact(c, updated, &contact("updated3"), later)).unwrap();
+    store.write(|c| contacts::update_contact(c, updated, &contact("updated3"), crmsync_schema::changes::Origin::Api, later)).unwrap();
     // No-op tag/untag changes nothing.
     let before_noop = store.read(current_change_seq).unwrap();
-    store.write(|c| contacts::tag_contact(c, tagged, tag.id, later)).unwrap();
-    store.write(|c| contacts::untag_contact(c, untouched, tag.id, later)).unwrap();
+    store.write(|c| contacts::tag_contact(c, tagged, tag.id, crmsync_schema::changes::Origin::Api, later)).unwrap();
+    store.write(|c| contacts::untag_contact(c, untouched, tag.id, crmsync_schema::changes::Origin::Api, later)).unwrap();
     assert_eq!(store.read(current_change_seq).unwrap(), before_noop);
 
     let changes = store.read(|c| contacts::contacts_changed_since(c, cursor, 100)).unwrap();
@@ -108,7 +117,7 @@ db_test!(async fn contact_feed_returns_exactly_the_changes_after_a_cursor(db) {
 
     // Deleting a tag untags its contacts, and the feed shows them.
     let cursor2 = store.read(current_change_seq).unwrap();
-    store.write(|c| tags::delete_tag(c, tag.id, later)).unwrap();
+    store.write(|c| tags::delete_tag(c, tag.id, crmsync_schema::changes::Origin::Api, later)).unwrap();
     let changes = store.read(|c| contacts::contacts_changed_since(c, cursor2, 100)).unwrap();
     assert_eq!(changes.iter().map(|c| c.id).collect::<Vec<_>>(), vec![tagged]);
     assert!(changes[0].tags.is_empty());
@@ -117,9 +126,9 @@ db_test!(async fn contact_feed_returns_exactly_the_changes_after_a_cursor(db) {
 db_test!(async fn activity_feed_returns_exactly_the_changes_after_a_cursor(db) {
     let store = db.store();
     let org = store
-        .write(|c| users::create_user(c, &NewUser { email: "org@example.com".into(), display_name: "Org".into(), google_alias: None, time_zone: None }, t0()))
+        .write(|c| users::create_user(c, &NewUser { external_id: None, email: "org@example.com".into(), display_name: "Org".into(), google_alias: None, time_zone: None }, t0()))
         .unwrap();
-    let mk = |title: &str| store.write(|c| activities::create_activity(c, &activity(org.id, title), t0())).unwrap().id;
+    let mk = |title: &str| store.write(|c| activities::create_activity(c, &activity(org.id, title), None, crmsync_schema::changes::Origin::Api, t0())).unwrap().id;
     let untouched = mk("untouched");
     let updated = mk("updated");
     let deleted = mk("deleted");
@@ -129,8 +138,8 @@ db_test!(async fn activity_feed_returns_exactly_the_changes_after_a_cursor(db) {
     data.participants = store
         .write(|c| activities::resolve_participants(c, &[(activities::ParticipantRef::Email("guest@example.com".into()), Default::default())]))
         .unwrap();
-    store.write(|c| activities::update_activity(c, updated, &data, later)).unwrap();
-    store.write(|c| activities::delete_activity(c, deleted, later)).unwrap();
+    store.write(|c| activities::update_activity(c, updated, &data, crmsync_schema::changes::Origin::Api, later)).unwrap();
+    store.write(|c| activities::delete_activity(c, deleted, crmsync_schema::changes::Origin::Api, later)).unwrap();
     let created = mk("created");
     let changes = store.read(|c| activities::activities_changed_since(c, cursor, 100)).unwrap();
     let ids: Vec<_> = changes.iter().map(|a| a.id).collect();
@@ -149,7 +158,7 @@ db_test!(async fn concurrent_writers_get_unique_sequence_numbers(db) {
         handles.push(std::thread::spawn(move || {
             for i in 0..15 {
                 let name = format!("t{t}-{i}");
-                store.write(|c| contacts::create_contact(c, &contact(&name), &[], t0())).expect("concurrent write");
+                store.write(|c| contacts::create_contact(c, &contact(&name), &[], None, crmsync_schema::changes::Origin::Api, t0())).expect("concurrent write");
             }
         }));
     }

@@ -25,7 +25,7 @@ db_test!(async fn secrets_round_trip_and_are_not_stored_in_plaintext(db) {
         r#"{{"type":"service_account","client_email":"sa@proj.iam.gserviceaccount.com","client_id":"1234","private_key":"{PRIVATE_KEY}"}}"#
     );
     let user = store
-        .write(|c| users::create_user(c, &NewUser { email: "a@example.com".into(), display_name: "A".into(), google_alias: None, time_zone: None }, t0()))
+        .write(|c| users::create_user(c, &NewUser { external_id: None, email: "a@example.com".into(), display_name: "A".into(), google_alias: None, time_zone: None }, t0()))
         .unwrap();
     let sa = store.write(|c| connections::put_service_account(&store, c, "example.com", &key_json, t0())).unwrap();
     assert_eq!(sa.client_id, "1234");
@@ -82,16 +82,16 @@ db_test!(async fn admin_tokens_verify_until_revoked(db) {
 db_test!(async fn lookups_by_email_tag_and_organizer(db) {
     let store = db.store();
     let user = store
-        .write(|c| users::create_user(c, &NewUser { email: " Ann@Example.COM ".into(), display_name: "Ann".into(), google_alias: None, time_zone: Some("Europe/Paris".into()) }, t0()))
+        .write(|c| users::create_user(c, &NewUser { external_id: None, email: " Ann@Example.COM ".into(), display_name: "Ann".into(), google_alias: None, time_zone: Some("Europe/Paris".into()) }, t0()))
         .unwrap();
     assert_eq!(user.email, "ann@example.com");
     assert_eq!(user.google_alias, "ann@example.com");
     assert_eq!(store.read(|c| users::user_by_email(c, "ANN@example.com")).unwrap().map(|u| u.id), Some(user.id));
-    let dup = store.write(|c| users::create_user(c, &NewUser { email: "ann@EXAMPLE.com".into(), display_name: "Dup".into(), google_alias: None, time_zone: None }, t0()));
+    let dup = store.write(|c| users::create_user(c, &NewUser { external_id: None, email: "ann@EXAMPLE.com".into(), display_name: "Dup".into(), google_alias: None, time_zone: None }, t0()));
     assert!(matches!(dup, Err(StoreError::Conflict(_))));
 
     let tag = store
-        .write(|c| tags::create_tag(c, &NewTag { name: "t".into(), visibility: TagVisibility::Private, owner_user_id: Some(user.id) }, t0()))
+        .write(|c| tags::create_tag(c, &NewTag { external_id: None, name: "t".into(), visibility: TagVisibility::Private, owner_user_id: Some(user.id) }, t0()))
         .unwrap();
     let mut tagged: Vec<ContactId> = Vec::new();
     for i in 0..7 {
@@ -101,7 +101,7 @@ db_test!(async fn lookups_by_email_tag_and_organizer(db) {
             ..Default::default()
         };
         let tags_for = if i % 2 == 0 { vec![tag.id] } else { vec![] };
-        let c = store.write(|c| contacts::create_contact(c, &data, &tags_for, t0())).unwrap();
+        let c = store.write(|c| contacts::create_contact(c, &data, &tags_for, None, crmsync_schema::changes::Origin::Api, t0())).unwrap();
         if i % 2 == 0 {
             tagged.push(c.id);
         }
@@ -121,7 +121,7 @@ db_test!(async fn lookups_by_email_tag_and_organizer(db) {
     let found = store.read(|c| contacts::contacts_by_email(c, "person3@mail.EXAMPLE")).unwrap();
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].data.given_name, "c3");
-    store.write(|c| contacts::delete_contact(c, found[0].id, t0())).unwrap();
+    store.write(|c| contacts::delete_contact(c, found[0].id, crmsync_schema::changes::Origin::Api, t0())).unwrap();
     assert!(store.read(|c| contacts::contacts_by_email(c, "person3@mail.example")).unwrap().is_empty());
 
     let mut ids = Vec::new();
@@ -137,7 +137,7 @@ db_test!(async fn lookups_by_email_tag_and_organizer(db) {
             organizer_user_id: user.id,
             participants: vec![],
         };
-        ids.push(store.write(|c| activities::create_activity(c, &data, t0())).unwrap());
+        ids.push(store.write(|c| activities::create_activity(c, &data, None, crmsync_schema::changes::Origin::Api, t0())).unwrap());
     }
     let mut order = Vec::new();
     let mut cursor = None;

@@ -297,7 +297,7 @@ db_test!(async fn deletes_hide_or_cancel_and_never_destroy(db) {
     // Google delete: the activity stays, hidden from the calendar.
     w.google_delete_event("alice@example.com", &event_id(a.id)).await;
     // CRM delete: the event is cancelled.
-    w.store.write(|c| crmsync_schema::activities::delete_activity(c, b.id, now())).unwrap();
+    w.store.write(|c| crmsync_schema::activities::delete_activity(c, b.id, crmsync_schema::changes::Origin::Api, now())).unwrap();
     let r = w.sync_activities(&w.alice).await;
     assert_eq!(r.counts.crm.get("hidden_from_calendar"), Some(&1), "{:?}", r.counts);
     assert_eq!(r.counts.google.get("cancelled"), Some(&1), "{:?}", r.counts);

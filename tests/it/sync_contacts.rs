@@ -28,7 +28,7 @@ db_test!(async fn first_run_links_by_email_and_syncs_both_ways(db) {
     let ada = w.crm_contact("Ada", "Lovelace", "ada@example.org");
     let bob = w.crm_contact("Bob", "Babbage", "bob@example.org");
     // An untagged CRM contact stays out of Google.
-    let untagged = w.store.write(|c| crmsync_schema::contacts::create_contact(c, &contact_data("Una", "Tagged", "una@example.org"), &[], now())).unwrap();
+    let untagged = w.store.write(|c| crmsync_schema::contacts::create_contact(c, &contact_data("Una", "Tagged", "una@example.org"), &[], None, crmsync_schema::changes::Origin::Api, now())).unwrap();
     // Google already has Bob (with a phone) and Cy in the group "CRM".
     let g = w.google_as("alice@example.com").await;
     let group = g.people().ensure_group("CRM").await.unwrap().resource_name.unwrap();
@@ -202,9 +202,9 @@ db_test!(async fn crm_untag_and_delete_take_the_contact_out_of_the_group_without
     let ada = w.crm_contact("Ada", "Lovelace", "ada@example.org");
     let bob = w.crm_contact("Bob", "Babbage", "bob@example.org");
     w.sync_contacts().await;
-    w.store.write(|c| crmsync_schema::contacts::untag_contact(c, ada.id, w.tag.id, now())).unwrap();
+    w.store.write(|c| crmsync_schema::contacts::untag_contact(c, ada.id, w.tag.id, crmsync_schema::changes::Origin::Api, now())).unwrap();
     w.crm_update(bob.id, |d| d.job_title = Some("Engineer".into()));
-    w.store.write(|c| crmsync_schema::contacts::delete_contact(c, bob.id, now())).unwrap();
+    w.store.write(|c| crmsync_schema::contacts::delete_contact(c, bob.id, crmsync_schema::changes::Origin::Api, now())).unwrap();
     let writes_before = w.emu.emulator().stats().count("people.people.deleteContact") + w.emu.emulator().stats().count("people.people.batchDeleteContacts");
     let r = w.sync_contacts().await;
     assert_eq!(r.counts.google.get("removed_from_group"), Some(&2), "{:?}", r.counts);
@@ -231,7 +231,7 @@ db_test!(async fn last_group_contact_stays_in_my_contacts_when_untagged(db) {
     g.people().modify_members("contactGroups/myContacts", &[], std::slice::from_ref(&rn)).await.unwrap();
     w.sync_contacts().await;
     let dee = w.crm_all().into_iter().find(|c| c.data.given_name == "Dee").expect("imported");
-    w.store.write(|c| crmsync_schema::contacts::untag_contact(c, dee.id, w.tag.id, now())).unwrap();
+    w.store.write(|c| crmsync_schema::contacts::untag_contact(c, dee.id, w.tag.id, crmsync_schema::changes::Origin::Api, now())).unwrap();
     w.sync_contacts().await;
     assert!(w.group_members().is_empty());
     let p = by_email(&w.google_contacts(), "dee@example.org")[0].clone();
@@ -243,11 +243,11 @@ db_test!(async fn links_come_back_without_duplicates(db) {
     let w = SyncWorld::new(db).await;
     let ada = w.crm_contact("Ada", "Lovelace", "ada@example.org");
     w.sync_contacts().await;
-    w.store.write(|c| crmsync_schema::contacts::untag_contact(c, ada.id, w.tag.id, now())).unwrap();
+    w.store.write(|c| crmsync_schema::contacts::untag_contact(c, ada.id, w.tag.id, crmsync_schema::changes::Origin::Api, now())).unwrap();
     w.sync_contacts().await;
     assert!(w.group_members().is_empty());
     // Re-tag: the same Google contact goes back into the group.
-    w.store.write(|c| crmsync_schema::contacts::tag_contact(c, ada.id, w.tag.id, now())).unwrap();
+    w.store.write(|c| crmsync_schema::contacts::tag_contact(c, ada.id, w.tag.id, crmsync_schema::changes::Origin::Api, now())).unwrap();
     let r = w.sync_contacts().await;
     assert_eq!(r.counts.google.get("added_to_group"), Some(&1), "{:?}", r.counts);
     assert_eq!(w.google_contacts().len(), 1);
@@ -295,7 +295,7 @@ db_test!(async fn mass_untag_guard_stops_a_run_that_empties_the_group(db) {
 
 db_test!(async fn a_public_or_foreign_tag_is_refused_as_sync_tag(db) {
     let w = SyncWorld::new(db).await;
-    let public = w.store.write(|c| crmsync_schema::tags::create_tag(c, &crmsync_schema::tags::NewTag { name: "Everyone".into(), visibility: crmsync_engine::model::TagVisibility::Public, owner_user_id: None }, now())).unwrap();
+    let public = w.store.write(|c| crmsync_schema::tags::create_tag(c, &crmsync_schema::tags::NewTag { external_id: None, name: "Everyone".into(), visibility: crmsync_engine::model::TagVisibility::Public, owner_user_id: None }, now())).unwrap();
     let bob = w.user("bob@example.com").await;
     let bobs = w.private_tag(&bob, "Bob's");
     for tag in [public.id, bobs.id] {
@@ -435,7 +435,15 @@ async fn crash_then_converge(
     w.crm_contact("Fay", "F", "f@example.org");
     w.crm_update(a.id, |d| d.job_title = Some("Countess".into()));
     w.store
-        .write(|c| crmsync_schema::contacts::untag_contact(c, b.id, w.tag.id, now()))
+        .write(|c| {
+            crmsync_schema::contacts::untag_contact(
+                c,
+                b.id,
+                w.tag.id,
+                crmsync_schema::changes::Origin::Api,
+                now(),
+            )
+        })
         .unwrap();
     let more = g
         .people()
@@ -722,10 +730,10 @@ db_test!(async fn mass_untag_undo_restores_each_kind_of_link_end(db) {
     }
     w.crm_update(contacts[8].id, |d| d.job_title = Some("Curator".into()));
     for c in &contacts[8..12] {
-        w.store.write(|x| untag_contact(x, c.id, w.tag.id, now())).unwrap();
+        w.store.write(|x| untag_contact(x, c.id, w.tag.id, crmsync_schema::changes::Origin::Api, now())).unwrap();
     }
     for c in &contacts[12..14] {
-        w.store.write(|x| delete_contact(x, c.id, now())).unwrap();
+        w.store.write(|x| delete_contact(x, c.id, crmsync_schema::changes::Origin::Api, now())).unwrap();
     }
 
     let writes = w.people_writes();
@@ -797,7 +805,7 @@ db_test!(
     w.sync_contacts().await;
     let rn = by_email(&w.google_contacts(), "ada@example.org")[0]["resourceName"].as_str().unwrap().to_string();
     w.crm_update(ada.id, |d| d.job_title = Some("Buyer".into()));
-    w.store.write(|c| crmsync_schema::contacts::untag_contact(c, ada.id, w.tag.id, now())).unwrap();
+    w.store.write(|c| crmsync_schema::contacts::untag_contact(c, ada.id, w.tag.id, crmsync_schema::changes::Origin::Api, now())).unwrap();
     w.google_delete_contact(&rn).await;
     w.emu.emulator().expire_sync_tokens("alice@example.com", crmsync_emulator::Api::People);
     let r = w.sync_contacts().await;
@@ -826,8 +834,8 @@ db_test!(
     let ada = w.crm_contact("Ada", "Lovelace", "ada@example.org");
     w.sync_contacts().await;
     let rn = by_email(&w.google_contacts(), "ada@example.org")[0]["resourceName"].as_str().unwrap().to_string();
-    w.store.write(|c| crmsync_schema::contacts::untag_contact(c, ada.id, w.tag.id, now())).unwrap();
-    w.store.write(|c| crmsync_schema::contacts::tag_contact(c, ada.id, w.tag.id, now())).unwrap();
+    w.store.write(|c| crmsync_schema::contacts::untag_contact(c, ada.id, w.tag.id, crmsync_schema::changes::Origin::Api, now())).unwrap();
+    w.store.write(|c| crmsync_schema::contacts::tag_contact(c, ada.id, w.tag.id, crmsync_schema::changes::Origin::Api, now())).unwrap();
     w.google_delete_contact(&rn).await;
     w.emu.emulator().expire_sync_tokens("alice@example.com", crmsync_emulator::Api::People);
     let r = w.sync_contacts().await;

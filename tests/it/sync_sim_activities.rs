@@ -500,7 +500,14 @@ impl Sim {
             _ => {
                 self.w
                     .store
-                    .write(|c| activities::delete_activity(c, a.id, now()))
+                    .write(|c| {
+                        activities::delete_activity(
+                            c,
+                            a.id,
+                            crmsync_schema::changes::Origin::Api,
+                            now(),
+                        )
+                    })
                     .expect("delete activity");
                 self.kept.remove(&a.id);
             }

@@ -218,11 +218,27 @@ async fn act(
             ));
             if c.tags.contains(&tag) {
                 w.store
-                    .write(|x| contacts::untag_contact(x, c.id, tag, now()))
+                    .write(|x| {
+                        contacts::untag_contact(
+                            x,
+                            c.id,
+                            tag,
+                            crmsync_schema::changes::Origin::Api,
+                            now(),
+                        )
+                    })
                     .expect("untag");
             } else {
                 w.store
-                    .write(|x| contacts::tag_contact(x, c.id, tag, now()))
+                    .write(|x| {
+                        contacts::tag_contact(
+                            x,
+                            c.id,
+                            tag,
+                            crmsync_schema::changes::Origin::Api,
+                            now(),
+                        )
+                    })
                     .expect("tag");
                 h.crm_tagged.insert(c.id, step);
             }
@@ -231,7 +247,9 @@ async fn act(
             let c = &crm[rng.gen_range(0..crm.len())];
             h.log(format_args!("CRM delete {}", c.id));
             w.store
-                .write(|x| contacts::delete_contact(x, c.id, now()))
+                .write(|x| {
+                    contacts::delete_contact(x, c.id, crmsync_schema::changes::Origin::Api, now())
+                })
                 .expect("delete");
             h.crm_deleted.insert(c.id, step);
         }

@@ -110,6 +110,7 @@ impl SyncWorld {
                 users::create_user(
                     c,
                     &NewUser {
+                        external_id: None,
                         email: email.into(),
                         display_name: email.into(),
                         google_alias: None,
@@ -127,6 +128,7 @@ impl SyncWorld {
                 tags::create_tag(
                     c,
                     &NewTag {
+                        external_id: None,
                         name: name.into(),
                         visibility: TagVisibility::Private,
                         owner_user_id: Some(owner.id),
@@ -176,7 +178,16 @@ impl SyncWorld {
     pub fn crm_contact(&self, given: &str, family: &str, email: &str) -> Contact {
         let data = contact_data(given, family, email);
         self.store
-            .write(|c| contacts::create_contact(c, &data, &[self.tag.id], now()))
+            .write(|c| {
+                contacts::create_contact(
+                    c,
+                    &data,
+                    &[self.tag.id],
+                    None,
+                    crmsync_schema::changes::Origin::Api,
+                    now(),
+                )
+            })
             .expect("create a contact")
     }
 
@@ -194,7 +205,9 @@ impl SyncWorld {
         let mut data = self.crm_get(id).data;
         f(&mut data);
         self.store
-            .write(|c| contacts::update_contact(c, id, &data, now()))
+            .write(|c| {
+                contacts::update_contact(c, id, &data, crmsync_schema::changes::Origin::Api, now())
+            })
             .expect("update")
     }
 
@@ -338,6 +351,7 @@ fn placeholder_user() -> User {
         time_zone: "UTC".into(),
         created_at: Utc::now(),
         updated_at: Utc::now(),
+        external_id: None,
     }
 }
 
@@ -348,6 +362,7 @@ fn placeholder_tag() -> Tag {
         visibility: TagVisibility::Private,
         owner_user_id: None,
         created_at: Utc::now(),
+        external_id: None,
     }
 }
 
@@ -424,7 +439,15 @@ impl SyncWorld {
         data: &crmsync_engine::model::ActivityData,
     ) -> crmsync_engine::model::Activity {
         self.store
-            .write(|c| crmsync_schema::activities::create_activity(c, data, now()))
+            .write(|c| {
+                crmsync_schema::activities::create_activity(
+                    c,
+                    data,
+                    None,
+                    crmsync_schema::changes::Origin::Api,
+                    now(),
+                )
+            })
             .expect("create an activity")
     }
 
@@ -445,7 +468,15 @@ impl SyncWorld {
         let mut data = self.crm_activity_get(id).data;
         f(&mut data);
         self.store
-            .write(|c| crmsync_schema::activities::update_activity(c, id, &data, now()))
+            .write(|c| {
+                crmsync_schema::activities::update_activity(
+                    c,
+                    id,
+                    &data,
+                    crmsync_schema::changes::Origin::Api,
+                    now(),
+                )
+            })
             .expect("update activity");
     }
 
@@ -485,7 +516,14 @@ impl SyncWorld {
     pub fn plain_contact(&self, given: &str, email: &str) -> Contact {
         self.store
             .write(|c| {
-                contacts::create_contact(c, &contact_data(given, "Contact", email), &[], now())
+                contacts::create_contact(
+                    c,
+                    &contact_data(given, "Contact", email),
+                    &[],
+                    None,
+                    crmsync_schema::changes::Origin::Api,
+                    now(),
+                )
             })
             .expect("create a contact")
     }

@@ -528,6 +528,7 @@ async fn the_admin_page_lists_every_user_through_the_paged_bulk_status_in_a_brow
                 let u = users::create_user(
                     c,
                     &NewUser {
+                        external_id: None,
                         email: format!("user{i:03}@example.com"),
                         display_name: format!("User {i:03}"),
                         google_alias: None,

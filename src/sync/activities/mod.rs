@@ -39,6 +39,7 @@ use crmsync_engine::planner::{
 };
 use crmsync_engine::series;
 use crmsync_engine::time;
+use crmsync_schema::changes::Origin;
 use crmsync_schema::sync_state::{self, Cursor, JournalEntry, Link};
 use crmsync_schema::{activities as activity_store, settings, AnyConnection, StoreResult};
 use serde_json::json;
@@ -325,6 +326,7 @@ impl Kind for Activities {
         uid: UserId,
         (cal, _): &(CalendarContext, UserId),
         p: &Item<Self>,
+        origin: Origin,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<Activity>> {
         let plan = &p.plan;
@@ -335,7 +337,9 @@ impl Kind for Activities {
                 &p.extra,
                 cal,
             );
-            return Ok(Some(activity_store::create_activity(c, &data, now)?));
+            return Ok(Some(activity_store::create_activity(
+                c, &data, None, origin, now,
+            )?));
         }
         let Some(existing) = p.crm.clone().filter(|a| a.deleted_at.is_none()) else {
             return Ok(p.crm.clone());
@@ -356,6 +360,7 @@ impl Kind for Activities {
             c,
             existing.id,
             &data,
+            origin,
             now,
         )?))
     }
@@ -606,7 +611,16 @@ async fn take_over(ex: &mut Executor<'_, Activities>, a: Activity) -> Result<Act
         .ctx
         .store
         .write_async(move |c| {
-            let updated = activity_store::update_activity(c, id, &data, now)?;
+            let updated = activity_store::update_activity(
+                c,
+                id,
+                &data,
+                Origin::Sync {
+                    run: jctx.run,
+                    user: jctx.user,
+                },
+                now,
+            )?;
             let entry = JournalEntry {
                 run_id: jctx.run,
                 user_id: jctx.user,

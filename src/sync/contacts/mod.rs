@@ -29,6 +29,7 @@ use crmsync_engine::model::{Contact, ContactData};
 use crmsync_engine::planner::{
     self, CrmState, GoogleObs, GoogleState, LinkState, PairReason, PlanPolicy, Presence, ScopeOp,
 };
+use crmsync_schema::changes::Origin;
 use crmsync_schema::sync_state::{self, Cursor, Link};
 use crmsync_schema::{contacts as contact_store, settings, tags, AnyConnection, StoreResult};
 use merges::Merges;
@@ -257,23 +258,31 @@ impl Kind for Contacts {
         _user: UserId,
         tag: &TagId,
         p: &Item<Self>,
+        origin: Origin,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<Contact>> {
         let plan = &p.plan;
         if plan.crm.create {
             let data = contact_map::apply_to_contact(&plan.crm.target, &ContactData::default());
-            return Ok(Some(contact_store::create_contact(c, &data, &[*tag], now)?));
+            return Ok(Some(contact_store::create_contact(
+                c,
+                &data,
+                &[*tag],
+                None,
+                origin,
+                now,
+            )?));
         }
         let Some(mut cur) = p.crm.clone().filter(|x| x.deleted_at.is_none()) else {
             return Ok(p.crm.clone());
         };
         if !plan.crm.update.is_empty() {
             let data = contact_map::apply_to_contact(&plan.crm.target, &cur.data);
-            cur = contact_store::update_contact(c, cur.id, &data, now)?;
+            cur = contact_store::update_contact(c, cur.id, &data, origin, now)?;
         }
         match plan.crm.scope {
-            ScopeOp::Join => cur = contact_store::tag_contact(c, cur.id, *tag, now)?,
-            ScopeOp::Leave => cur = contact_store::untag_contact(c, cur.id, *tag, now)?,
+            ScopeOp::Join => cur = contact_store::tag_contact(c, cur.id, *tag, origin, now)?,
+            ScopeOp::Leave => cur = contact_store::untag_contact(c, cur.id, *tag, origin, now)?,
             ScopeOp::Keep => {}
         }
         Ok(Some(cur))

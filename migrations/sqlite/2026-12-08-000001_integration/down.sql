@@ -1,0 +1,12 @@
+DROP TABLE webhook_attempts;
+DROP TABLE webhook_deliveries;
+DROP TABLE webhooks;
+DROP TABLE changes;
+DROP INDEX activities_external_id;
+DROP INDEX contacts_external_id;
+DROP INDEX tags_external_id;
+DROP INDEX users_external_id;
+ALTER TABLE activities DROP COLUMN external_id;
+ALTER TABLE contacts DROP COLUMN external_id;
+ALTER TABLE tags DROP COLUMN external_id;
+ALTER TABLE users DROP COLUMN external_id;
