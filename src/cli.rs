@@ -205,9 +205,52 @@ pub struct SchedulerArgs {
     /// between steps (their leases then expire at once for another worker).
     #[arg(long, env = "CRMSYNC_SHUTDOWN_GRACE_SECS", default_value_t = 120)]
     pub shutdown_grace_secs: u64,
+    /// `off`: CRM writes no longer start runs of the users they concern (SPEC 5 "Push");
+    /// scheduled runs and manual starts go on. Stored for every process of this database.
+    #[arg(long, env = "CRMSYNC_PUSH", default_value = "on", value_parser = ["on", "off"])]
+    pub push: String,
+    /// How long a push request waits for more edits before its run, in milliseconds.
+    #[arg(long, env = "CRMSYNC_PUSH_DEBOUNCE_MS", default_value_t = 2000)]
+    pub push_debounce_ms: u64,
+    /// The https:// address Google can reach crmsync at: with it, every user with activity
+    /// auto-sync gets a Calendar watch channel notifying `{URL}/google/notifications`.
+    #[arg(long, env = "CRMSYNC_PUBLIC_URL")]
+    pub public_url: Option<String>,
 }
 
 impl SchedulerArgs {
+    /// Adds the Calendar watch channels to `scheduler` when a public URL is set (and says why
+    /// not when it cannot be used).
+    pub fn with_push_channels(
+        &self,
+        scheduler: crate::scheduler::Scheduler,
+    ) -> crate::scheduler::Scheduler {
+        let Some(url) = self.public_url.as_deref().filter(|u| !u.trim().is_empty()) else {
+            tracing::info!("no CRMSYNC_PUBLIC_URL: Google Calendar edits reach the CRM at the next scheduled run");
+            return scheduler;
+        };
+        match crate::push::ChannelKeeper::new(url) {
+            Ok(keeper) => {
+                tracing::info!(address = keeper.address(), "Calendar watch channels on");
+                scheduler.with_channels(keeper)
+            }
+            Err(message) => {
+                tracing::warn!("{message}");
+                scheduler
+            }
+        }
+    }
+
+    /// The push settings these flags describe.
+    pub fn push_settings(&self) -> crmsync_schema::jobs::PushSettings {
+        let debounce_ms = self.push_debounce_ms.min(600_000) as i64;
+        crmsync_schema::jobs::PushSettings {
+            enabled: self.push != "off",
+            debounce_ms,
+            max_wait_ms: (debounce_ms * 5).max(10_000),
+        }
+    }
+
     /// The scheduler configuration these flags describe.
     pub fn config(&self) -> crate::scheduler::SchedulerConfig {
         let lease_ms = if self.lease_secs.is_finite() {

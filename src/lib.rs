@@ -10,6 +10,7 @@ pub mod bench_integration;
 pub mod cli;
 pub mod clock;
 pub mod demo;
+pub mod push;
 pub mod scheduler;
 pub mod server;
 pub mod sync;

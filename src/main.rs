@@ -147,6 +147,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn serve(cli: &Cli, args: &ServeArgs, clock: SharedClock) -> anyhow::Result<()> {
     let database_url = &cli.database_url;
     let store = open_checked_store(database_url, clock.now())?;
+    store_push_settings(&store, &args.scheduler, clock.now())?;
     let tokens = store.read(admin_tokens::list_admin_tokens)?;
     if tokens.iter().all(|t| t.revoked_at.is_some()) {
         tracing::warn!("no admin token exists yet: create one with `crmsync admin-token create`");
@@ -170,7 +171,12 @@ async fn serve(cli: &Cli, args: &ServeArgs, clock: SharedClock) -> anyhow::Resul
         None
     } else {
         let engine = crmsync::app::engine(&store, clock, &google, Default::default());
-        let scheduler = crmsync::scheduler::Scheduler::new(engine, args.scheduler.config());
+        let scheduler = args
+            .scheduler
+            .with_push_channels(crmsync::scheduler::Scheduler::new(
+                engine,
+                args.scheduler.config(),
+            ));
         state = state.with_scheduler(scheduler.handle());
         Some((scheduler.handle(), tokio::spawn(scheduler.run())))
     };
@@ -205,6 +211,28 @@ async fn serve(cli: &Cli, args: &ServeArgs, clock: SharedClock) -> anyhow::Resul
     Ok(())
 }
 
+/// Stores this process's push settings (`CRMSYNC_PUSH`, `--push-debounce-ms`) for every process
+/// of the database, and says when push is off.
+fn store_push_settings(
+    store: &crmsync_schema::Store,
+    args: &crmsync::cli::SchedulerArgs,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<()> {
+    let push = args.push_settings();
+    store
+        .write(|c| crmsync_schema::jobs::put_push_settings(c, &push, now))
+        .context("store the push settings")?;
+    if push.enabled {
+        tracing::info!(
+            debounce_ms = push.debounce_ms,
+            "push on: CRM writes start the runs they concern"
+        );
+    } else {
+        tracing::info!("push off (CRMSYNC_PUSH=off): CRM writes wait for scheduled runs");
+    }
+    Ok(())
+}
+
 /// `crmsync worker`: the scheduler alone, until Ctrl-C or SIGTERM.
 async fn worker(
     cli: &Cli,
@@ -212,6 +240,7 @@ async fn worker(
     clock: SharedClock,
 ) -> anyhow::Result<()> {
     let store = open_checked_store(&cli.database_url, clock.now())?;
+    store_push_settings(&store, &args.scheduler, clock.now())?;
     if store.kind() == crmsync_schema::DbKind::Sqlite {
         tracing::info!(
             "SQLite: one process does all the work; use PostgreSQL to run several workers"
@@ -237,7 +266,9 @@ async fn worker(
     let deliveries =
         crmsync::webhooks::spawn(&store, clock.clone(), &args.webhooks, &config.worker_id)?;
     let engine = crmsync::app::engine(&store, clock, &google, Default::default());
-    let scheduler = crmsync::scheduler::Scheduler::new(engine, config);
+    let scheduler = args
+        .scheduler
+        .with_push_channels(crmsync::scheduler::Scheduler::new(engine, config));
     let handle = scheduler.handle();
     let delivery_handle = deliveries.as_ref().map(|(h, _)| h.clone());
     tokio::spawn(async move {

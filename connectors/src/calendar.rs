@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use google_calendar3::CalendarHub;
 use std::sync::Arc;
 
-pub use google_calendar3::api::Event;
+pub use google_calendar3::api::{Channel, Event};
 
 /// Who Google notifies about a sync-originated change (`sendUpdates`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -415,6 +415,86 @@ impl CalendarClient {
         match result {
             Ok(()) => Ok(()),
             Err(e) if e.kind == ErrorKind::Gone => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Push notifications (facts: `events.watch`, `channels.stop`): Google POSTs to a channel's
+/// address after each change of the calendar, with the channel's id and token in
+/// `X-Goog-Channel-ID` / `X-Goog-Channel-Token`; a channel expires (Google caps the TTL) and is
+/// renewed by watching again with a new id, then stopping the old one.
+impl CalendarClient {
+    /// `events.watch` on `calendar`: a `web_hook` channel `channel_id` to `address`, with
+    /// `token` echoed in every notification, asking for `ttl_secs` (Google may give less: read
+    /// the answer's `expiration`, milliseconds since the epoch).
+    pub async fn watch_events(
+        &self,
+        calendar: &str,
+        channel_id: &str,
+        address: &str,
+        token: &str,
+        ttl_secs: u64,
+    ) -> Result<Channel, GoogleError> {
+        let (hub, caller) = (&self.inner.hub, &self.inner.caller);
+        let calendar = encode_path_segment(calendar);
+        let calendar = calendar.as_str();
+        let request = Channel {
+            id: Some(channel_id.to_string()),
+            type_: Some("web_hook".into()),
+            address: Some(address.to_string()),
+            token: Some(token.to_string()),
+            params: Some([("ttl".to_string(), ttl_secs.to_string())].into()),
+            ..Default::default()
+        };
+        caller
+            .run(
+                "calendar.events.watch",
+                // Watching twice with one id is refused (channelIdNotUnique): safe to retry.
+                Idempotency::Idempotent,
+                |mut dlg| {
+                    let request = request.clone();
+                    async move {
+                        prepare!(hub.events().watch(request, calendar), &mut dlg, caller)
+                            .doit()
+                            .await
+                    }
+                },
+            )
+            .await
+    }
+
+    /// `channels.stop`: no more notifications on channel `channel_id` (`resource_id` from the
+    /// watch answer). A channel Google no longer knows is already stopped.
+    pub async fn stop_channel(
+        &self,
+        channel_id: &str,
+        resource_id: &str,
+    ) -> Result<(), GoogleError> {
+        let (hub, caller) = (&self.inner.hub, &self.inner.caller);
+        let request = Channel {
+            id: Some(channel_id.to_string()),
+            resource_id: Some(resource_id.to_string()),
+            ..Default::default()
+        };
+        let result = caller
+            .run(
+                "calendar.channels.stop",
+                Idempotency::Idempotent,
+                |mut dlg| {
+                    let request = request.clone();
+                    async move {
+                        prepare!(hub.channels().stop(request), &mut dlg, caller)
+                            .doit()
+                            .await
+                            .map(|response| (response, ()))
+                    }
+                },
+            )
+            .await;
+        match result {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e),
         }
     }

@@ -298,6 +298,21 @@ impl Emulator {
     }
 
     /// One event of the user's primary calendar as `events.get` would return it.
+    /// The ids of the live watch channels on a user's calendar (for tests).
+    pub fn calendar_channels(&self, email: &str) -> Vec<String> {
+        let now_ms = self.now().timestamp_millis();
+        self.user(email)
+            .map(|u| {
+                u.calendar()
+                    .channels
+                    .iter()
+                    .filter(|(_, c)| c.expiration_ms > now_ms)
+                    .map(|(id, _)| id.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     pub fn calendar_event(&self, email: &str, id: &str) -> Option<Value> {
         self.user(email).and_then(|u| u.calendar().event_json(id))
     }

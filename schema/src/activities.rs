@@ -243,19 +243,29 @@ pub fn create_activity(
         .map_err(|e| crate::contacts::taken_external_id(e, external_id))?;
     write_participants(conn, id, &data.participants)?;
     let activity = get_activity(conn, id)?;
-    record(conn, &activity, seq, Action::Created, origin, now)?;
+    record(conn, &activity, None, seq, Action::Created, origin, now)?;
     Ok(activity)
 }
 
+/// Records a change of `activity` (`before`: its data before an update).
 fn record(
     conn: &mut AnyConnection,
     activity: &Activity,
+    before: Option<&ActivityData>,
     seq: i64,
     action: Action,
     origin: Origin,
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
     let id = activity.id.to_string();
+    // The users whose calendars show it, before or after the change.
+    let mut concerns = Vec::new();
+    for d in std::iter::once(&activity.data).chain(before) {
+        if activity.data.display_in_calendar || before.is_some_and(|b| b.display_in_calendar) {
+            concerns.push(d.organizer_user_id);
+            concerns.extend(d.participants.iter().filter_map(|p| p.user_id));
+        }
+    }
     let made = Made {
         cursor: seq,
         kind: RecordKind::Activity,
@@ -263,6 +273,7 @@ fn record(
         external_id: activity.external_id.as_deref(),
         action,
         tag: None,
+        concerns,
     };
     changes::record(conn, made, origin, now)
 }
@@ -320,6 +331,7 @@ pub fn update_activity(
     now: DateTime<Utc>,
 ) -> StoreResult<Activity> {
     require_live(conn, id)?;
+    let before = get_activity(conn, id)?.data;
     let tz = check_references(conn, data)?;
     let (start_at, end_at, all_day, start_date, end_date) = time_columns(&data.time, tz)?;
     let seq = next_change_seq(conn)?;
@@ -343,7 +355,15 @@ pub fn update_activity(
         .execute(conn)?;
     write_participants(conn, id, &data.participants)?;
     let activity = get_activity(conn, id)?;
-    record(conn, &activity, seq, Action::Updated, origin, now)?;
+    record(
+        conn,
+        &activity,
+        Some(&before),
+        seq,
+        Action::Updated,
+        origin,
+        now,
+    )?;
     Ok(activity)
 }
 
@@ -374,7 +394,7 @@ pub fn delete_activity(
         ))
         .execute(conn)?;
     let mut activity = get_activity(conn, id)?;
-    record(conn, &activity, seq, Action::Deleted, origin, now)?;
+    record(conn, &activity, None, seq, Action::Deleted, origin, now)?;
     if activity.external_id.is_some() {
         diesel::update(activities::table.find(id.to_string()))
             .set(activities::external_id.eq(None::<String>))

@@ -10,13 +10,17 @@
 //!
 //! Changes made by the sync engine are also put in the webhook outbox, in the same transaction
 //! ([`crate::webhooks::enqueue`]); the API's own writes never are (echo suppression).
+//!
+//! Push (SPEC 5): a change requests a debounced run ([`crate::jobs::request_push`]) of each user
+//! it concerns (the owners of the contact's sync tags; an activity's organizer and participant
+//! users), except the user whose run made it.
 
 use crate::db::AnyConnection;
 use crate::error::StoreResult;
 use crate::schema::changes;
 use crate::util::{from_db_time, parse_col, to_db_time};
 use chrono::{DateTime, Utc};
-use crmsync_engine::ids::{RunId, TagId, UserId};
+use crmsync_engine::ids::{RunId, SyncKind, TagId, UserId};
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -95,6 +99,8 @@ pub(crate) struct Made<'a> {
     pub external_id: Option<&'a str>,
     pub action: Action,
     pub tag: Option<TagId>,
+    /// The users whose sync the change concerns (they get a push run).
+    pub concerns: Vec<UserId>,
 }
 
 /// Records a change in the feed and, when the sync engine made it, in the webhook outbox; inside
@@ -123,6 +129,7 @@ pub(crate) fn record(
             changes::at.eq(to_db_time(now)),
         ))
         .execute(conn)?;
+    request_pushes(conn, &made, origin, now)?;
     if let Origin::Sync { run, user } = origin {
         let change = Change {
             cursor: made.cursor,
@@ -138,6 +145,39 @@ pub(crate) fn record(
         };
         let event = format!("{}.{}", made.kind.as_str(), made.action.as_str());
         crate::webhooks::enqueue(conn, &event, &change, now)?;
+    }
+    Ok(())
+}
+
+/// Requests a push run of every user the change concerns but the one whose run made it.
+fn request_pushes(
+    conn: &mut AnyConnection,
+    made: &Made<'_>,
+    origin: Origin,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    let by = match origin {
+        Origin::Sync { user, .. } => Some(user),
+        Origin::Api => None,
+    };
+    let mut users: Vec<UserId> = made
+        .concerns
+        .iter()
+        .copied()
+        .filter(|u| Some(*u) != by)
+        .collect();
+    if users.is_empty() {
+        return Ok(());
+    }
+    users.sort();
+    users.dedup();
+    let push = crate::jobs::push_settings(conn)?;
+    let kind = match made.kind {
+        RecordKind::Contact => SyncKind::Contacts,
+        RecordKind::Activity => SyncKind::Activities,
+    };
+    for user in users {
+        crate::jobs::request_push(conn, user, kind, &push, now)?;
     }
     Ok(())
 }

@@ -101,6 +101,8 @@ fn record(
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
     let id = contact.id.to_string();
+    let mut tags = contact.tags.clone();
+    tags.extend(tag);
     let made = Made {
         cursor: seq,
         kind: RecordKind::Contact,
@@ -108,8 +110,30 @@ fn record(
         external_id: contact.external_id.as_deref(),
         action,
         tag,
+        concerns: sync_tag_owners(conn, &tags)?,
     };
     changes::record(conn, made, origin, now)
+}
+
+/// The users whose contact sync tag is one of `tags`.
+fn sync_tag_owners(
+    conn: &mut AnyConnection,
+    tags: &[TagId],
+) -> StoreResult<Vec<crmsync_engine::ids::UserId>> {
+    use crate::schema::sync_settings;
+    if tags.is_empty() {
+        return Ok(Vec::new());
+    }
+    let keys: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+    let users: Vec<String> = sync_settings::table
+        .filter(sync_settings::kind.eq(crmsync_engine::ids::SyncKind::Contacts.as_str()))
+        .filter(sync_settings::tag_id.eq_any(keys))
+        .select(sync_settings::user_id)
+        .load(conn)?;
+    users
+        .iter()
+        .map(|u| parse_col(u, "sync_settings.user_id"))
+        .collect()
 }
 
 /// A live contact by its external id.

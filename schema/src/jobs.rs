@@ -12,6 +12,10 @@
 //! worker that dies keeps its lease until it expires; the next claimer then carries out the same
 //! run again (the engine is crash-safe, so the re-run converges without duplicates).
 //!
+//! Push (SPEC 5): [`request_push`] marks a (user, kind) for a debounced run (`push_due_at`);
+//! the claimers take it like a scheduled run once the time has come, with trigger `push`, and any
+//! run claimed after a request covers it (the columns are cleared).
+//!
 //! Every function takes `&mut AnyConnection` inside the caller's write transaction.
 
 use crate::db::{require_transaction, AnyConnection};
@@ -50,6 +54,11 @@ pub struct Job {
     /// When the current lease was taken.
     pub claimed_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
+    /// When a requested push run falls due (debounced).
+    pub push_due_at: Option<DateTime<Utc>>,
+    /// The first push request of the current burst (the debounce never waits longer than
+    /// [`PushSettings::max_wait_ms`] from it).
+    pub push_requested_at: Option<DateTime<Utc>>,
 }
 
 impl Job {
@@ -77,6 +86,8 @@ struct JobRow {
     last_run_at: Option<NaiveDateTime>,
     last_run_id: Option<String>,
     claimed_at: Option<NaiveDateTime>,
+    push_due_at: Option<NaiveDateTime>,
+    push_requested_at: Option<NaiveDateTime>,
 }
 
 fn opt_id<T: std::str::FromStr>(v: Option<String>, col: &'static str) -> StoreResult<Option<T>>
@@ -104,6 +115,8 @@ impl JobRow {
             settings_version: self.settings_version.map(from_db_time),
             claimed_at: self.claimed_at.map(from_db_time),
             updated_at: from_db_time(self.updated_at),
+            push_due_at: self.push_due_at.map(from_db_time),
+            push_requested_at: self.push_requested_at.map(from_db_time),
         })
     }
 }
@@ -255,6 +268,100 @@ pub fn request_run(
     })
 }
 
+/// How writes start runs (SPEC 5 "Push"), kept in the app settings so that `serve` and every
+/// `worker` agree (`serve` and `worker` write it at startup from `CRMSYNC_PUSH` and
+/// `--push-debounce-ms`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct PushSettings {
+    pub enabled: bool,
+    /// A request waits this long for more (a burst of edits makes one run).
+    pub debounce_ms: i64,
+    /// A burst never delays its run longer than this from its first request.
+    pub max_wait_ms: i64,
+}
+
+impl Default for PushSettings {
+    fn default() -> Self {
+        PushSettings {
+            enabled: true,
+            debounce_ms: 2000,
+            max_wait_ms: 10_000,
+        }
+    }
+}
+
+const PUSH_SETTINGS_KEY: &str = "push";
+
+/// The push settings (the defaults until a process stored its own).
+pub fn push_settings(conn: &mut AnyConnection) -> StoreResult<PushSettings> {
+    Ok(crate::app_settings::get_setting(conn, PUSH_SETTINGS_KEY)?.unwrap_or_default())
+}
+
+/// Stores the push settings (at `serve` / `worker` startup).
+pub fn put_push_settings(
+    conn: &mut AnyConnection,
+    push: &PushSettings,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    crate::app_settings::put_setting(conn, PUSH_SETTINGS_KEY, push, now)
+}
+
+/// Requests a push run of (user, kind), debounced: due `debounce` from now, never later than
+/// `max_wait` after the burst's first request. Nothing is requested (`false`) when the user has
+/// no such sync settings or auto-sync off, when the Google connection is in `auth_error` or
+/// `disabled`, or when a manual start is already queued (it covers the change).
+pub fn request_push(
+    conn: &mut AnyConnection,
+    user: UserId,
+    kind: SyncKind,
+    push: &PushSettings,
+    now: DateTime<Utc>,
+) -> StoreResult<bool> {
+    require_transaction(conn)?;
+    if !push.enabled {
+        return Ok(false);
+    }
+    match settings::get_sync_settings(conn, user, kind)? {
+        Some(s) if s.auto_sync => {}
+        _ => return Ok(false),
+    }
+    let state: Option<String> = google_connections::table
+        .find(user.to_string())
+        .select(google_connections::state)
+        .first(conn)
+        .optional()?;
+    if state.is_some_and(|s| s != "active") {
+        return Ok(false);
+    }
+    ensure_job(conn, user, kind, now)?;
+    lock_job(conn, user, kind)?;
+    let job = get_job(conn, user, kind)?
+        .ok_or_else(|| StoreError::not_found("sync job", format!("{user}/{kind}")))?;
+    if job.requested_run_id.is_some() {
+        return Ok(false);
+    }
+    let first = job.push_requested_at.unwrap_or(now);
+    let due = (now + Duration::milliseconds(push.debounce_ms))
+        .min(first + Duration::milliseconds(push.max_wait_ms));
+    diesel::update(key(user, kind))
+        .set((
+            sync_jobs::push_due_at.eq(Some(to_db_time(due))),
+            sync_jobs::push_requested_at.eq(Some(to_db_time(first))),
+        ))
+        .execute(conn)?;
+    tracing::debug!(%user, %kind, due = %due, "push run requested");
+    Ok(true)
+}
+
+/// The earliest push due time (a scheduler sleeps no longer than until then).
+pub fn next_push_due(conn: &mut AnyConnection) -> StoreResult<Option<DateTime<Utc>>> {
+    let next: Option<NaiveDateTime> = sync_jobs::table
+        .filter(sync_jobs::push_due_at.is_not_null())
+        .select(diesel::dsl::min(sync_jobs::push_due_at))
+        .first(conn)?;
+    Ok(next.map(from_db_time))
+}
+
 /// A run a worker has claimed and must carry out under its lease.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Claim {
@@ -355,6 +462,7 @@ fn claim(
                     .or(sync_jobs::running_run_id.is_not_null())
                     .or(sync_jobs::next_due_at
                         .le(ts)
+                        .or(sync_jobs::push_due_at.le(ts))
                         .and(diesel::dsl::not(sync_jobs::user_id.eq_any(not_connected())))),
             )
             .select(JobRow::as_select())),
@@ -389,6 +497,25 @@ fn claim(
                     .limit(left)
                     .select(JobRow::as_select())));
             }
+            let left = limit - rows.len() as i64;
+            if left > 0 {
+                // Push requests whose debounce is over (a row also due by schedule was taken
+                // above and is skipped here).
+                rows.extend(locked_load!(sync_jobs::table
+                    .filter(sync_jobs::push_due_at.le(ts))
+                    .filter(
+                        sync_jobs::next_due_at
+                            .is_null()
+                            .or(sync_jobs::next_due_at.gt(ts))
+                    )
+                    .filter(sync_jobs::requested_at.is_null())
+                    .filter(sync_jobs::running_run_id.is_null())
+                    .filter(lease_free())
+                    .filter(diesel::dsl::not(sync_jobs::user_id.eq_any(not_connected())))
+                    .order(sync_jobs::push_due_at)
+                    .limit(left)
+                    .select(JobRow::as_select())));
+            }
             rows
         }
     };
@@ -399,10 +526,14 @@ fn claim(
         let (user, kind) = (job.user_id, job.kind);
         let mut taken_over_from = None;
         let mut from_request = false;
+        let pushed = job.push_due_at.filter(|d| *d <= now);
+        let scheduled = job.next_due_at.is_some_and(|d| d <= now);
         let due_at = if job.running_run_id.is_some() {
             job.lease_expires_at
         } else {
-            job.requested_at.or(job.next_due_at)
+            job.requested_at
+                .or(pushed.filter(|_| !scheduled))
+                .or(job.next_due_at)
         };
         let mut run = None;
         if let Some(left) = job.running_run_id {
@@ -430,7 +561,13 @@ fn claim(
         let run = match run {
             Some(r) => r,
             None => {
-                let trigger = if from_request { "manual" } else { "schedule" };
+                let trigger = if from_request {
+                    "manual"
+                } else if pushed.is_some() && !scheduled {
+                    "push"
+                } else {
+                    "schedule"
+                };
                 let id = runs::create_run(conn, user, kind, trigger, &serde_json::json!({}), now)?;
                 runs::get_run(conn, id)?.ok_or_else(|| StoreError::not_found("sync run", id))?
             }
@@ -442,12 +579,25 @@ fn claim(
             sync_jobs::claimed_at.eq(Some(ts)),
             sync_jobs::updated_at.eq(ts),
         );
+        // A new or queued run starts after every push request so far: it covers them. (A run
+        // taken over from a dead worker may have started before them: they stay.)
+        let covers_push = taken_over_from.is_none();
         if from_request {
             diesel::update(key(user, kind))
                 .set((
                     lease_cols,
                     sync_jobs::requested_at.eq(None::<NaiveDateTime>),
                     sync_jobs::requested_run_id.eq(None::<String>),
+                    sync_jobs::push_due_at.eq(None::<NaiveDateTime>),
+                    sync_jobs::push_requested_at.eq(None::<NaiveDateTime>),
+                ))
+                .execute(conn)?;
+        } else if covers_push {
+            diesel::update(key(user, kind))
+                .set((
+                    lease_cols,
+                    sync_jobs::push_due_at.eq(None::<NaiveDateTime>),
+                    sync_jobs::push_requested_at.eq(None::<NaiveDateTime>),
                 ))
                 .execute(conn)?;
         } else {

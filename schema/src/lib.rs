@@ -11,6 +11,7 @@ pub mod activities;
 pub mod admin_tokens;
 pub mod app_settings;
 pub mod changes;
+pub mod channels;
 pub mod connections;
 pub mod contacts;
 pub mod db;

@@ -283,6 +283,8 @@ diesel::table! {
         last_run_at -> Nullable<Timestamp>,
         last_run_id -> Nullable<Text>,
         claimed_at -> Nullable<Timestamp>,
+        push_due_at -> Nullable<Timestamp>,
+        push_requested_at -> Nullable<Timestamp>,
     }
 }
 
@@ -356,6 +358,21 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    watch_channels (user_id) {
+        user_id -> Text,
+        channel_id -> Nullable<Text>,
+        resource_id -> Nullable<Text>,
+        token_hash -> Nullable<Text>,
+        expires_at -> Nullable<Timestamp>,
+        last_message_number -> Nullable<BigInt>,
+        last_error -> Nullable<Text>,
+        claimed_by -> Nullable<Text>,
+        claimed_until -> Nullable<Timestamp>,
+        updated_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(webhook_deliveries -> webhooks (webhook_id));
 diesel::joinable!(webhook_attempts -> webhook_deliveries (delivery_id));
 diesel::joinable!(contact_emails -> contacts (contact_id));
@@ -393,4 +410,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     webhooks,
     webhook_deliveries,
     webhook_attempts,
+    watch_channels,
 );

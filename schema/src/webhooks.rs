@@ -963,9 +963,12 @@ pub fn renew_leases(
             .filter(webhook_deliveries::lease_until.ge(to_db_time(now)))
             .filter(webhook_deliveries::state.eq(DeliveryState::Pending.as_str()))
     };
-    diesel::update(held())
+    let renewed = diesel::update(held())
         .set(webhook_deliveries::lease_until.eq(Some(to_db_time(lease_until))))
         .execute(conn)?;
+    if renewed == ids.len() {
+        return Ok(ids.to_vec());
+    }
     let still: Vec<String> = held().select(webhook_deliveries::id).load(conn)?;
     Ok(ids
         .iter()

@@ -169,6 +169,8 @@ pub struct Scheduler {
     config: Arc<SchedulerConfig>,
     wake: Arc<Notify>,
     stop: Arc<watch::Sender<bool>>,
+    /// Calendar watch channels, when crmsync has a public URL (`push.rs`).
+    channels: Option<Arc<crate::push::ChannelKeeper>>,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -191,7 +193,15 @@ impl Scheduler {
             config: Arc::new(config),
             wake: Arc::new(Notify::new()),
             stop: Arc::new(stop),
+            channels: None,
         }
+    }
+
+    /// Also keeps the Calendar watch channels (made, renewed, stopped) of every user with
+    /// activity auto-sync, in a task of its own so Google's answers never delay claims.
+    pub fn with_channels(mut self, keeper: crate::push::ChannelKeeper) -> Self {
+        self.channels = Some(Arc::new(keeper));
+        self
     }
 
     pub fn handle(&self) -> SchedulerHandle {
@@ -267,7 +277,13 @@ impl Scheduler {
         Ok(self
             .engine
             .store()
-            .write_async(move |c| jobs::claim_due(c, now, &worker, lease, limit))
+            .write_async(move |c| {
+                // The admin's domain-wide pause switch: nothing is claimed while it is on.
+                if crate::api::admin::sync_paused(c)? {
+                    return Ok(Vec::new());
+                }
+                jobs::claim_due(c, now, &worker, lease, limit)
+            })
             .await?)
     }
 
@@ -346,6 +362,28 @@ impl Scheduler {
         }
     }
 
+    /// How long to sleep before the next look: until the earliest push request falls due, if
+    /// that comes before the next tick (so a debounced push run starts on time).
+    async fn until_next_push(&self, tick: Duration) -> Duration {
+        let next = self
+            .engine
+            .store()
+            .run(|s| s.read(jobs::next_push_due))
+            .await;
+        match next {
+            Ok(Some(due)) => match (due - self.now()).to_std() {
+                Ok(d) => d.clamp(Duration::from_millis(10), tick),
+                // Due already but not claimable now (leased or a full slot): the tick.
+                Err(_) => tick,
+            },
+            Ok(None) => tick,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the next push time");
+                tick
+            }
+        }
+    }
+
     /// Deletes the change-feed rows older than [`FEED_KEEP_DAYS`] (SPEC 6.4: at least 30 days
     /// are kept); a reader behind them is told to resynchronize in full.
     async fn prune_feed(&self) {
@@ -379,6 +417,8 @@ impl Scheduler {
         let mut last_look: Option<Instant> = None;
         let mut last_full: Option<Instant> = None;
         let mut last_prune: Option<Instant> = None;
+        let mut last_channels: Option<Instant> = None;
+        let mut channel_task: Option<tokio::task::JoinHandle<usize>> = None;
         let mut watermark = None;
         loop {
             if *stop.borrow_and_update() {
@@ -408,6 +448,18 @@ impl Scheduler {
                     }
                 }
             }
+            if let Some(keeper) = &self.channels {
+                let idle = channel_task.as_ref().is_none_or(|t| t.is_finished());
+                if idle && last_channels.is_none_or(|t| t.elapsed() >= keeper.every) {
+                    last_channels = Some(Instant::now());
+                    let (keeper, engine, worker) =
+                        (keeper.clone(), self.engine.clone(), cfg.worker_id.clone());
+                    channel_task =
+                        Some(tokio::spawn(
+                            async move { keeper.tick(&engine, &worker).await },
+                        ));
+                }
+            }
             if last_prune.is_none_or(|t| t.elapsed() >= FEED_PRUNE_EVERY) {
                 last_prune = Some(Instant::now());
                 self.prune_feed().await;
@@ -428,13 +480,18 @@ impl Scheduler {
                 }
             }
             let full = tasks.len() >= cfg.concurrency;
+            let wait = if full {
+                cfg.tick
+            } else {
+                self.until_next_push(cfg.tick).await
+            };
             tokio::select! {
                 _ = stop.changed() => {}
                 _ = self.wake.notified(), if !full => {}
                 Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
                     reap(done, &mut running);
                 }
-                _ = tokio::time::sleep(cfg.tick) => {}
+                _ = tokio::time::sleep(wait) => {}
             }
         }
         tracing::info!(

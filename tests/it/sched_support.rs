@@ -139,24 +139,36 @@ pub struct ApiWorld {
 
 impl ApiWorld {
     pub async fn start(world: SyncWorld) -> ApiWorld {
-        let clock: SharedClock = Arc::new(SystemClock);
+        Self::start_with(world, Arc::new(SystemClock), |s, _| s).await
+    }
+
+    /// Like [`ApiWorld::start`], on `clock`, with the scheduler adjusted by `adjust` (given the
+    /// server's root URL, e.g. for Calendar watch channels).
+    pub async fn start_with(
+        world: SyncWorld,
+        clock: SharedClock,
+        adjust: impl FnOnce(Scheduler, &str) -> Scheduler,
+    ) -> ApiWorld {
         let (_, token) = world
             .store
             .write(|c| admin_tokens::create_admin_token(c, "test", Utc::now()))
             .expect("token");
-        let scheduler = Scheduler::new(
-            engine_with_clock(&world, clock.clone()),
-            config("api-worker", JitterPolicy::none()),
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let scheduler = adjust(
+            Scheduler::new(
+                engine_with_clock(&world, clock.clone()),
+                config("api-worker", JitterPolicy::none()),
+            ),
+            &format!("http://{addr}"),
         );
         let handle = scheduler.handle();
         let state = AppState::new(world.store.clone(), clock)
             .with_google(GoogleEndpoints::emulator(world.emu.base_url()))
             .with_scheduler(handle.clone())
             .with_wait_limit(Duration::from_secs(60));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
         tokio::spawn(crmsync::server::serve(
             state,
             listener,

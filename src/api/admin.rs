@@ -1,0 +1,388 @@
+//! Admin jobs of the page (SPEC 6.5) that no other route does:
+//!
+//! - the check of the domain's service account for one chosen user
+//!   (`POST /google/service-account/check`): for each scope the sync uses, a read-only Google
+//!   call made with a token for that scope alone, so the answer names exactly the scopes the
+//!   Admin console has not authorized yet;
+//! - the domain-wide pause switch (`GET`/`PUT /sync-pause`): while paused no worker claims a run
+//!   (scheduled or started by hand; started ones wait in the queue until the switch is turned
+//!   back), see [`sync_paused`], which the scheduler reads before each claim;
+//! - a user's sync health (`GET /users/{id}/sync-health`): per kind how many records are linked,
+//!   await Google's confirmation, are out of scope (one side left: the pair is remembered), and
+//!   fail, with the failing records and why.
+
+use super::error::{ApiError, ApiResult};
+use super::extract::ApiPath;
+use super::extract::JsonBody;
+use super::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use crmsync_connectors::{
+    ClientOptions, Credentials, ErrorKind, GoogleAccount, GoogleError, RetryPolicy, SCOPE_CALENDAR,
+    SCOPE_CONTACTS,
+};
+use crmsync_engine::ids::{SyncKind, UserId};
+use crmsync_engine::planner::LinkState;
+use crmsync_schema::parked::FailingItem;
+use crmsync_schema::{app_settings, connections, sync_state, users, AnyConnection, StoreResult};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use utoipa::ToSchema;
+
+/// The app setting that holds the pause switch.
+const PAUSE_SETTING: &str = "sync_pause";
+
+/// The stored pause switch.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PauseSetting {
+    paused: bool,
+    changed_at: DateTime<Utc>,
+}
+
+/// Whether the admin paused all sync for the domain (no run is claimed while it is).
+pub fn sync_paused(c: &mut AnyConnection) -> StoreResult<bool> {
+    Ok(app_settings::get_setting::<PauseSetting>(c, PAUSE_SETTING)?.is_some_and(|p| p.paused))
+}
+
+/// Which user to check the service account for.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckServiceAccount {
+    /// The user whose Google account the service account impersonates for the check.
+    #[schema(value_type = uuid::Uuid)]
+    user_id: UserId,
+}
+
+/// One scope's outcome.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ScopeCheck {
+    pub scope: String,
+    /// Google gave a token for this scope and answered a read with it.
+    pub ok: bool,
+    /// What Google said, when it refused.
+    pub error: Option<String>,
+}
+
+/// The outcome of a service-account check.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ServiceAccountCheck {
+    #[schema(value_type = uuid::Uuid)]
+    pub user_id: UserId,
+    /// The Google account impersonated (the user's Google alias).
+    pub subject: String,
+    pub client_id: String,
+    /// Every scope worked.
+    pub ok: bool,
+    pub scopes: Vec<ScopeCheck>,
+    /// The scopes to authorize still (empty when `ok`).
+    pub missing: Vec<String>,
+    /// What the check found and what to do, in plain words.
+    pub message: String,
+}
+
+/// A check's Google call for one scope: `Ok` when Google answered the read.
+async fn try_scope(account: &GoogleAccount, scope: &str) -> Result<(), GoogleError> {
+    if scope == SCOPE_CONTACTS {
+        account
+            .people()
+            .find_group("crmsync scope check")
+            .await
+            .map(drop)
+    } else {
+        account
+            .calendar()
+            .get_event("primary", "crmsyncscopecheck")
+            .await
+            .map(drop)
+    }
+}
+
+/// `POST /google/service-account/check` `{user_id}`: tries the domain's service account for the
+/// user, scope by scope, and says which scopes are missing.
+#[utoipa::path(
+    post, path = "/google/service-account/check", tag = "google",
+    operation_id = "google_check_service_account",
+    summary = "Check the service account for a user",
+    description = "Asks Google for a token for each scope the sync uses (as the user, through the \
+                   domain's service account) and makes one read-only call with it. Nothing is \
+                   written. The answer names the scopes the Admin console has not authorized.",
+    request_body = CheckServiceAccount,
+    responses(
+        (status = 200, description = "the outcome per scope (`ok` false names what is missing)", body = ServiceAccountCheck),
+        (status = 404, description = "no such user (`not_found`)", body = super::openapi::ErrorBody),
+        (status = 409, description = "no service-account key is stored for the user's domain (`conflict`)", body = super::openapi::ErrorBody),
+        (status = 502, description = "Google could not be reached, or answered with an error that is not about authorization (`google_unavailable`)", body = super::openapi::ErrorBody),
+    )
+)]
+pub async fn check_service_account(
+    State(st): State<AppState>,
+    JsonBody(body): JsonBody<CheckServiceAccount>,
+) -> ApiResult<Json<ServiceAccountCheck>> {
+    let user_id = body.user_id;
+    let found = st
+        .run(move |s| {
+            s.read(|c| {
+                let user = users::get_user(c, user_id)?;
+                let domain = crate::sync::google::domain_of(&user.google_alias).to_string();
+                let sa = connections::get_service_account(c, &domain)?;
+                let key = match &sa {
+                    Some(_) => Some(connections::service_account_key(s, c, &domain)?),
+                    None => None,
+                };
+                Ok((user, domain, sa.map(|sa| sa.client_id), key))
+            })
+        })
+        .await?;
+    let (user, domain, client_id, key) = found;
+    let (Some(client_id), Some(key)) = (client_id, key) else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!(
+                "no service-account key is stored for {domain} (the domain of {}); upload the domain's \
+                 JSON key first, or connect the user with OAuth",
+                user.google_alias
+            ),
+        ));
+    };
+    let key: crmsync_connectors::yup_oauth2::ServiceAccountKey = serde_json::from_str(&key)
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!("the stored service-account key of {domain} cannot be read ({e}); upload the JSON key again"),
+            )
+        })?;
+    let mut scopes = Vec::new();
+    for scope in [SCOPE_CONTACTS, SCOPE_CALENDAR] {
+        // A fresh account per scope: each asks for a token of its own scope only.
+        let account = GoogleAccount::connect(
+            &st.google,
+            Credentials::ServiceAccount {
+                key: key.clone(),
+                subject: user.google_alias.clone(),
+            },
+            ClientOptions {
+                retry: RetryPolicy::fast(1),
+                request_timeout: Duration::from_secs(20),
+                user_label: Some(user.google_alias.clone()),
+                ..ClientOptions::default()
+            },
+        )
+        .await;
+        let outcome = match account {
+            Ok(account) => try_scope(&account, scope).await,
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(()) => scopes.push(ScopeCheck {
+                scope: scope.into(),
+                ok: true,
+                error: None,
+            }),
+            Err(e) if e.kind == ErrorKind::Auth => scopes.push(ScopeCheck {
+                scope: scope.into(),
+                ok: false,
+                error: Some(e.to_string()),
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, user = %user.id, "service-account check: Google unavailable");
+                return Err(ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "google_unavailable",
+                    format!("Google could not answer the check ({e}); try again in a minute"),
+                ));
+            }
+        }
+    }
+    let missing: Vec<String> = scopes
+        .iter()
+        .filter(|s| !s.ok)
+        .map(|s| s.scope.clone())
+        .collect();
+    let message = if missing.is_empty() {
+        format!(
+            "the service account works for {}: every scope is authorized",
+            user.google_alias
+        )
+    } else {
+        format!(
+            "missing scope(s) for {}: {}. In the Google Admin console (Security > Access and data control > \
+             API controls > Domain-wide delegation) authorize client id {client_id} for {}; changes can take \
+             up to 24 hours",
+            user.google_alias,
+            missing.join(", "),
+            crmsync_connectors::ALL_SCOPES.join(",")
+        )
+    };
+    Ok(Json(ServiceAccountCheck {
+        user_id: user.id,
+        subject: user.google_alias,
+        client_id,
+        ok: missing.is_empty(),
+        scopes,
+        missing,
+        message,
+    }))
+}
+
+/// The pause switch as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SyncPause {
+    /// No run is claimed while paused (scheduled or started by hand).
+    pub paused: bool,
+    /// When the switch was last turned (`null`: never).
+    pub changed_at: Option<DateTime<Utc>>,
+    pub message: String,
+}
+
+fn pause_view(p: Option<PauseSetting>) -> SyncPause {
+    let paused = p.as_ref().is_some_and(|p| p.paused);
+    SyncPause {
+        paused,
+        changed_at: p.map(|p| p.changed_at),
+        message: if paused {
+            "all sync is paused: no scheduled run starts, and started runs wait until sync is resumed".into()
+        } else {
+            "sync runs as scheduled".into()
+        },
+    }
+}
+
+/// `GET /sync-pause`.
+#[utoipa::path(
+    get, path = "/sync-pause", tag = "sync",
+    operation_id = "sync_pause_get",
+    summary = "Whether all sync is paused",
+    responses((status = 200, description = "the switch", body = SyncPause))
+)]
+pub async fn get_pause(State(st): State<AppState>) -> ApiResult<Json<SyncPause>> {
+    let p = st
+        .read_async(|c| app_settings::get_setting::<PauseSetting>(c, PAUSE_SETTING))
+        .await?;
+    Ok(Json(pause_view(p)))
+}
+
+/// The switch's new position.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PutPause {
+    /// `true` pauses all sync of the domain, `false` resumes it.
+    paused: bool,
+}
+
+/// `PUT /sync-pause` `{paused}`.
+#[utoipa::path(
+    put, path = "/sync-pause", tag = "sync",
+    operation_id = "sync_pause_put",
+    summary = "Pause or resume all sync",
+    description = "While paused no worker claims a run: scheduled runs do not start and started \
+                   runs wait in the queue until sync is resumed.",
+    request_body = PutPause,
+    responses((status = 200, description = "the switch afterwards", body = SyncPause))
+)]
+pub async fn put_pause(
+    State(st): State<AppState>,
+    JsonBody(body): JsonBody<PutPause>,
+) -> ApiResult<Json<SyncPause>> {
+    let now = st.now();
+    let setting = PauseSetting {
+        paused: body.paused,
+        changed_at: now,
+    };
+    let stored = setting.clone();
+    st.write_async(move |c| app_settings::put_setting(c, PAUSE_SETTING, &stored, now))
+        .await?;
+    tracing::info!(paused = body.paused, "domain-wide sync pause switched");
+    if !body.paused {
+        if let Some(s) = &st.scheduler {
+            s.wake();
+        }
+    }
+    Ok(Json(pause_view(Some(setting))))
+}
+
+/// One kind's health.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KindHealth {
+    /// Records linked to their Google counterpart.
+    #[schema(format = Int64)]
+    pub linked: i64,
+    /// Sent to Google, not yet seen back.
+    #[schema(format = Int64)]
+    pub awaiting_confirmation: i64,
+    /// Pairs whose one side left the scope (untagged, deleted, out of the date range); kept so
+    /// that they can come back.
+    #[schema(format = Int64)]
+    pub out_of_scope: i64,
+    /// Records failing in recent runs (the list below holds at most 20).
+    #[schema(format = Int64)]
+    pub failing: i64,
+    /// Of those, how many are parked (they no longer hold the sync back).
+    #[schema(format = Int64)]
+    pub parked: i64,
+    /// The failing records and why.
+    #[schema(value_type = Vec<super::openapi::FailingItemDoc>)]
+    pub failing_records: Vec<FailingItem>,
+}
+
+/// A user's sync health.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SyncHealth {
+    #[schema(value_type = uuid::Uuid)]
+    pub user_id: UserId,
+    /// Keyed by kind (`contacts`, `activities`).
+    pub kinds: BTreeMap<String, KindHealth>,
+}
+
+/// `GET /users/{id}/sync-health`.
+#[utoipa::path(
+    get, path = "/users/{id}/sync-health", tag = "sync",
+    operation_id = "sync_health",
+    summary = "A user's sync health: linked, awaiting, out of scope, failing",
+    params(("id" = uuid::Uuid, Path, description = "the user's id")),
+    responses(
+        (status = 200, description = "per kind the counts and the failing records", body = SyncHealth),
+        (status = 404, description = "no such user (`not_found`)", body = super::openapi::ErrorBody),
+    )
+)]
+pub async fn health(
+    State(st): State<AppState>,
+    ApiPath(user_id): ApiPath<UserId>,
+) -> ApiResult<Json<SyncHealth>> {
+    let now = st.now();
+    let health = st
+        .read_async(move |c| {
+            let user = users::get_user(c, user_id)?;
+            let status = crate::scheduler::status::user_status(c, &user, now)?;
+            let mut kinds = BTreeMap::new();
+            for kind in [SyncKind::Contacts, SyncKind::Activities] {
+                let count = |c: &mut AnyConnection, s| sync_state::count_links(c, user_id, kind, s);
+                let linked = count(c, LinkState::Active)?;
+                let awaiting_confirmation = count(c, LinkState::Pending)?;
+                let out_of_scope = count(c, LinkState::Ended)?;
+                let (failing_records, parked) = status
+                    .kinds
+                    .get(kind.as_str())
+                    .map(|k| (k.failing.clone(), k.parked))
+                    .unwrap_or_default();
+                kinds.insert(
+                    kind.as_str().to_string(),
+                    KindHealth {
+                        linked,
+                        awaiting_confirmation,
+                        out_of_scope,
+                        failing: i64::try_from(failing_records.len()).unwrap_or(i64::MAX),
+                        parked,
+                        failing_records,
+                    },
+                );
+            }
+            Ok(SyncHealth { user_id, kinds })
+        })
+        .await?;
+    Ok(Json(health))
+}
