@@ -38,9 +38,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// The emulator in its own process, killed on drop.
-struct EmulatorProcess {
+pub(crate) struct EmulatorProcess {
     child: Child,
-    base: String,
+    pub(crate) base: String,
     http: reqwest::Client,
 }
 
@@ -84,7 +84,7 @@ impl EmulatorProcess {
         anyhow::bail!("the emulator did not start on {}", me.base)
     }
 
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -156,15 +156,15 @@ fn peak_rss_mib() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-struct World {
-    store: Store,
-    emulator: EmulatorProcess,
-    alice: User,
+pub(crate) struct World {
+    pub(crate) store: Store,
+    pub(crate) emulator: EmulatorProcess,
+    pub(crate) alice: User,
     _dir: Option<tempfile::TempDir>,
-    clock: SharedClock,
+    pub(crate) clock: SharedClock,
 }
 
-async fn world(database_url: Option<&str>) -> anyhow::Result<World> {
+pub(crate) async fn world(database_url: Option<&str>) -> anyhow::Result<World> {
     let (url, dir) = match database_url {
         Some(u) => (u.to_string(), None),
         None => {
@@ -236,7 +236,7 @@ async fn world(database_url: Option<&str>) -> anyhow::Result<World> {
     })
 }
 
-fn engine(w: &World) -> crate::sync::SyncEngine {
+pub(crate) fn engine(w: &World) -> crate::sync::SyncEngine {
     app::engine(
         &w.store,
         w.clock.clone(),

@@ -71,6 +71,15 @@ pub enum BenchCommand {
         #[arg(long)]
         database: Option<String>,
     },
+    /// Push latency: N CRM edits to Google and N Google Calendar edits to the CRM, one at a time.
+    Push {
+        #[arg(long, default_value_t = 200)]
+        edits: usize,
+        #[arg(long, default_value_t = 2000)]
+        debounce_ms: u64,
+        #[arg(long)]
+        database: Option<String>,
+    },
     /// The CRM integration API: N contacts through `POST /contacts/batch`, then the change feed.
     Integration {
         #[arg(long, default_value_t = 10_000)]

@@ -7,6 +7,7 @@ pub mod api;
 pub mod app;
 pub mod bench;
 pub mod bench_integration;
+pub mod bench_push;
 pub mod cli;
 pub mod clock;
 pub mod demo;

@@ -130,6 +130,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             quota,
             database,
         }) => crmsync::bench::activities(activities, quota, database.as_deref()).await,
+        Command::Bench(crmsync::cli::BenchCommand::Push {
+            edits,
+            debounce_ms,
+            database,
+        }) => crmsync::bench_push::run(edits, debounce_ms, database.as_deref()).await,
         Command::Bench(crmsync::cli::BenchCommand::Integration { contacts, database }) => {
             crmsync::bench_integration::run(contacts, database.as_deref()).await
         }
@@ -219,9 +224,22 @@ fn store_push_settings(
     now: chrono::DateTime<chrono::Utc>,
 ) -> anyhow::Result<()> {
     let push = args.push_settings();
-    store
-        .write(|c| crmsync_schema::jobs::put_push_settings(c, &push, now))
-        .context("store the push settings")?;
+    // Workers starting together may race to make the row: the loser writes again.
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match store.write(|c| crmsync_schema::jobs::put_push_settings(c, &push, now)) {
+            Ok(()) => break,
+            Err(
+                e @ (crmsync_schema::StoreError::Conflict(_)
+                | crmsync_schema::StoreError::Database(_)),
+            ) if attempt < 5 => {
+                tracing::debug!(error = %e, "storing the push settings raced another process; again");
+                std::thread::sleep(std::time::Duration::from_millis(50 * attempt));
+            }
+            Err(e) => return Err(e).context("store the push settings"),
+        }
+    }
     if push.enabled {
         tracing::info!(
             debounce_ms = push.debounce_ms,
@@ -374,6 +392,18 @@ fn status(
             }
             if let Some(m) = &k.message {
                 println!("             {m}");
+            }
+            if k.push.crm_changes {
+                let google = match k.push.channel_expires_at {
+                    Some(t) if k.push.google_changes => {
+                        format!("; Google edits too (watch channel until {})", when(Some(t)))
+                    }
+                    _ => String::new(),
+                };
+                println!("             push: CRM edits start a run within seconds{google}");
+            }
+            if let Some(m) = &k.push.message {
+                println!("             push: {m}");
             }
             if let Some(a) = &k.awaiting_confirmation {
                 println!(

@@ -1,9 +1,16 @@
-//! The web admin page: one static page (embedded in the binary, with its script at `/app.js` and
-//! its style sheet at `/app.css`) that shows every user's Google connection and sync status per
-//! kind (following the API's pages, one request per page of users), the recent runs and their
-//! changes, a "Start synchronization" button and a "Reset connection" button. It talks to the REST
-//! API with the admin token the admin pastes (kept in the browser's session storage, so it is
-//! gone with the session); the page itself holds no data and needs no token to load.
+//! The web admin page (SPEC 6.5): one static page (embedded in the binary, with its script at
+//! `/app.js` and its style sheet at `/app.css`) where a CRM admin does every job without curl:
+//! connect Google (upload the service-account key and check its scopes for a chosen user, or set
+//! the OAuth client and send a user the Connect link); per user and kind set auto-sync, an
+//! interval or cron expression (checked as typed, with the next run times), the contact sync tag
+//! (or a new one), `synchronize_from`, trigger words, the Google alias and time zone; press "Start
+//! synchronization"; see the last and next sync time, the last error, the failing records and a
+//! user's health; carry out or undo a run the mass-untag guard stopped; resume a user in
+//! `auth_error`; pause all sync; read runs, their changes and a record's history; manage webhooks
+//! and their deliveries. The user list is read one page at a time from the bulk status route (one
+//! request per screen, not one per user). It talks to the REST API with the admin token the
+//! admin pastes (kept in the browser's session storage, so it is gone with the session); the page
+//! itself holds no data and needs no token to load.
 //!
 //! The page runs no inline script and loads nothing from elsewhere: its Content-Security-Policy
 //! allows scripts, styles and requests from its own origin only, and no site may frame it.

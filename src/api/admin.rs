@@ -9,11 +9,15 @@
 //!   back), see [`sync_paused`], which the scheduler reads before each claim;
 //! - a user's sync health (`GET /users/{id}/sync-health`): per kind how many records are linked,
 //!   await Google's confirmation, are out of scope (one side left: the pair is remembered), and
-//!   fail, with the failing records and why.
+//!   fail, with the failing records and why;
+//! - the preview of a schedule (`GET /schedule-preview`): checks an interval or a cron expression
+//!   as the settings route does and answers its next three run times in a time zone, so the page
+//!   validates as the admin types, before anything is saved.
 
 use super::error::{ApiError, ApiResult};
-use super::extract::ApiPath;
 use super::extract::JsonBody;
+use super::extract::{ApiPath, ApiQuery};
+use super::validate;
 use super::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -385,4 +389,120 @@ pub async fn health(
         })
         .await?;
     Ok(Json(health))
+}
+
+/// What to preview: exactly one of `interval_minutes` and `cron`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewQuery {
+    /// Every N minutes, 1 to 525600.
+    #[serde(default)]
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 525600)]
+    interval_minutes: Option<String>,
+    /// A cron expression (seconds first), read in `time_zone`.
+    #[serde(default)]
+    cron: Option<String>,
+    /// The IANA time zone to read the cron expression and show the times in (default UTC).
+    #[serde(default)]
+    time_zone: Option<String>,
+}
+
+/// A schedule's next run times.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SchedulePreview {
+    /// "every 15 minutes", "cron 0 0 8 * * *".
+    pub schedule: String,
+    pub time_zone: String,
+    /// The next three run times (from now; a first scheduled run may come earlier, spread over
+    /// the interval).
+    pub next: Vec<DateTime<Utc>>,
+    /// The same times in `time_zone`, with its offset (RFC 3339).
+    pub next_local: Vec<String>,
+}
+
+/// `GET /schedule-preview?interval_minutes=|cron=&time_zone=`.
+#[utoipa::path(
+    get, path = "/schedule-preview", tag = "sync",
+    operation_id = "schedule_preview",
+    summary = "Check a schedule and show its next three run times",
+    description = "Checks an interval or a cron expression as `PUT /users/{id}/sync-settings/{kind}` \
+                   does and answers its next three run times in the time zone. Nothing is written.",
+    params(PreviewQuery),
+    responses(
+        (status = 200, description = "the next run times", body = SchedulePreview),
+        (status = 422, description = "neither or both of interval_minutes and cron, or one that is not valid, or an unknown time zone (`validation_failed`)", body = super::openapi::ErrorBody),
+    )
+)]
+pub async fn schedule_preview(
+    State(st): State<AppState>,
+    ApiQuery(q): ApiQuery<PreviewQuery>,
+) -> ApiResult<Json<SchedulePreview>> {
+    let now = st.now();
+    let zone_name = q
+        .time_zone
+        .as_deref()
+        .map(str::trim)
+        .filter(|z| !z.is_empty())
+        .unwrap_or("UTC")
+        .to_string();
+    let tz = validate::time_zone("time_zone", &zone_name)?;
+    let cron = q.cron.as_deref().map(str::trim).filter(|c| !c.is_empty());
+    let interval = q
+        .interval_minutes
+        .as_deref()
+        .map(str::trim)
+        .filter(|i| !i.is_empty());
+    let (schedule, next): (String, Vec<DateTime<Utc>>) = match (interval, cron) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid(
+                "set either interval_minutes or cron, not both",
+            ))
+        }
+        (None, None) => {
+            return Err(ApiError::invalid(
+                "set interval_minutes (1 to 525600) or cron",
+            ))
+        }
+        (Some(i), None) => {
+            let minutes = i
+                .parse::<i64>()
+                .ok()
+                .filter(|m| (1..=525_600).contains(m))
+                .ok_or_else(|| {
+                    ApiError::invalid(format!(
+                        "interval_minutes: {i:?} is not a whole number of minutes from 1 to 525600"
+                    ))
+                })?;
+            let step = chrono::Duration::minutes(minutes);
+            (
+                format!("every {minutes} minutes"),
+                (1..=3).map(|n| now + step * n).collect(),
+            )
+        }
+        (None, Some(c)) => {
+            validate::cron_expression(c, now)?;
+            let parsed = <cron::Schedule as std::str::FromStr>::from_str(c).map_err(|e| {
+                ApiError::invalid(format!("cron: {c:?} is not a valid cron expression ({e})"))
+            })?;
+            (
+                format!("cron {c}"),
+                parsed
+                    .after(&now.with_timezone(&tz))
+                    .take(3)
+                    .map(|t| t.with_timezone(&Utc))
+                    .collect(),
+            )
+        }
+    };
+    let next_local = next
+        .iter()
+        .map(|t| t.with_timezone(&tz).to_rfc3339())
+        .collect();
+    Ok(Json(SchedulePreview {
+        schedule,
+        time_zone: zone_name,
+        next,
+        next_local,
+    }))
 }

@@ -198,6 +198,7 @@ pub const API_ROUTES: &[(&str, &str)] = &[
     ("GET", "/sync-pause"),
     ("PUT", "/sync-pause"),
     ("GET", "/users/{id}/sync-health"),
+    ("GET", "/schedule-preview"),
 ];
 
 /// The `/api/v1` routes with their OpenAPI descriptions (no authentication, no fallbacks).
@@ -267,6 +268,7 @@ pub fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::check_service_account))
         .routes(routes!(admin::get_pause, admin::put_pause))
         .routes(routes!(admin::health))
+        .routes(routes!(admin::schedule_preview))
 }
 
 /// The OpenAPI 3.1 document of every `/api/v1` route.

@@ -104,6 +104,23 @@ pub struct KindStatus {
     /// have made them): they are neither sent again nor forgotten until Google shows them or
     /// the wait is over. `null` when nothing waits.
     pub awaiting_confirmation: Option<AwaitingConfirmation>,
+    /// Whether changes start this kind's runs within seconds (SPEC 5 "Push").
+    pub push: PushStatus,
+}
+
+/// Push for one user and kind.
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct PushStatus {
+    /// CRM writes (and changes other users' runs make) start a run within seconds.
+    pub crm_changes: bool,
+    /// Activities: a Calendar watch channel brings Google edits within seconds, until
+    /// `channel_expires_at` (it is renewed before then).
+    pub google_changes: bool,
+    pub channel_expires_at: Option<DateTime<Utc>>,
+    /// A push run waiting for its debounce to end.
+    pub run_due_at: Option<DateTime<Utc>>,
+    /// Why push is not (fully) on, and what to do.
+    pub message: Option<String>,
 }
 
 /// Records whose Google create awaits confirmation.
@@ -265,6 +282,7 @@ pub fn user_status(
             SyncState::Idle
         };
         let auto_sync = st.as_ref().is_some_and(|s| s.auto_sync);
+        let push = push_status(c, user.id, kind, auto_sync, state, job.as_ref())?;
         let next_due_at = match state {
             SyncState::AuthError | SyncState::Disabled | SyncState::NotConfigured => None,
             _ if !auto_sync => None,
@@ -291,6 +309,7 @@ pub fn user_status(
                 failing,
                 parked,
                 awaiting_confirmation: awaiting,
+                push,
             },
         );
     }
@@ -300,6 +319,58 @@ pub fn user_status(
         google_alias: user.google_alias.clone(),
         connection,
         kinds,
+    })
+}
+
+fn push_status(
+    c: &mut AnyConnection,
+    user: crmsync_engine::ids::UserId,
+    kind: SyncKind,
+    auto_sync: bool,
+    state: SyncState,
+    job: Option<&jobs::Job>,
+) -> StoreResult<PushStatus> {
+    let settings = jobs::push_settings(c)?;
+    let connected = !matches!(
+        state,
+        SyncState::AuthError | SyncState::Disabled | SyncState::NotConfigured
+    );
+    let crm_changes = settings.enabled && auto_sync && connected;
+    let channel = match kind {
+        SyncKind::Activities => crmsync_schema::channels::channel_of(c, user)?,
+        SyncKind::Contacts => None,
+    };
+    let channel_expires_at = channel
+        .as_ref()
+        .filter(|ch| ch.channel_id.is_some())
+        .and_then(|ch| ch.expires_at);
+    let google_changes = crm_changes && channel_expires_at.is_some();
+    let message = if !settings.enabled {
+        Some("push is off (CRMSYNC_PUSH=off): changes wait for the next scheduled run".to_string())
+    } else if !auto_sync || !connected {
+        None
+    } else {
+        match kind {
+            SyncKind::Contacts => Some(
+                "Google Contacts has no push notifications: changes made in Google arrive at the next scheduled run".to_string(),
+            ),
+            SyncKind::Activities => match channel {
+                Some(ch) if ch.channel_id.is_none() => ch.last_error.map(|e| {
+                    format!("no Calendar watch channel ({e}): Google Calendar edits arrive at the next scheduled run")
+                }),
+                None => Some(
+                    "no Calendar watch channel (set CRMSYNC_PUBLIC_URL to crmsync's public https:// address): Google Calendar edits arrive at the next scheduled run".to_string(),
+                ),
+                Some(_) => None,
+            },
+        }
+    };
+    Ok(PushStatus {
+        crm_changes,
+        google_changes,
+        channel_expires_at,
+        run_due_at: job.and_then(|j| j.push_due_at),
+        message,
     })
 }
 

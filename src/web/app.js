@@ -264,10 +264,11 @@ function kindCell(user, kind) {
   return [
     el("div", { class: `state ${st.state}`, text: st.state }),
     el("div", { class: "muted" }, st.schedule || "manual only", el("br"),
-      `last success: ${when(st.last_success_at)}`, el("br"), `next: ${when(st.next_due_at)}`),
+      `last success: ${when(st.last_success_at)}`, el("br"), `next: ${when(st.next_due_at)}${paused && st.next_due_at ? " (sync is paused)" : ""}`),
     awaiting,
-    st.message ? el("div", { class: "muted", text: st.message }) : null,
-    st.last_error && !(blocked && st.last_error === last.message) ? el("div", { class: "error", text: st.last_error }) : null,
+    pageMessage(st) ? el("div", { class: "muted", text: pageMessage(st) }) : null,
+    st.last_error && !(blocked && st.last_error === last.message) && st.last_error !== (user.connection || {}).last_error
+      ? el("div", { class: "error", text: st.last_error }) : null,
     blocked ? el("div", { class: "blocked" },
       el("div", { class: "warn", text: `Stopped by the mass-untag guard. ${last.message || "Too many contacts would lose the sync tag."}` }),
       el("div", { class: "actions" },
@@ -279,13 +280,36 @@ function kindCell(user, kind) {
   ];
 }
 
-function hasErrors(u) {
-  if (u.connection && (u.connection.state === "auth_error" || u.connection.last_error)) { return true; }
-  return Object.values(u.kinds || {}).some((k) => k.last_error || (k.failing && k.failing.length) || k.state === "auth_error");
+// The user's kind statuses, or only the chosen kind's.
+function kindsOf(u, kind) {
+  const all = u.kinds || {};
+  return kind ? (all[kind] ? [all[kind]] : []) : Object.values(all);
 }
 
-function isOverdue(u, now) {
-  return Object.values(u.kinds || {}).some((k) => k.auto_sync && k.next_due_at && Date.parse(k.next_due_at) < now - 60000);
+// What a state means and what to do, in the page's words (the API's messages name API routes).
+function pageMessage(st) {
+  if (st.state === "auth_error") {
+    return "Google refused access: scheduled syncs are skipped until the cause is fixed. Fix it (see the Google account column), then press Resume.";
+  }
+  if (st.state === "not_configured" && st.message && st.message.includes("/api/v1")) {
+    return "No way to reach this user's Google account yet: upload the domain's service-account key under Connect Google, or press Connect Google on the user.";
+  }
+  return st.message;
+}
+
+function hasErrors(u, kind) {
+  if (u.connection && (u.connection.state === "auth_error" || u.connection.last_error)) { return true; }
+  return kindsOf(u, kind).some((k) => k.last_error || (k.failing && k.failing.length) || k.state === "auth_error");
+}
+
+function isOverdue(u, kind, now) {
+  return kindsOf(u, kind).some((k) => k.auto_sync && k.next_due_at && Date.parse(k.next_due_at) < now - 60000);
+}
+
+// With a kind chosen: the users whose kind is in the state filtered on (or set up at all).
+function kindMatches(u, kind, state) {
+  const k = (u.kinds || {})[kind];
+  return Boolean(k) && (state ? k.state === state : k.state !== "not_configured");
 }
 
 function userRow(user) {
@@ -318,9 +342,11 @@ async function load(selected, keepMessage) {
     const items = page.items || [];
     cursors[pageIndex + 1] = page.next_cursor || null;
     const now = Date.now();
+    const kind = $("#kind-filter").value;
     let shown = items;
-    if ($("#errors-filter").checked) { shown = shown.filter(hasErrors); }
-    if ($("#overdue-filter").checked) { shown = shown.filter((u) => isOverdue(u, now)); }
+    if (kind) { shown = shown.filter((u) => kindMatches(u, kind, filter)); }
+    if ($("#errors-filter").checked) { shown = shown.filter((u) => hasErrors(u, kind)); }
+    if ($("#overdue-filter").checked) { shown = shown.filter((u) => isOverdue(u, kind, now)); }
     shownUsers = shown;
     const from = pageIndex * FLEET_PAGE + 1;
     const to = pageIndex * FLEET_PAGE + items.length;
@@ -466,6 +492,33 @@ function kindForm(user, kind, current, tags) {
   const save = el("button", { type: "submit", text: `Save ${kind} settings` });
   const out = el("div", { class: "form-result", "aria-live": "polite" });
 
+  let previewTimer = null;
+  let previewSeq = 0;
+  // The server reads the cron expression as the settings route will, and answers the next three
+  // run times in the user's zone (debounced: one request once the admin stops typing).
+  function previewCron() {
+    clearTimeout(previewTimer);
+    const seq = ++previewSeq;
+    save.disabled = true;
+    hint.textContent = "Checking the cron expression…";
+    previewTimer = setTimeout(async () => {
+      const q = new URLSearchParams({ cron: cron.value.trim(), time_zone: user.time_zone || "UTC" });
+      try {
+        const p = await call("GET", `/schedule-preview?${q}`);
+        if (seq !== previewSeq) { return; }
+        const fmt = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short", timeZone: p.time_zone });
+        hint.classList.remove("error");
+        hint.textContent = `Next runs (${p.time_zone}): ${p.next.map((t) => fmt.format(new Date(t))).join("; ")}`;
+        save.disabled = false;
+      } catch (e) {
+        if (seq !== previewSeq) { return; }
+        hint.classList.add("error");
+        hint.textContent = e.message;
+        save.disabled = true;
+      }
+    }, 300);
+  }
+
   function validate() {
     const isCron = mode.value === "cron";
     interval.parentElement.hidden = isCron;
@@ -473,12 +526,14 @@ function kindForm(user, kind, current, tags) {
     let problem = null;
     if (isCron) {
       problem = cronProblem(cron.value);
-      if (!problem) { hint.textContent = "Runs at the cron times in the user's time zone; the next one shows in the user's status once saved."; }
+      if (!problem) { previewCron(); return true; }
     } else {
       const n = Number(interval.value);
       if (!Number.isInteger(n) || n < 1 || n > 525600) { problem = "the interval is a whole number of minutes from 1 to 525600"; }
       else { hint.textContent = `Next runs (${user.time_zone}): ${nextTimes(n, user.time_zone, 3).join("; ")}`; }
     }
+    previewSeq++;
+    clearTimeout(previewTimer);
     if (problem) { hint.textContent = problem; hint.classList.add("error"); } else { hint.classList.remove("error"); }
     save.disabled = Boolean(problem);
     return !problem;
@@ -533,7 +588,7 @@ function kindForm(user, kind, current, tags) {
 
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
-    if (!validate()) { return; }
+    if (save.disabled) { return; }
     const body = { auto_sync: auto.checked };
     if (mode.value === "cron") { body.cron = cron.value.trim(); } else { body.interval_minutes = Number(interval.value); }
     if (tagSelect) {
@@ -745,7 +800,7 @@ async function deliveries(w) {
       el("td", { class: `state ${d.state}`, text: d.state }),
       el("td", { text: d.attempt_count }),
       el("td", { text: [d.last_status_code, d.last_error].filter((v) => v != null).join(" ") || "—" }),
-      el("td", {}, d.state === "delivered" ? null : button("Retry now", (b) => retryDelivery(b, w, d), { class: "secondary", data: { retry: d.id } })))));
+      el("td", {}, button(d.state === "delivered" ? "Send again" : "Retry now", (b) => retryDelivery(b, w, d), { class: "secondary", data: { retry: d.id } })))));
   } catch (e) {
     body.replaceChildren(messageRow(6, "error", e.message));
   }
@@ -755,7 +810,7 @@ async function retryDelivery(b, w, d) {
   b.disabled = true;
   try {
     await call("POST", `/webhooks/${encodeURIComponent(w.id)}/deliveries/${encodeURIComponent(d.id)}/retry`);
-    result("#webhook-result", true, `Delivery ${d.id} queued again.`);
+    result("#webhook-result", true, `Delivery ${d.id} is due now.`);
   } catch (e) {
     result("#webhook-result", false, e.message);
   }
@@ -778,6 +833,7 @@ window.addEventListener("hashchange", () => { if (tokenFromHash()) { loadAll(); 
 $("#save").addEventListener("click", () => { sessionStorage.setItem(TOKEN_KEY, $("#token").value.trim()); loadAll(); });
 $("#token").addEventListener("keydown", (ev) => { if (ev.key === "Enter") { $("#save").click(); } });
 $("#state-filter").addEventListener("change", restart);
+$("#kind-filter").addEventListener("change", () => load());
 $("#errors-filter").addEventListener("change", () => load());
 $("#overdue-filter").addEventListener("change", () => load());
 $("#prev-page").addEventListener("click", () => { if (pageIndex > 0) { pageIndex--; load(); } });

@@ -307,6 +307,13 @@ db_test!(async fn a_google_calendar_edit_reaches_the_crm_through_the_watch_notif
     let id = ch.channel_id.clone().expect("id");
     assert_eq!(app.world.emu.emulator().calendar_channels("alice@example.com"), vec![id.clone()]);
     assert!(ch.expires_at.is_some_and(|e| e > Utc::now() + chrono::Duration::days(6)));
+    let (s, st) = app.get(&format!("/users/{alice}/sync-status")).await;
+    assert_eq!(s, StatusCode::OK, "{st}");
+    let push = &st["kinds"]["activities"]["push"];
+    assert_eq!((push["crm_changes"].as_bool(), push["google_changes"].as_bool()), (Some(true), Some(true)), "{push}");
+    assert!(push["channel_expires_at"].is_string(), "{push}");
+    let contacts_push = &st["kinds"]["contacts"]["push"];
+    assert_eq!(contacts_push["google_changes"], false, "{contacts_push}");
 
     // Forged and unknown notifications start nothing.
     assert_eq!(notify(&app, &id, "not-the-token", 1_000_000).await, StatusCode::NOT_FOUND);

@@ -215,6 +215,16 @@ async fn the_admin_page_starts_a_sync_and_shows_runs_and_changes_in_a_browser() 
         "{changes}"
     );
     text_when(&b, "#journal-title", |t| t.contains("change(s)")).await;
+    // A record's history, from its id in the changes.
+    b.find(Locator::Css("#journal a[data-record]"))
+        .await
+        .expect("a record link")
+        .click()
+        .await
+        .expect("click");
+    text_when(&b, "#journal-title", |t| t.starts_with("History of record")).await;
+    let history = text_when(&b, "#journal tbody", |t| t.contains("ada@example.org")).await;
+    assert!(history.contains("create"), "{history}");
 
     b.close().await.expect("close the browser");
     drop(driver);
@@ -309,10 +319,17 @@ async fn every_answer_carries_the_security_headers() {
         let ct = resp.headers()["content-type"].to_str().unwrap_or("");
         assert!(ct.starts_with(kind), "{path}: {ct}");
         let text = resp.text().await.expect("body");
-        assert!(
-            !text.contains("innerHTML") && !text.contains("localStorage.setItem"),
-            "{path}"
-        );
+        for banned in [
+            "innerHTML",
+            "outerHTML",
+            "insertAdjacentHTML",
+            "document.write",
+            "eval(",
+            "new Function",
+            "localStorage.setItem",
+        ] {
+            assert!(!text.contains(banned), "{path} uses {banned}");
+        }
     }
 
     // An answer carrying contact data, and API errors (not found, no token, bad JSON).

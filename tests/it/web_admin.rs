@@ -10,12 +10,14 @@
 //! - a user in `auth_error` resumed; the domain-wide pause switch turned on and off;
 //! - the pause switch stops every claim of the scheduler (scheduled and started runs) until
 //!   it is turned off; the service-account check route answers per scope;
+//! - a schedule checked as typed, with its next three run times (`GET /schedule-preview`);
 //! - a user's health (linked / awaiting / out of scope / failing) on the page and by the route;
 //! - 2,000 users: the first screen makes a bounded number of API requests (counted) and the
 //!   render time is printed; the next page is one more request; the phone layout;
 //! - a user named `<img src=x onerror=alert(1)>` shows as text.
 //!
-//! The browser tests save screenshots under `docs/screenshots/` (shown in the admin guide).
+//! The browser tests take screenshots of the main screens; with `CRMSYNC_SCREENSHOTS=1` they are
+//! saved under `docs/screenshots/` (shown in the admin guide).
 
 use crate::sched_support::{clocked, set_schedule, ApiWorld};
 use crate::support::{assert_error, read, t0, TestApp};
@@ -39,8 +41,10 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Scrolls the element `css` to the top of the window and saves a screenshot of the window as
-/// `docs/screenshots/{name}.png`.
+/// Scrolls the element `css` to the top of the window and takes a screenshot of the window; with
+/// `CRMSYNC_SCREENSHOTS=1` it is saved as `docs/screenshots/{name}.png` (the admin guide's
+/// pictures: `CRMSYNC_SCREENSHOTS=1 bash scripts/test -E 'test(/web_admin/)'` renews them, so an
+/// ordinary test run leaves the tree alone).
 async fn screenshot(b: &Client, css: &str, name: &str) {
     b.execute(
         "document.querySelector(arguments[0]).scrollIntoView({block: 'start'}); return true;",
@@ -49,6 +53,10 @@ async fn screenshot(b: &Client, css: &str, name: &str) {
     .await
     .unwrap_or_else(|e| panic!("scroll to {css}: {e}"));
     let png = b.screenshot().await.expect("a screenshot");
+    assert!(png.starts_with(b"\x89PNG"), "{name}: not a PNG");
+    if std::env::var("CRMSYNC_SCREENSHOTS").as_deref() != Ok("1") {
+        return;
+    }
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
     std::fs::create_dir_all(&dir).expect("docs/screenshots");
     std::fs::write(dir.join(format!("{name}.png")), png).expect("write the screenshot");
@@ -191,6 +199,53 @@ async fn the_admin_page_connects_google_and_checks_the_scopes_in_a_browser() {
     assert!(passed.contains("every scope is authorized"), "{passed}");
     screenshot(&b, "#google", "connect-google").await;
 
+    // Or per-user OAuth: the client saved on the page, then "Connect Google" gives the link.
+    let (oauth_id, oauth_secret) = app.world.emu.emulator().create_oauth_client();
+    type_into(&b, "#oauth-id", &oauth_id).await;
+    type_into(&b, "#oauth-secret", &oauth_secret).await;
+    let redirect = b
+        .find(Locator::Css("#oauth-redirect"))
+        .await
+        .expect("redirect")
+        .prop("value")
+        .await
+        .expect("value");
+    assert_eq!(
+        redirect.as_deref(),
+        Some(format!("{}/oauth/callback", app.root).as_str())
+    );
+    click(&b, "#oauth-form button[type=submit]").await;
+    text_when(&b, "#oauth-result", |t| {
+        t.contains(&format!("OAuth client {oauth_id} stored"))
+    })
+    .await;
+    click(&b, &format!("button[data-connect=\"{alice}\"]")).await;
+    let note = format!("#users tbody tr[data-user-id=\"{alice}\"] .note");
+    text_when(&b, &note, |t| {
+        t.contains("Send alice@example.com this link")
+    })
+    .await;
+    let href = b
+        .find(Locator::Css(&format!("{note} a")))
+        .await
+        .expect("the link")
+        .attr("href")
+        .await
+        .expect("href")
+        .unwrap_or_default();
+    assert!(href.contains(&format!("client_id={oauth_id}")), "{href}");
+    let (_, secret_shown) = (
+        (),
+        b.source()
+            .await
+            .expect("page source")
+            .contains(&oauth_secret),
+    );
+    assert!(
+        !secret_shown,
+        "the client secret stays out of the page once saved"
+    );
+
     b.close().await.expect("close the browser");
     drop(driver);
     app.stop().await;
@@ -275,8 +330,57 @@ async fn the_admin_page_sets_tag_and_interval_starts_a_sync_and_lists_a_webhook_
     assert_eq!(tag["name"], "Bob's clients");
     assert_eq!(tag["owner_user_id"], bob.id.to_string());
 
+    // Activities: a cron expression, checked by the server as it is typed, with trigger words.
+    b.find(Locator::Css("#mode-activities"))
+        .await
+        .expect("the schedule choice")
+        .select_by_value("cron")
+        .await
+        .expect("cron");
+    type_into(&b, "#cron-activities", "0 0 8 * *").await;
+    text_when(&b, "form[data-kind=activities] .hint", |t| {
+        t.contains("6 or 7 fields")
+    })
+    .await;
+    type_into(&b, "#cron-activities", "0 0 25 * * *").await;
+    let bad = text_when(&b, "form[data-kind=activities] .hint", |t| {
+        t.contains("not a valid cron expression")
+    })
+    .await;
+    assert!(bad.contains("0 0 25 * * *"), "{bad}");
+    let save_activities = b
+        .find(Locator::Css(
+            "form[data-kind=activities] button[type=submit]",
+        ))
+        .await
+        .expect("save");
+    assert!(!save_activities.is_enabled().await.expect("enabled?"));
+    type_into(&b, "#cron-activities", "0 0 8 * * *").await;
+    let next = text_when(&b, "form[data-kind=activities] .hint", |t| {
+        t.starts_with("Next runs (Europe/London)")
+    })
+    .await;
+    assert_eq!(
+        next.matches("8:00").count(),
+        3,
+        "three mornings at 8 in London: {next}"
+    );
+    type_into(&b, "#words-activities", "meeting, call").await;
+    save_activities.click().await.expect("save");
+    text_when(&b, "form[data-kind=activities] .form-result", |t| {
+        t.contains("activities settings saved")
+    })
+    .await;
+    let (s, act) = app
+        .get(&format!("/users/{}/sync-settings/activities", bob.id))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{act}");
+    assert_eq!(act["cron"], "0 0 8 * * *");
+    assert_eq!(act["trigger_words"], json!(["meeting", "call"]));
+
     // Start synchronization: the last sync time changes from "—".
-    let shown = text_when(&b, &row, |t| t.contains("Start synchronization")).await;
+    let contacts = format!("{row} td[data-label=Contacts]");
+    let shown = text_when(&b, &contacts, |t| t.contains("Start synchronization")).await;
     assert!(shown.contains("last success: —"), "{shown}");
     click(
         &b,
@@ -287,7 +391,7 @@ async fn the_admin_page_sets_tag_and_interval_starts_a_sync_and_lists_a_webhook_
     )
     .await;
     text_when(&b, "#message", |t| t.starts_with("contacts: succeeded")).await;
-    let after = text_when(&b, &row, |t| {
+    let after = text_when(&b, &contacts, |t| {
         t.contains("last success:") && !t.contains("last success: —")
     })
     .await;
@@ -296,6 +400,9 @@ async fn the_admin_page_sets_tag_and_interval_starts_a_sync_and_lists_a_webhook_
     // The run's event, in the webhook's deliveries.
     click(&b, "button[data-deliveries]").await;
     text_when(&b, "#deliveries tbody", |t| t.contains("sync_run.finished")).await;
+    // "Retry now": the delivery is due at once.
+    click(&b, "#deliveries button[data-retry]").await;
+    text_when(&b, "#webhook-result", |t| t.contains("is due now")).await;
     screenshot(&b, "#webhooks", "webhooks").await;
 
     b.close().await.expect("close the browser");
@@ -381,6 +488,22 @@ async fn the_admin_page_undoes_and_carries_out_blocked_runs_in_a_browser() {
     text_when(&b, "#message", |t| t.starts_with("contacts: succeeded")).await;
     let all = w.crm_all();
     assert_eq!(all.len(), 12, "no contact deleted");
+
+    // The kind filter: alice's activities are not set up, her contacts are.
+    b.find(Locator::Css("#kind-filter"))
+        .await
+        .expect("the kind filter")
+        .select_by_value("activities")
+        .await
+        .expect("activities");
+    text_when(&b, "#users tbody", |t| t == "No user matches.").await;
+    b.find(Locator::Css("#kind-filter"))
+        .await
+        .expect("the kind filter")
+        .select_by_value("contacts")
+        .await
+        .expect("contacts");
+    text_when(&b, "#users tbody", |t| t.contains("alice@example.com")).await;
     assert!(
         all.iter().all(|c| !c.tags.contains(&w.tag.id)),
         "carried out: untagged"
@@ -412,6 +535,11 @@ async fn the_admin_page_resumes_an_auth_error_user_and_pauses_the_domain_in_a_br
     assert!(
         shown.contains("auth_error") && shown.contains("unauthorized_client"),
         "the state and Google's words: {shown}"
+    );
+    assert!(shown.contains("then press Resume"), "what to do: {shown}");
+    assert!(
+        !shown.contains("/api/v1"),
+        "no API routes to call by hand: {shown}"
     );
     screenshot(&b, "#fleet", "auth-error").await;
     // The admin fixes the grant and presses Resume.
@@ -790,6 +918,25 @@ async fn the_admin_page_shows_hostile_values_as_text_in_a_browser() {
     let title = text_when(&b, "#settings-title", |t| t.starts_with("Settings of")).await;
     assert_eq!(title, format!("Settings of {hostile}"));
 
+    // Every control has a label (the settings forms open), and the page works by keyboard: Enter
+    // in the token field applies it.
+    let unlabelled = b
+        .execute(
+            "return Array.from(document.querySelectorAll('input, select, textarea')) \
+                 .filter((e) => !e.labels || e.labels.length === 0).map((e) => e.id || e.outerHTML);",
+            vec![],
+        )
+        .await
+        .expect("labels");
+    assert_eq!(unlabelled, json!([]), "controls without a label");
+    let token = b.find(Locator::Css("#token")).await.expect("token field");
+    token.clear().await.expect("clear");
+    token
+        .send_keys("crm_wrong\u{E007}")
+        .await
+        .expect("type and Enter");
+    text_when(&b, "#message", |t| t.contains("token")).await;
+
     b.close().await.expect("close the browser");
     drop(driver);
 }
@@ -817,4 +964,38 @@ db_test!(async fn the_health_route_counts_linked_and_failing_records(db) {
     assert_error(s, &v, StatusCode::NOT_FOUND, "no such user");
     let (s, v) = call(&base, &token, Method::GET, "/users/not-a-user/sync-health", None).await;
     assert_error(s, &v, StatusCode::BAD_REQUEST, "bad id");
+});
+
+db_test!(async fn the_schedule_preview_checks_a_schedule_and_shows_its_next_runs(db) {
+    let app = TestApp::start(&db).await;
+    let (s, v) = app.get("/schedule-preview?interval_minutes=15").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["schedule"], "every 15 minutes");
+    assert_eq!(v["time_zone"], "UTC");
+    let next: Vec<chrono::DateTime<Utc>> = serde_json::from_value(v["next"].clone()).unwrap();
+    assert_eq!(next.len(), 3);
+    assert_eq!(next[1] - next[0], Span::minutes(15));
+    assert_eq!(next[0], t0() + Span::minutes(15), "from the server's clock");
+
+    let (s, v) = app.get("/schedule-preview?cron=0%200%208%20*%20*%20*&time_zone=Europe/London").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["schedule"], "cron 0 0 8 * * *");
+    let local: Vec<String> = serde_json::from_value(v["next_local"].clone()).unwrap();
+    assert_eq!(local.len(), 3);
+    assert!(local.iter().all(|t| t.contains("T08:00:00")), "{local:?}");
+
+    for (bad, what) in [
+        ("/schedule-preview", "neither"),
+        ("/schedule-preview?interval_minutes=5&cron=0%200%208%20*%20*%20*", "both"),
+        ("/schedule-preview?interval_minutes=0", "interval 0"),
+        ("/schedule-preview?interval_minutes=ten", "interval not a number"),
+        ("/schedule-preview?cron=0%200%2025%20*%20*%20*", "hour 25"),
+        ("/schedule-preview?cron=*%20*%20*%20*%20*%20*", "every second"),
+        ("/schedule-preview?interval_minutes=5&time_zone=Mars/Olympus", "unknown zone"),
+    ] {
+        let (s, v) = app.get(bad).await;
+        assert_eq!(assert_error(s, &v, StatusCode::UNPROCESSABLE_ENTITY, what), "validation_failed", "{what}");
+    }
+    let (s, v) = app.get("/schedule-preview?interval_minutes=5&colour=red").await;
+    assert_error(s, &v, StatusCode::BAD_REQUEST, "unknown parameter");
 });

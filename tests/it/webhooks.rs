@@ -338,10 +338,7 @@ fn signing_gives_the_standard_webhooks_test_vector() {
 
 db_test!(async fn sync_made_changes_reach_subscribed_endpoints_signed_and_in_order(db) {
     let store = db.store();
-    let t0 = std::time::Instant::now();
-    macro_rules! mark { ($m:expr) => { eprintln!("TIMING {:?} {}", t0.elapsed(), $m) } }
     let api = Api::start(&store).await;
-    mark!("api");
     let all = Receiver::start().await;
     let updates_only = Receiver::start().await;
     let created = api.subscribe(json!({"url": all.url})).await;
@@ -349,7 +346,6 @@ db_test!(async fn sync_made_changes_reach_subscribed_endpoints_signed_and_in_ord
     assert!(created["secret"].as_str().unwrap().starts_with("whsec_"));
     assert_eq!(created["event_types"].as_array().unwrap().len(), outbox::EVENT_TYPES.len(), "absent event_types = all");
     let hook = created["id"].as_str().unwrap().to_string();
-    mark!("sub1");
     let narrow = api
         .subscribe(json!({"url": updates_only.url, "event_types": ["contact.updated"], "secret": VECTOR_SECRET}))
         .await;
@@ -357,7 +353,6 @@ db_test!(async fn sync_made_changes_reach_subscribed_endpoints_signed_and_in_ord
     assert_eq!(narrow["secret"], VECTOR_SECRET);
     assert_eq!(narrow["event_types"], json!(["contact.updated"]));
 
-    mark!("sub2");
     let user = new_user(&store, "alice@example.com");
     let run = RunId::new_random();
     let contact = sync_created_contact(&store, user, run, 1);
@@ -373,7 +368,6 @@ db_test!(async fn sync_made_changes_reach_subscribed_endpoints_signed_and_in_ord
         })
         .unwrap();
 
-    mark!("writes");
     let worker = start_worker(&store, quick("w1", "1s", Duration::from_secs(5)));
     eventually(60, "both deliveries to the first endpoint", || (all.receipts().len() >= 2).then_some(())).await;
     eventually(60, "the update to the second endpoint", || (!updates_only.receipts().is_empty()).then_some(())).await;
@@ -384,7 +378,6 @@ db_test!(async fn sync_made_changes_reach_subscribed_endpoints_signed_and_in_ord
         (d.len() == 2 && d.iter().all(|d| d.state == DeliveryState::Delivered)).then_some(())
     })
     .await;
-    mark!("received");
     let got = all.receipts();
     assert_eq!(got.len(), 2, "{got:?}");
     assert!(got.iter().all(|r| r.verified), "every signature verifies: {got:?}");
@@ -407,7 +400,6 @@ db_test!(async fn sync_made_changes_reach_subscribed_endpoints_signed_and_in_ord
     assert_eq!(narrow_got[0].body["type"], "contact.updated");
 
     // The deliveries list: the webhook-id header is the delivery id; delivered in one attempt.
-    mark!("recorded");
     let list = api.deliveries(&hook).await;
     assert_eq!(list.len(), 2);
     assert_eq!(list[0]["id"], got[1].id.as_str(), "newest first");
@@ -428,9 +420,7 @@ db_test!(async fn sync_made_changes_reach_subscribed_endpoints_signed_and_in_ord
     let (_, listed) = api.get("/webhooks").await;
     assert_eq!(listed["items"].as_array().unwrap().len(), 2);
     assert!(!listed.to_string().contains("whsec_"), "no secret in the list: {listed}");
-    mark!("end");
     stop_worker(worker).await;
-    mark!("stopped");
 });
 
 db_test!(async fn run_and_connection_events_are_put_in_the_outbox_with_their_state_change(db) {
