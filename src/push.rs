@@ -77,14 +77,20 @@ impl ChannelKeeper {
         };
         let mut done = 0;
         for w in work {
-            let user = match &w {
-                ChannelWork::Watch { user, .. } => *user,
-                ChannelWork::Stop(c) => c.user_id,
+            let (user, expected) = match &w {
+                ChannelWork::Watch { user, old } => {
+                    (*user, old.as_ref().and_then(|o| o.channel_id.clone()))
+                }
+                ChannelWork::Stop(c) => (c.user_id, c.channel_id.clone()),
             };
             let (worker_id, lease) = (worker.to_string(), Duration::seconds(60));
             let claimed = engine
                 .store()
-                .run(move |s| s.write(|c| channels::claim(c, user, &worker_id, now, lease)))
+                .run(move |s| {
+                    s.write(|c| {
+                        channels::claim(c, user, expected.as_deref(), &worker_id, now, lease)
+                    })
+                })
                 .await;
             match claimed {
                 Ok(true) => {}

@@ -196,11 +196,14 @@ pub fn channel_work(
     Ok(out)
 }
 
-/// Leases `user`'s channel work to `worker` until `now + lease` (`false`: another worker holds
-/// it). Makes the user's row when there is none.
+/// Leases `user`'s channel work to `worker` until `now + lease`, if the user's channel is still
+/// `expected` (the channel id the work was planned from; `None`: no channel): `false` when
+/// another worker holds the lease or already changed the channel. Makes the user's row when there
+/// is none.
 pub fn claim(
     conn: &mut AnyConnection,
     user: UserId,
+    expected: Option<&str>,
     worker: &str,
     now: DateTime<Utc>,
     lease: Duration,
@@ -220,6 +223,13 @@ pub fn claim(
                 watch_channels::updated_at.eq(ts),
             ))
             .execute(conn)?;
+    }
+    let current: Option<String> = watch_channels::table
+        .find(user.to_string())
+        .select(watch_channels::channel_id)
+        .first(conn)?;
+    if current.as_deref() != expected {
+        return Ok(false);
     }
     let n = diesel::update(
         watch_channels::table.find(user.to_string()).filter(

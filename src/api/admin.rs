@@ -81,7 +81,7 @@ pub struct ServiceAccountCheck {
     /// Every scope worked.
     pub ok: bool,
     pub scopes: Vec<ScopeCheck>,
-    /// The scopes to authorize still (empty when `ok`).
+    /// The scopes Google refused as not authorized: the ones to authorize in the Admin console.
     pub missing: Vec<String>,
     /// What the check found and what to do, in plain words.
     pub message: String,
@@ -161,6 +161,10 @@ pub async fn check_service_account(
             )
         })?;
     let mut scopes = Vec::new();
+    // A refusal that is not about scopes (the account unknown to Google, a deleted key): the first
+    // one, said as it is instead of as a missing scope.
+    let mut other_refusal: Option<String> = None;
+    let mut missing: Vec<String> = Vec::new();
     for scope in [SCOPE_CONTACTS, SCOPE_CALENDAR] {
         // A fresh account per scope: each asks for a token of its own scope only.
         let account = GoogleAccount::connect(
@@ -187,11 +191,22 @@ pub async fn check_service_account(
                 ok: true,
                 error: None,
             }),
-            Err(e) if e.kind == ErrorKind::Auth => scopes.push(ScopeCheck {
-                scope: scope.into(),
-                ok: false,
-                error: Some(e.to_string()),
-            }),
+            Err(e) if e.kind == ErrorKind::Auth => {
+                let about_scopes = matches!(
+                    e.reason.as_deref(),
+                    Some("unauthorized_client" | "access_denied" | "invalid_scope")
+                );
+                if about_scopes {
+                    missing.push(scope.to_string());
+                } else if other_refusal.is_none() {
+                    other_refusal = Some(e.to_string());
+                }
+                scopes.push(ScopeCheck {
+                    scope: scope.into(),
+                    ok: false,
+                    error: Some(e.to_string()),
+                });
+            }
             Err(e) => {
                 tracing::warn!(error = %e, user = %user.id, "service-account check: Google unavailable");
                 return Err(ApiError::new(
@@ -202,12 +217,12 @@ pub async fn check_service_account(
             }
         }
     }
-    let missing: Vec<String> = scopes
-        .iter()
-        .filter(|s| !s.ok)
-        .map(|s| s.scope.clone())
-        .collect();
-    let message = if missing.is_empty() {
+    let message = if let Some(refusal) = other_refusal {
+        format!(
+            "Google refused the service account for {} for another reason than the scopes: {refusal}",
+            user.google_alias
+        )
+    } else if missing.is_empty() {
         format!(
             "the service account works for {}: every scope is authorized",
             user.google_alias
@@ -226,7 +241,7 @@ pub async fn check_service_account(
         user_id: user.id,
         subject: user.google_alias,
         client_id,
-        ok: missing.is_empty(),
+        ok: scopes.iter().all(|s| s.ok),
         scopes,
         missing,
         message,

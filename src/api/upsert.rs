@@ -124,9 +124,10 @@ impl ItemResult {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchBody {
-    /// 1 to 1,000 items, each the upsert body of one record with its `external_id`. Each item is
-    /// checked alone: one that is not such an object is reported `invalid` in the results.
-    #[schema(value_type = Vec<serde_json::Value>, min_items = 1, max_items = 1000)]
+    /// 1 to 1,000 items, each the upsert body (a JSON object) of one record with its
+    /// `external_id`. Each object is checked alone: one that is not a valid body is reported
+    /// `invalid` in the results; an item that is not an object makes the request malformed.
+    #[schema(value_type = Vec<Object>, min_items = 1, max_items = 1000)]
     pub items: Vec<serde_json::Value>,
 }
 
@@ -151,6 +152,11 @@ pub fn parse_batch<T: DeserializeOwned>(
             body.items.len()
         )));
     }
+    if let Some(i) = body.items.iter().position(|v| !v.is_object()) {
+        return Err(ApiError::invalid(format!(
+            "items[{i}]: each item is a JSON object (an upsert body with its external_id)"
+        )));
+    }
     let mut parsed: Vec<Parsed<T>> = body
         .items
         .into_iter()
@@ -160,12 +166,6 @@ pub fn parse_batch<T: DeserializeOwned>(
                 .get("external_id")
                 .and_then(|x| x.as_str())
                 .map(str::to_string);
-            if !v.is_object() {
-                return Err((
-                    None,
-                    ApiError::invalid(format!("items[{i}]: an item is a JSON object")),
-                ));
-            }
             let item: T = serde_json::from_value(v).map_err(|e| {
                 (
                     raw_id.clone(),
@@ -323,19 +323,23 @@ mod tests {
                 {"external_id": "d", "n": 4},
                 {"external_id": "d", "n": 5},
                 {"external_id": "", "n": 6},
-                7,
             ])),
             |i| i.external_id.as_deref(),
         )
         .unwrap_or_default();
         let ok: Vec<bool> = parsed.iter().map(Result::is_ok).collect();
-        assert_eq!(ok, [true, false, false, false, false, false, false]);
+        assert_eq!(ok, [true, false, false, false, false, false]);
         assert!(matches!(&parsed[1], Err((Some(x), _)) if x == "b"));
         assert!(matches!(&parsed[4], Err((_, e)) if e.message.contains("items 3, 4")));
     }
 
     #[test]
-    fn oversized_and_empty_batches_are_refused_whole() {
+    fn oversized_empty_and_non_object_batches_are_refused_whole() {
+        assert!(parse_batch::<Item>(
+            batch(serde_json::json!([{"external_id": "a", "n": 1}, 7])),
+            |i| i.external_id.as_deref()
+        )
+        .is_err());
         let big = serde_json::Value::Array(vec![serde_json::json!({"n": 1}); MAX_BATCH + 1]);
         assert!(parse_batch::<Item>(batch(big), |i| i.external_id.as_deref()).is_err());
         assert!(

@@ -371,7 +371,7 @@ db_test!(async fn watch_channels_are_renewed_before_expiry_remade_after_a_restar
     let w = app.stop().await;
     w.store
         .write(|c| {
-            crmsync_schema::channels::claim(c, alice, "test", Utc::now(), chrono::Duration::seconds(1))?;
+            crmsync_schema::channels::claim(c, alice, second.channel_id.as_deref(), "test", Utc::now(), chrono::Duration::seconds(1))?;
             crmsync_schema::channels::put_channel(c, alice, second.channel_id.as_deref().unwrap_or(""), second.resource_id.as_deref().unwrap_or(""), "t", clock_now(&clock) - chrono::Duration::minutes(1), Utc::now())
         })
         .expect("an expired channel");
@@ -393,3 +393,59 @@ fn clock_now(c: &crmsync::clock::TestClock) -> chrono::DateTime<Utc> {
     use crmsync::clock::Clock;
     c.now()
 }
+
+db_test!(async fn a_notification_needs_the_channel_token_and_a_new_message_number(db) {
+    use crmsync_schema::channels::{self, Notification};
+    let w = SyncWorld::new(db).await;
+    let alice = w.alice.id;
+    let now = Utc::now();
+    w.store
+        .write(|c| {
+            channels::claim(c, alice, None, "test", now, chrono::Duration::seconds(60))?;
+            channels::put_channel(c, alice, "ch-1", "res-1", "the-token", now + chrono::Duration::days(7), now)
+        })
+        .expect("a channel");
+    let take = |id: &str, token: &str, state: &str, n: Option<i64>| {
+        w.store.write(|c| channels::accept_notification(c, id, token, state, n, now)).expect("take")
+    };
+    assert_eq!(take("ch-1", "wrong", "exists", Some(2)), Notification::Unknown);
+    assert_eq!(take("ch-2", "the-token", "exists", Some(2)), Notification::Unknown);
+    assert_eq!(take("ch-1", "the-token", "sync", Some(1)), Notification::Started);
+    assert!(matches!(take("ch-1", "the-token", "exists", Some(2)), Notification::Changed { user, .. } if user == alice));
+    assert_eq!(take("ch-1", "the-token", "exists", Some(2)), Notification::Replayed, "the same message again");
+    assert_eq!(take("ch-1", "the-token", "exists", Some(1)), Notification::Replayed, "an older message");
+    assert!(matches!(take("ch-1", "the-token", "exists", Some(3)), Notification::Changed { .. }));
+});
+
+db_test!(async fn two_workers_keep_one_watch_channel_per_user(db) {
+    let w = SyncWorld::new(db).await;
+    let alice = w.alice.id;
+    w.store
+        .write(|c| {
+            crmsync_schema::settings::put_sync_settings(c, &crmsync_schema::settings::NewSyncSettings {
+                user_id: alice, kind: SyncKind::Activities, auto_sync: true,
+                schedule: crmsync_engine::model::SyncSchedule::IntervalMinutes(600),
+                tag_id: None, synchronize_from: None, trigger_words: vec![] }, Utc::now())
+        })
+        .expect("activity auto-sync");
+    let clock: crmsync::clock::SharedClock = std::sync::Arc::new(crmsync::clock::SystemClock);
+    let app = with_channels(w, clock.clone()).await;
+    // A second worker over the same database, keeping channels too.
+    let mut keeper = crmsync::push::ChannelKeeper::new(&app.root).expect("a loopback URL");
+    keeper.every = Duration::from_millis(50);
+    let second = crmsync::scheduler::Scheduler::new(
+        crate::sched_support::engine_with_clock(&app.world, clock),
+        crate::sched_support::config("second-worker", crmsync::scheduler::schedule::JitterPolicy::none()),
+    )
+    .with_channels(keeper);
+    let second_handle = second.handle();
+    let task = tokio::spawn(second.run());
+    eventually(20, "a watch channel", || channel(&app).is_some()).await;
+    // Both keep looking for a while: still one channel at Google, the one stored.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let stored = channel(&app).and_then(|c| c.channel_id).expect("stored");
+    assert_eq!(app.world.emu.emulator().calendar_channels("alice@example.com"), vec![stored]);
+    second_handle.shutdown();
+    let _ = task.await;
+    app.stop().await;
+});

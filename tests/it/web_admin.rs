@@ -2,7 +2,8 @@
 //! server, its scheduler and the Google emulator, and the routes added for them on both backends:
 //!
 //! - connect Google: upload a service-account key file, see its client id and scopes, and
-//!   "Check" fail while a scope is not delegated (naming it) and pass once it is;
+//!   "Check" fail while a scope is not delegated (naming it) and pass once it is; save the OAuth
+//!   client and get a user's "Connect Google" link;
 //! - per user: create a sync tag in place, set an interval (a wrong one is refused as typed),
 //!   save, press "Start synchronization" and see the last sync time change;
 //! - a webhook added on the page, and its delivery of the run listed;
@@ -234,16 +235,17 @@ async fn the_admin_page_connects_google_and_checks_the_scopes_in_a_browser() {
         .expect("href")
         .unwrap_or_default();
     assert!(href.contains(&format!("client_id={oauth_id}")), "{href}");
-    let (_, secret_shown) = (
-        (),
-        b.source()
-            .await
-            .expect("page source")
-            .contains(&oauth_secret),
-    );
-    assert!(
-        !secret_shown,
-        "the client secret stays out of the page once saved"
+    let secret_left = b
+        .find(Locator::Css("#oauth-secret"))
+        .await
+        .expect("secret field")
+        .prop("value")
+        .await
+        .expect("value");
+    assert_eq!(
+        secret_left.as_deref(),
+        Some(""),
+        "the secret is cleared once saved"
     );
 
     b.close().await.expect("close the browser");
@@ -707,6 +709,22 @@ db_test!(async fn the_service_account_check_names_the_missing_scopes(db) {
     assert_error(s, &v, s, "bad id");
     let (s, v) = call(&base, &token, Method::POST, "/google/service-account/check", Some(json!({}))).await;
     assert!(s.is_client_error(), "{s} {v}");
+    // A user Google does not know (not in the Workspace): said as it is, not as missing scopes.
+    world.emu.emulator().authorize_delegation(&client, &SCOPES.map(String::from));
+    let ghost = world.store.write(|c| users::create_user(c, &NewUser {
+        external_id: None,
+        email: "ghost@example.com".into(),
+        display_name: "Ghost".into(),
+        google_alias: None,
+        time_zone: None,
+    }, Utc::now())).unwrap();
+    let (s, v) = check(ghost.id.to_string()).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["missing"], json!([]), "{v}");
+    let msg = v["message"].as_str().unwrap();
+    assert!(msg.contains("another reason than the scopes") && msg.contains("invalid_grant"), "{msg}");
+
     // A user of a domain without a key: 409 saying what to do.
     let other = world.store.write(|c| users::create_user(c, &NewUser {
         external_id: None,
