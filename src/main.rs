@@ -216,6 +216,47 @@ async fn serve(cli: &Cli, args: &ServeArgs, clock: SharedClock) -> anyhow::Resul
     Ok(())
 }
 
+/// Awaits `run` and, on a terminal, shows the progress of (user, kind)'s running run on stderr
+/// (records handled of those read so far), as the admin page does.
+async fn with_progress<T>(
+    store: &crmsync_schema::Store,
+    user: crmsync_engine::ids::UserId,
+    kind: crmsync_engine::ids::SyncKind,
+    run: impl std::future::Future<Output = T>,
+) -> T {
+    use std::io::{IsTerminal, Write};
+    if !std::io::stderr().is_terminal() {
+        return run.await;
+    }
+    tokio::pin!(run);
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+    let mut shown = false;
+    loop {
+        tokio::select! {
+            out = &mut run => {
+                if shown {
+                    eprint!("\r\x1b[K");
+                }
+                return out;
+            }
+            _ = tick.tick() => {
+                let latest = store
+                    .read_async(move |c| crmsync_schema::runs::recent_runs(c, user, kind, 1))
+                    .await;
+                if let Ok(Some(r)) = latest.map(|v| v.into_iter().next()) {
+                    if r.state == "running" {
+                        if let Some(known) = r.items_known {
+                            eprint!("\r{kind}: {} of {known} records…", r.items_done.unwrap_or(0));
+                            let _ = std::io::stderr().flush();
+                            shown = true;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Stores this process's push settings (`CRMSYNC_PUSH`, `--push-debounce-ms`) for every process
 /// of the database, and says when push is off.
 fn store_push_settings(
@@ -545,9 +586,13 @@ async fn sync(cli: &Cli, args: &SyncArgs, clock: SharedClock) -> anyhow::Result<
                 user.id
             );
         }
-        let report = scheduler
-            .run_now(user.id, kind, RunOptions { mass_untag })
-            .await?;
+        let report = with_progress(
+            &store,
+            user.id,
+            kind,
+            scheduler.run_now(user.id, kind, RunOptions { mass_untag }),
+        )
+        .await?;
         failed |= report.state == RunState::Failed;
         if args.json {
             println!("{}", serde_json::to_string_pretty(&report)?);

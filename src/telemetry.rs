@@ -41,6 +41,9 @@ pub const BUILD_INFO: &str = "crmsync_build_info";
 /// Gauge `{state}`: webhook deliveries `pending` and `failed` (every process's, read from the
 /// database at scrape time).
 pub const WEBHOOK_DELIVERIES: &str = "crmsync_webhook_deliveries";
+/// Gauge `{state}`: Calendar watch channels `live` and `failed` (a user whose channel could not be
+/// made), from the database at scrape time.
+pub const PUSH_CHANNELS: &str = "crmsync_push_channels";
 /// Counter `{outcome}`: webhook delivery attempts made by this process, by outcome (`delivered`,
 /// `http_error`, `timeout`, `transport_error`).
 pub const WEBHOOK_ATTEMPTS: &str = "crmsync_webhook_attempts_total";
@@ -125,6 +128,11 @@ fn describe() {
         WEBHOOK_DELIVERIES,
         "Webhook deliveries pending (waiting for an attempt or a retry) and failed (retries used \
          up, waiting for an admin), from the database at scrape time"
+    );
+    describe_gauge!(
+        PUSH_CHANNELS,
+        "Calendar watch channels live, and users whose channel could not be made (they sync on \
+         their interval), from the database at scrape time"
     );
     describe_counter!(
         WEBHOOK_ATTEMPTS,
@@ -222,6 +230,12 @@ fn trigger_label(trigger: &str) -> &'static str {
 /// `transport_error`).
 pub fn webhook_attempt(outcome: &'static str) {
     metrics::counter!(WEBHOOK_ATTEMPTS, "outcome" => outcome).increment(1);
+}
+
+/// The Calendar watch channels live and failed, read from the database.
+pub fn set_push_channels(live: i64, failed: i64) {
+    metrics::gauge!(PUSH_CHANNELS, "state" => "live").set(live as f64);
+    metrics::gauge!(PUSH_CHANNELS, "state" => "failed").set(failed as f64);
 }
 
 /// The webhook deliveries pending and failed, read from the database.

@@ -291,6 +291,21 @@ pub fn channel_failed(
     Ok(())
 }
 
+/// How many channels are live at `now`, and how many users have none because it failed.
+pub fn channel_counts(conn: &mut AnyConnection, now: DateTime<Utc>) -> StoreResult<(i64, i64)> {
+    let live: i64 = watch_channels::table
+        .filter(watch_channels::channel_id.is_not_null())
+        .filter(watch_channels::expires_at.gt(to_db_time(now)))
+        .count()
+        .get_result(conn)?;
+    let failed: i64 = watch_channels::table
+        .filter(watch_channels::channel_id.is_null())
+        .filter(watch_channels::last_error.is_not_null())
+        .count()
+        .get_result(conn)?;
+    Ok((live, failed))
+}
+
 /// Forgets `user`'s channel (after `channels.stop`).
 pub fn forget_channel(conn: &mut AnyConnection, user: UserId) -> StoreResult<()> {
     diesel::delete(watch_channels::table.find(user.to_string())).execute(conn)?;

@@ -30,6 +30,9 @@ pub struct SyncRun {
     pub options: serde_json::Value,
     pub message: Option<String>,
     pub worker: Option<String>,
+    /// While it goes on (and after): records handled, of `items_known` read so far.
+    pub items_done: Option<i64>,
+    pub items_known: Option<i64>,
 }
 
 #[derive(Queryable, Selectable)]
@@ -49,6 +52,8 @@ struct RunRow {
     options: String,
     message: Option<String>,
     worker: Option<String>,
+    items_done: Option<i64>,
+    items_known: Option<i64>,
 }
 
 fn json(s: &str, col: &str) -> StoreResult<serde_json::Value> {
@@ -72,6 +77,8 @@ impl RunRow {
             options: json(&self.options, "sync_runs.options")?,
             message: self.message,
             worker: self.worker,
+            items_done: self.items_done,
+            items_known: self.items_known,
         })
     }
 }
@@ -204,6 +211,17 @@ pub fn start_run(
             sync_runs::state.eq("running"),
             sync_runs::started_at.eq(Some(to_db_time(now))),
             sync_runs::worker.eq(worker),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Records a running run's progress: `done` records handled of `known` read so far.
+pub fn set_progress(conn: &mut AnyConnection, id: RunId, done: i64, known: i64) -> StoreResult<()> {
+    diesel::update(sync_runs::table.find(id.to_string()))
+        .set((
+            sync_runs::items_done.eq(Some(done)),
+            sync_runs::items_known.eq(Some(known)),
         ))
         .execute(conn)?;
     Ok(())

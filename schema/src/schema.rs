@@ -243,6 +243,8 @@ diesel::table! {
         options -> Text,
         message -> Nullable<Text>,
         worker -> Nullable<Text>,
+        items_done -> Nullable<BigInt>,
+        items_known -> Nullable<BigInt>,
     }
 }
 

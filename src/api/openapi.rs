@@ -603,6 +603,12 @@ pub struct SyncRunDoc {
     pub message: Option<String>,
     /// The worker that carried the run out.
     pub worker: Option<String>,
+    /// Progress, while the run goes on and after: records handled of `items_known` read so far
+    /// (the Google listing and the CRM changes are read page by page, so it grows).
+    #[schema(format = Int64)]
+    pub items_done: Option<i64>,
+    #[schema(format = Int64)]
+    pub items_known: Option<i64>,
 }
 
 /// Answer of a Start synchronization that is queued (`?wait=true`: still going on when the

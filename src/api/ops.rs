@@ -100,6 +100,17 @@ pub async fn metrics(State(st): State<AppState>) -> Response {
         Ok(Err(e)) => tracing::debug!(error = %e, "metrics: cannot count webhook deliveries"),
         Err(_) => tracing::debug!("metrics: counting webhook deliveries timed out"),
     }
+    let store = st.store.clone();
+    let channels = tokio::time::timeout(
+        OVERDUE_TIMEOUT,
+        store.read_async(move |c| crmsync_schema::channels::channel_counts(c, now)),
+    )
+    .await;
+    match channels {
+        Ok(Ok((live, failed))) => crate::telemetry::set_push_channels(live, failed),
+        Ok(Err(e)) => tracing::debug!(error = %e, "metrics: cannot count watch channels"),
+        Err(_) => tracing::debug!("metrics: counting watch channels timed out"),
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -129,6 +129,8 @@ pub(crate) struct Executor<'a, K: Kind> {
     /// Link ends are being carried out (the guard has decided): a re-plan that ends a link is
     /// carried out at once instead of waiting for a guard that has already run.
     final_phase: bool,
+    /// Records handled, of those read so far (the run's progress, stored as it goes).
+    progress: (i64, i64),
 }
 
 impl<'a, K: Kind> Executor<'a, K> {
@@ -142,6 +144,7 @@ impl<'a, K: Kind> Executor<'a, K> {
             ends: Vec::new(),
             full_listing: false,
             final_phase: false,
+            progress: (0, 0),
         }
     }
 
@@ -286,15 +289,35 @@ impl<'a, K: Kind> Executor<'a, K> {
             .await?)
     }
 
+    /// Adds to the run's progress (`known` records read, `done` handled) and stores it; a
+    /// progress that cannot be stored is only logged (it is for the people watching).
+    async fn progress(&mut self, known: usize, done: usize) {
+        self.progress.0 += done as i64;
+        self.progress.1 += known as i64;
+        let (run, (done, known)) = (self.ctx.journal.run, self.progress);
+        let stored = self
+            .ctx
+            .store
+            .write_async(move |c| crmsync_schema::runs::set_progress(c, run, done, known))
+            .await;
+        if let Err(e) = stored {
+            tracing::debug!(error = %e, "could not store the run's progress");
+        }
+    }
+
     /// Plans and carries out records of the Google listing.
     pub async fn google_pass(&mut self, listed: Vec<K::Remote>) -> Result<(), SyncError> {
         if listed.is_empty() {
             return Ok(());
         }
+        let n = listed.len();
+        self.progress(n, 0).await;
         self.listed
             .extend(listed.iter().filter_map(RemoteRecord::remote_id));
         let batch = K::plan_listed(self, listed).await?;
-        self.execute(batch, false).await
+        self.execute(batch, false).await?;
+        self.progress(0, n).await;
+        Ok(())
     }
 
     /// Plans and carries out a chunk of the CRM change feed.
@@ -306,6 +329,8 @@ impl<'a, K: Kind> Executor<'a, K> {
         if chunk.is_empty() {
             return Ok(());
         }
+        let n = chunk.len();
+        self.progress(n, 0).await;
         let links = self
             .links_by_crm_ids(chunk.iter().map(CrmRecord::record_id).collect())
             .await?;
@@ -325,6 +350,7 @@ impl<'a, K: Kind> Executor<'a, K> {
             work.push((r, link));
         }
         if work.is_empty() {
+            self.progress(0, n).await;
             return Ok(());
         }
         // The Google side to read before planning (see `needs_read`).
@@ -354,7 +380,9 @@ impl<'a, K: Kind> Executor<'a, K> {
                 extra: extra.clone(),
             }));
         }
-        self.execute(batch, false).await
+        self.execute(batch, false).await?;
+        self.progress(0, n).await;
+        Ok(())
     }
 
     /// Whether a changed CRM record's Google side must be read before planning it (`Some`, with

@@ -266,6 +266,7 @@ function kindCell(user, kind) {
     el("div", { class: "muted" }, st.schedule || "manual only", el("br"),
       `last success: ${when(st.last_success_at)}`, el("br"), `next: ${when(st.next_due_at)}${paused && st.next_due_at ? " (sync is paused)" : ""}`),
     awaiting,
+    pushLine(st.push),
     pageMessage(st) ? el("div", { class: "muted", text: pageMessage(st) }) : null,
     st.last_error && !(blocked && st.last_error === last.message) && st.last_error !== (user.connection || {}).last_error
       ? el("div", { class: "error", text: st.last_error }) : null,
@@ -278,6 +279,21 @@ function kindCell(user, kind) {
     failingList(st.failing),
     el("div", { class: "actions" }, start, settings),
   ];
+}
+
+// Whether changes reach this kind within seconds (push), in the page's words.
+function pushLine(push) {
+  if (!push) return null;
+  let text = null;
+  if (push.crm_changes && push.google_changes) {
+    text = `push: CRM and Google edits sync within seconds (watch channel until ${when(push.channel_expires_at)})`;
+  } else if (push.crm_changes) {
+    text = "push: CRM edits sync within seconds; Google edits at the next scheduled run";
+  }
+  if (push.run_due_at) text = `${text || "push"}; a run is due at ${when(push.run_due_at)}`;
+  if (!text && !push.message) return null;
+  return el("div", { class: "muted push", data: { push: push.google_changes ? "both" : push.crm_changes ? "crm" : "off" } },
+    text, text && push.message ? el("br") : null, push.message || null);
 }
 
 // The user's kind statuses, or only the chosen kind's.
@@ -383,15 +399,31 @@ async function startSync(b, user, kind, massUntag) {
   b.disabled = true;
   const label = b.textContent;
   b.textContent = "Synchronizing…";
-  const extra = massUntag ? `&mass_untag=${massUntag}` : "";
+  const extra = massUntag ? `?mass_untag=${massUntag}` : "";
   try {
-    const run = await call("POST", `/users/${encodeURIComponent(user)}/sync/${encodeURIComponent(kind)}?wait=true${extra}`);
+    const started = await call("POST", `/users/${encodeURIComponent(user)}/sync/${encodeURIComponent(kind)}${extra}`);
+    const run = await followRun(started.run_id, b);
     say(`${kind}: ${run.state}${run.message ? " — " + run.message : ""}`);
   } catch (e) {
     showError(e);
   }
   b.textContent = label;
   await load(user, true);
+}
+
+// Polls a run until it ends, showing its progress (records handled of those read so far) on
+// the button that started it.
+async function followRun(runId, b) {
+  const ended = ["succeeded", "failed", "blocked", "skipped"];
+  const deadline = Date.now() + 30 * 60 * 1000;
+  for (;;) {
+    const run = await call("GET", `/sync-runs/${encodeURIComponent(runId)}`);
+    if (ended.includes(run.state) || Date.now() > deadline) { return run; }
+    b.textContent = run.items_known
+      ? `Synchronizing… ${run.items_done || 0} of ${run.items_known}`
+      : (run.state === "queued" ? "Queued…" : "Synchronizing…");
+    await new Promise((r) => setTimeout(r, 300));
+  }
 }
 
 // The mass-untag guard stopped the last run: carry the untags out, or put everything back.

@@ -398,6 +398,10 @@ db_test!(async fn a_google_edit_shows_in_the_feed_with_origin_sync_and_the_run_i
     g.people().update_contact(p, "phoneNumbers").await.expect("Google edit");
     let second = w.sync_contacts().await;
     assert_ne!(first.run_id, second.run_id);
+    // The run recorded its progress: every record read was handled.
+    let run = w.store.read(|c| crmsync_schema::runs::get_run(c, second.run_id)).expect("read").expect("run");
+    assert!(run.items_known.is_some_and(|k| k >= 1), "{run:?}");
+    assert_eq!(run.items_done, run.items_known, "{run:?}");
     let app = ApiWorld::start(w).await;
     let (s, page) = app.get("/changes?origin=sync").await;
     assert_eq!(s, StatusCode::OK, "{page}");

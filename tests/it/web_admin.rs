@@ -398,6 +398,8 @@ async fn the_admin_page_sets_tag_and_interval_starts_a_sync_and_lists_a_webhook_
     })
     .await;
     assert!(after.contains("idle"), "{after}");
+    // Auto-sync is off here: the page claims no push (CRM edits wait for a start).
+    assert!(!after.contains("push:"), "{after}");
 
     // The run's event, in the webhook's deliveries.
     click(&b, "button[data-deliveries]").await;

@@ -22,3 +22,8 @@ CREATE TABLE watch_channels (
     claimed_until TIMESTAMP,
     updated_at TIMESTAMP NOT NULL
 );
+
+-- A run's progress while it goes on (issue 14): records handled of the records known so far
+-- (the Google listing and the CRM feed are read page by page, so "known" grows).
+ALTER TABLE sync_runs ADD COLUMN items_done BIGINT;
+ALTER TABLE sync_runs ADD COLUMN items_known BIGINT;
