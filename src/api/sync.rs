@@ -188,6 +188,16 @@ pub struct FleetQuery {
     #[serde(default)]
     #[param(schema_with = state_filter)]
     state: Option<String>,
+    /// Only users whose kind `contacts` or `activities` passes the other filters.
+    #[serde(default)]
+    #[param(value_type = Option<String>, pattern = "^(contacts|activities)?$")]
+    kind: Option<String>,
+    /// `true`: only users with a last error or failing records (of `kind`, when given).
+    #[serde(default)]
+    errors: Option<bool>,
+    /// `true`: only users whose scheduled run is more than a minute past due.
+    #[serde(default)]
+    overdue: Option<bool>,
     /// Page size, 1 to 500 (default 100).
     #[serde(default)]
     #[param(value_type = Option<u32>, minimum = 1, maximum = 500)]
@@ -230,11 +240,23 @@ pub async fn fleet_status(
             ))
         })?),
     };
+    let kind = match q.kind.as_deref() {
+        None | Some("") => None,
+        Some(k) => Some(k.parse::<SyncKind>().map_err(|_| {
+            ApiError::bad_request(format!("kind must be contacts or activities, not {k:?}"))
+        })?),
+    };
+    let filter = status::FleetFilter {
+        state,
+        kind,
+        errors: q.errors.unwrap_or(false),
+        overdue: q.overdue.unwrap_or(false),
+    };
     let limit = page::limit(q.limit)?;
     let after = page::cursor::<UserId>(q.cursor.as_deref())?;
     let now = st.now();
     let found = st
-        .read_async(move |c| status::fleet_page(c, after, limit, state, now))
+        .read_async(move |c| status::fleet_page(c, after, limit, &filter, now))
         .await?;
     Ok(Json(Page {
         items: found

@@ -379,7 +379,7 @@ pub fn all_status(c: &mut AnyConnection, now: DateTime<Utc>) -> StoreResult<Vec<
     let mut out = Vec::new();
     let mut after = None;
     loop {
-        let page = fleet_page(c, after, 500, None, now)?;
+        let page = fleet_page(c, after, 500, &FleetFilter::default(), now)?;
         out.extend(page.items.into_iter().map(|(_, st)| st));
         match page.next_after {
             Some(next) => after = Some(next),
@@ -406,11 +406,38 @@ pub struct FleetPage {
 /// `limit` of them; with `state`, only the users having some kind in that state (looking at
 /// [`FLEET_SCAN_LIMIT`] users at most). Read in one transaction at `now`, each user's status as
 /// [`user_status`] makes it.
+/// Which users a fleet page lists: those having one kind (of `kind`, when given) that passes
+/// every filter set.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FleetFilter {
+    pub state: Option<SyncState>,
+    pub kind: Option<SyncKind>,
+    /// The kind has a last error or failing records.
+    pub errors: bool,
+    /// The kind's scheduled run is more than a minute past due.
+    pub overdue: bool,
+}
+
+impl FleetFilter {
+    /// Whether `st` passes.
+    pub fn matches(&self, st: &UserSyncStatus, now: DateTime<Utc>) -> bool {
+        st.kinds.values().any(|k| {
+            self.kind.is_none_or(|want| k.kind == want)
+                && self.state.is_none_or(|want| k.state == want)
+                && (!self.errors || k.last_error.is_some() || !k.failing.is_empty())
+                && (!self.overdue
+                    || k.auto_sync
+                        && k.next_due_at
+                            .is_some_and(|d| d < now - chrono::Duration::minutes(1)))
+        })
+    }
+}
+
 pub fn fleet_page(
     c: &mut AnyConnection,
     after: Option<UserId>,
     limit: usize,
-    state: Option<SyncState>,
+    filter: &FleetFilter,
     now: DateTime<Utc>,
 ) -> StoreResult<FleetPage> {
     let limit = limit.max(1);
@@ -424,7 +451,7 @@ pub fn fleet_page(
             cursor = Some(u.id);
             scanned += 1;
             let st = user_status(c, &u, now)?;
-            if state.is_none_or(|want| st.kinds.values().any(|k| k.state == want)) {
+            if filter.matches(&st, now) {
                 items.push((u, st));
                 if items.len() == limit {
                     return Ok(FleetPage {

@@ -351,6 +351,10 @@ async function load(selected, keepMessage) {
   const filter = $("#state-filter").value;
   const q = new URLSearchParams({ limit: String(FLEET_PAGE) });
   if (filter) { q.set("state", filter); }
+  // The server filters the whole fleet, so a page holds matching users only.
+  if ($("#kind-filter").value) { q.set("kind", $("#kind-filter").value); }
+  if ($("#errors-filter").checked) { q.set("errors", "true"); }
+  if ($("#overdue-filter").checked) { q.set("overdue", "true"); }
   if (cursors[pageIndex]) { q.set("cursor", cursors[pageIndex]); }
   try {
     const page = await call("GET", `/sync-status?${q}`);
@@ -865,9 +869,9 @@ window.addEventListener("hashchange", () => { if (tokenFromHash()) { loadAll(); 
 $("#save").addEventListener("click", () => { sessionStorage.setItem(TOKEN_KEY, $("#token").value.trim()); loadAll(); });
 $("#token").addEventListener("keydown", (ev) => { if (ev.key === "Enter") { $("#save").click(); } });
 $("#state-filter").addEventListener("change", restart);
-$("#kind-filter").addEventListener("change", () => load());
-$("#errors-filter").addEventListener("change", () => load());
-$("#overdue-filter").addEventListener("change", () => load());
+$("#kind-filter").addEventListener("change", restart);
+$("#errors-filter").addEventListener("change", restart);
+$("#overdue-filter").addEventListener("change", restart);
 $("#prev-page").addEventListener("click", () => { if (pageIndex > 0) { pageIndex--; load(); } });
 $("#next-page").addEventListener("click", () => { if (cursors[pageIndex + 1]) { pageIndex++; load(); } });
 $("#pause").addEventListener("change", togglePause);

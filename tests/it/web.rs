@@ -514,6 +514,40 @@ db_test!(async fn the_bulk_status_route_pages_and_filters_by_state(db) {
     assert_eq!(none["items"], json!([]));
     let (_, empty) = app.get("/sync-status?state=").await;
     assert_eq!(empty["items"].as_array().map(Vec::len), Some(5), "an empty state is no filter");
+    // By kind: queued contacts are two users; no user has queued activities.
+    let (_, k) = app.get("/sync-status?state=queued&kind=contacts").await;
+    assert_eq!(k["items"].as_array().map(Vec::len), Some(2), "{k}");
+    let (_, k) = app.get("/sync-status?state=queued&kind=activities").await;
+    assert_eq!(k["items"], json!([]));
+    // With errors: user 3's contacts runs failed (a stored last error); overdue: user 1's
+    // contacts were due an hour ago with auto-sync on.
+    app.store
+        .write(|c| {
+            let id3: crmsync_engine::ids::UserId = ids[3].parse().expect("id");
+            let id1: crmsync_engine::ids::UserId = ids[1].parse().expect("id");
+            use crmsync::clock::Clock;
+            use crmsync_schema::diesel::prelude::*;
+            use crmsync_schema::schema::{sync_jobs, sync_settings};
+            crmsync_schema::diesel::update(sync_jobs::table.filter(sync_jobs::user_id.eq(id3.to_string())))
+                .set(sync_jobs::last_error.eq(Some("Google said no")))
+                .execute(c)?;
+            crmsync_schema::diesel::update(sync_settings::table.filter(sync_settings::user_id.eq(id1.to_string())))
+                .set(sync_settings::auto_sync.eq(true))
+                .execute(c)?;
+            crmsync_schema::diesel::update(sync_jobs::table.filter(sync_jobs::user_id.eq(id1.to_string())))
+                .set(sync_jobs::next_due_at.eq(Some((app.clock.now() - chrono::Duration::hours(1)).naive_utc())))
+                .execute(c)?;
+            Ok(())
+        })
+        .expect("an error and an overdue job");
+    let (_, e) = app.get("/sync-status?errors=true").await;
+    let with_errors: Vec<&str> = e["items"].as_array().expect("items").iter().filter_map(|i| i["user_id"].as_str()).collect();
+    assert_eq!(with_errors, [ids[3].as_str()], "{e}");
+    let (_, o) = app.get("/sync-status?overdue=true&kind=contacts").await;
+    let overdue: Vec<&str> = o["items"].as_array().expect("items").iter().filter_map(|i| i["user_id"].as_str()).collect();
+    assert_eq!(overdue, [ids[1].as_str()], "{o}");
+    let (s, v) = app.get("/sync-status?kind=calendar").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
 
     // Bad input: a clear 400, never a crash.
     for bad in [
