@@ -314,6 +314,8 @@ db_test!(async fn a_google_calendar_edit_reaches_the_crm_through_the_watch_notif
     assert!(push["channel_expires_at"].is_string(), "{push}");
     let contacts_push = &st["kinds"]["contacts"]["push"];
     assert_eq!(contacts_push["google_changes"], false, "{contacts_push}");
+    let metrics = app.client.get(format!("{}/metrics", app.root)).send().await.expect("scrape").text().await.expect("text");
+    assert!(metrics.contains("crmsync_push_channels{state=\"live\"} 1"), "{metrics}");
 
     // Forged and unknown notifications start nothing.
     assert_eq!(notify(&app, &id, "not-the-token", 1_000_000).await, StatusCode::NOT_FOUND);
