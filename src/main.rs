@@ -152,7 +152,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn serve(cli: &Cli, args: &ServeArgs, clock: SharedClock) -> anyhow::Result<()> {
     let database_url = &cli.database_url;
     let store = open_checked_store(database_url, clock.now())?;
-    store_push_settings(&store, &args.scheduler, clock.now())?;
+    store_push_settings(&store, &args.scheduler, clock.now()).await?;
     let tokens = store.read(admin_tokens::list_admin_tokens)?;
     if tokens.iter().all(|t| t.revoked_at.is_some()) {
         tracing::warn!("no admin token exists yet: create one with `crmsync admin-token create`");
@@ -259,7 +259,7 @@ async fn with_progress<T>(
 
 /// Stores this process's push settings (`CRMSYNC_PUSH`, `--push-debounce-ms`) for every process
 /// of the database, and says when push is off.
-fn store_push_settings(
+async fn store_push_settings(
     store: &crmsync_schema::Store,
     args: &crmsync::cli::SchedulerArgs,
     now: chrono::DateTime<chrono::Utc>,
@@ -276,7 +276,7 @@ fn store_push_settings(
                 | crmsync_schema::StoreError::Database(_)),
             ) if attempt < 5 => {
                 tracing::debug!(error = %e, "storing the push settings raced another process; again");
-                std::thread::sleep(std::time::Duration::from_millis(50 * attempt));
+                tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
             }
             Err(e) => return Err(e).context("store the push settings"),
         }
@@ -299,7 +299,7 @@ async fn worker(
     clock: SharedClock,
 ) -> anyhow::Result<()> {
     let store = open_checked_store(&cli.database_url, clock.now())?;
-    store_push_settings(&store, &args.scheduler, clock.now())?;
+    store_push_settings(&store, &args.scheduler, clock.now()).await?;
     if store.kind() == crmsync_schema::DbKind::Sqlite {
         tracing::info!(
             "SQLite: one process does all the work; use PostgreSQL to run several workers"

@@ -102,7 +102,7 @@ impl ChannelKeeper {
             }
             match w {
                 ChannelWork::Watch { user, old } => self.watch(engine, user, old, now).await,
-                ChannelWork::Stop(c) => self.stop(engine, c, now).await,
+                ChannelWork::Stop(c) => self.stop(engine, c).await,
             }
             done += 1;
         }
@@ -186,7 +186,7 @@ impl ChannelKeeper {
         Ok((id, resource, token, expires))
     }
 
-    async fn stop(&self, engine: &SyncEngine, c: WatchChannel, _now: DateTime<Utc>) {
+    async fn stop(&self, engine: &SyncEngine, c: WatchChannel) {
         let user = c.user_id;
         if let Some((id, resource)) = c.channel_id.zip(c.resource_id) {
             self.stop_at_google(engine, user, &id, &resource).await;

@@ -291,6 +291,21 @@ pub fn activity_by_external_id(
     Ok(hydrate(conn, rows)?.pop())
 }
 
+/// The id of the live activity with `external_id` (one indexed lookup, no hydration: for
+/// writers that lock the row before reading it).
+pub fn activity_id_by_external_id(
+    conn: &mut AnyConnection,
+    external_id: &str,
+) -> StoreResult<Option<ActivityId>> {
+    let id: Option<String> = activities::table
+        .filter(activities::external_id.eq(external_id))
+        .filter(activities::deleted_at.is_null())
+        .select(activities::id)
+        .first(conn)
+        .optional()?;
+    id.map(|i| parse_col(&i, "activities.id")).transpose()
+}
+
 /// Live activities (with their data) by external ids, for a batch of upserts.
 pub fn activities_by_external_ids(
     conn: &mut AnyConnection,

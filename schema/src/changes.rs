@@ -144,7 +144,7 @@ pub(crate) fn record(
             at: now,
         };
         let event = format!("{}.{}", made.kind.as_str(), made.action.as_str());
-        crate::webhooks::enqueue(conn, &event, &change, now)?;
+        crate::webhooks::enqueue(conn, &event, &change, Some(made.cursor), now)?;
     }
     Ok(())
 }

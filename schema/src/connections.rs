@@ -234,7 +234,7 @@ pub fn set_connection_state(
                 "error": last_error,
                 "at": now,
             });
-            crate::webhooks::enqueue(conn, "connection.auth_error", &data, now)?;
+            crate::webhooks::enqueue(conn, "connection.auth_error", &data, None, now)?;
         }
     }
     let n = diesel::update(google_connections::table.find(user.to_string()))

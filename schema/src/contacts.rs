@@ -149,6 +149,19 @@ pub fn contact_by_external_id(
     Ok(hydrate(conn, rows)?.pop())
 }
 
+/// The id of the live contact with `external_id` (one indexed lookup, no hydration: for
+/// writers that lock the row before reading it).
+pub fn contact_id_by_external_id(
+    conn: &mut AnyConnection,
+    external_id: &str,
+) -> StoreResult<Option<ContactId>> {
+    Ok(
+        contact_ids_by_external_ids(conn, &[external_id.to_string()])?
+            .pop()
+            .map(|(_, id)| id),
+    )
+}
+
 /// Live contacts by external ids: `(external id, contact id)` for those that exist.
 pub fn contact_ids_by_external_ids(
     conn: &mut AnyConnection,

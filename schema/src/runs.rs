@@ -259,9 +259,9 @@ pub fn finish_run(
         .execute(conn)?;
     if let Some(run) = get_run(conn, id)? {
         let data = RunEvent::of(&run);
-        crate::webhooks::enqueue(conn, "sync_run.finished", &data, now)?;
+        crate::webhooks::enqueue(conn, "sync_run.finished", &data, None, now)?;
         if run.state == "blocked" {
-            crate::webhooks::enqueue(conn, "sync_run.blocked", &data, now)?;
+            crate::webhooks::enqueue(conn, "sync_run.blocked", &data, None, now)?;
         }
     }
     Ok(())

@@ -550,11 +550,13 @@ pub fn target(
 
 /// Puts `event` with `data` in the outbox of every webhook subscribed to it (none: nothing
 /// written). The delivery's position is a change sequence number, so an endpoint's deliveries
-/// keep commit order.
+/// keep commit order: the change's own cursor when the event tells of one (`position`), else
+/// the next number.
 pub fn enqueue<T: Serialize>(
     conn: &mut AnyConnection,
     event: &str,
     data: &T,
+    position: Option<i64>,
     now: DateTime<Utc>,
 ) -> StoreResult<usize> {
     let hooks: Vec<(String, String)> = webhooks::table
@@ -578,7 +580,10 @@ pub fn enqueue<T: Serialize>(
         "data": data,
     }))
     .map_err(|e| StoreError::Invalid(format!("webhook body for {event}: {e}")))?;
-    let position = next_change_seq(conn)?;
+    let position = match position {
+        Some(p) => p,
+        None => next_change_seq(conn)?,
+    };
     let ts = to_db_time(now);
     for hook in &targets {
         diesel::insert_into(webhook_deliveries::table)

@@ -558,13 +558,13 @@ fn upsert_activity(
     if_match: &IfMatch,
     now: DateTime<Utc>,
 ) -> StoreResult<(Outcome, Activity)> {
-    let Some(current) = store::activity_by_external_id(c, external_id)? else {
+    let Some(id) = store::activity_id_by_external_id(c, external_id)? else {
         if_match.check("activity", None)?;
         let a = store::create_activity(c, data, Some(external_id), Origin::Api, now)?;
         return Ok((Outcome::Created, a));
     };
-    store::lock_activity(c, current.id)?;
-    let current = store::get_activity(c, current.id)?;
+    store::lock_activity(c, id)?;
+    let current = store::get_activity(c, id)?;
     if_match.check("activity", Some(current.change_seq))?;
     if current.data == *data {
         return Ok((Outcome::Unchanged, current));
@@ -655,13 +655,10 @@ pub async fn delete_by_external_id(
     upsert::path_external_id(&external_id)?;
     let now = st.now();
     st.write_async(move |c| {
-        let found = store::activity_by_external_id(c, &external_id)?.ok_or_else(|| {
-            StoreError::NotFound {
-                what: "activity with external id",
-                id: external_id.clone(),
-            }
+        let id = store::activity_id_by_external_id(c, &external_id)?.ok_or_else(|| {
+            upsert::unknown_external_id("activity with external id", &external_id)
         })?;
-        delete_checked(c, found.id, &if_match, now)
+        delete_checked(c, id, &if_match, now)
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)

@@ -138,14 +138,18 @@ pub async fn list(
     }
     let filter = filter(&q)?;
     let asked = q.after;
-    let (pruned, page) = st
+    // `None`: the cursor is behind what was pruned.
+    let page = st
         .read_async(move |c| {
             let pruned = store::pruned_through(c)?;
-            let page = store::changes_after(c, asked.unwrap_or(pruned), &filter, limit)?;
-            Ok((pruned, page))
+            if asked.is_some_and(|a| a < pruned) {
+                return Ok(None);
+            }
+            store::changes_after(c, asked.unwrap_or(pruned), &filter, limit).map(Some)
         })
         .await?;
-    if let Some(after) = asked.filter(|a| *a < pruned) {
+    let Some(page) = page else {
+        let after = asked.unwrap_or_default();
         return Err(ApiError::new(
             StatusCode::GONE,
             "cursor_expired",
@@ -155,7 +159,7 @@ pub async fn list(
                  (GET /contacts, GET /activities), then follow the feed from that head"
             ),
         ));
-    }
+    };
     Ok(Json(ChangePage {
         changes: page.changes,
         next_cursor: page.next_cursor,

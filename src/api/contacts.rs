@@ -479,14 +479,14 @@ fn upsert_contact(
     if_match: &IfMatch,
     now: chrono::DateTime<chrono::Utc>,
 ) -> StoreResult<(Outcome, Contact)> {
-    let Some(current) = store::contact_by_external_id(c, external_id)? else {
+    let Some(id) = store::contact_id_by_external_id(c, external_id)? else {
         if_match.check("contact", None)?;
         let tags = tags.unwrap_or_default();
         let contact = store::create_contact(c, data, &tags, Some(external_id), Origin::Api, now)?;
         return Ok((Outcome::Created, contact));
     };
-    store::lock_contact(c, current.id)?;
-    let current = store::get_contact(c, current.id)?;
+    store::lock_contact(c, id)?;
+    let current = store::get_contact(c, id)?;
     if_match.check("contact", Some(current.change_seq))?;
     let mut contact = current.clone();
     if current.data != *data {
@@ -589,13 +589,9 @@ pub async fn delete_by_external_id(
     upsert::path_external_id(&external_id)?;
     let now = st.now();
     st.write_async(move |c| {
-        let found = store::contact_by_external_id(c, &external_id)?.ok_or_else(|| {
-            StoreError::NotFound {
-                what: "contact with external id",
-                id: external_id.clone(),
-            }
-        })?;
-        delete_checked(c, found.id, &if_match, now)
+        let id = store::contact_id_by_external_id(c, &external_id)?
+            .ok_or_else(|| upsert::unknown_external_id("contact with external id", &external_id))?;
+        delete_checked(c, id, &if_match, now)
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)

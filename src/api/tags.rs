@@ -263,11 +263,9 @@ pub async fn delete_by_external_id(
     super::upsert::path_external_id(&external_id)?;
     let now = st.now();
     st.write_async(move |c| {
-        let tag =
-            store::tag_by_external_id(c, &external_id)?.ok_or_else(|| StoreError::NotFound {
-                what: "tag with external id",
-                id: external_id.clone(),
-            })?;
+        let tag = store::tag_by_external_id(c, &external_id)?.ok_or_else(|| {
+            super::upsert::unknown_external_id("tag with external id", &external_id)
+        })?;
         store::delete_tag(c, tag.id, crmsync_schema::changes::Origin::Api, now)
     })
     .await?;

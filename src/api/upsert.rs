@@ -45,6 +45,14 @@ pub fn put_external_id(path: &str, body: Option<&str>) -> Result<(), ApiError> {
     }
 }
 
+/// No live record of `what` has `external_id`: 404 (`what` as in "contact with external id").
+pub fn unknown_external_id(what: &'static str, external_id: &str) -> StoreError {
+    StoreError::NotFound {
+        what,
+        id: external_id.to_string(),
+    }
+}
+
 /// What an upsert did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
