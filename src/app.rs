@@ -33,15 +33,32 @@ pub fn engine(
     google: &GoogleSettings,
     config: SyncConfig,
 ) -> SyncEngine {
+    engine_at(
+        store,
+        clock,
+        google.endpoints(),
+        google.send_updates.unwrap_or(SendUpdates::None),
+        config,
+    )
+}
+
+/// A sync engine over `store` talking to Google at `endpoints`.
+pub fn engine_at(
+    store: &Store,
+    clock: SharedClock,
+    endpoints: GoogleEndpoints,
+    send_updates: SendUpdates,
+    config: SyncConfig,
+) -> SyncEngine {
     let accounts = AccountProvider::new(
         store.clone(),
         AccountOptions {
-            endpoints: google.endpoints(),
+            endpoints,
             retry: RetryPolicy::default(),
             // A little under Google's 600/min so boundary effects never cause 429 storms.
             calendar_rate_per_minute: Some(590),
             people_rate_per_minute: None,
-            send_updates: google.send_updates.unwrap_or(SendUpdates::None),
+            send_updates,
         },
     );
     SyncEngine::new(store.clone(), accounts, config, clock)

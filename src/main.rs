@@ -176,6 +176,7 @@ async fn serve(cli: &Cli, args: &ServeArgs, clock: SharedClock) -> anyhow::Resul
         None
     } else {
         let engine = crmsync::app::engine(&store, clock, &google, Default::default());
+        state = state.with_engine(engine.clone());
         let scheduler = args
             .scheduler
             .with_push_channels(crmsync::scheduler::Scheduler::new(
@@ -693,11 +694,12 @@ async fn demo(args: DemoArgs, clock: SharedClock) -> anyhow::Result<()> {
     };
     let engine = crmsync::app::engine(&demo.store, clock.clone(), &google, Default::default());
     crmsync::telemetry::handle();
-    let scheduler = crmsync::scheduler::Scheduler::new(engine, Default::default());
+    let scheduler = crmsync::scheduler::Scheduler::new(engine.clone(), Default::default());
     let handle = scheduler.handle();
     let task = tokio::spawn(scheduler.run());
     let state = AppState::new(demo.store.clone(), clock)
         .with_google(google.endpoints())
+        .with_engine(engine)
         .with_scheduler(handle.clone());
     let h2 = handle.clone();
     let shutdown = async move {

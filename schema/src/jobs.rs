@@ -195,7 +195,7 @@ pub fn ensure_job(
 }
 
 /// Locks the job row until the transaction ends (a no-op update: the portable `FOR UPDATE`).
-fn lock_job(conn: &mut AnyConnection, user: UserId, kind: SyncKind) -> StoreResult<()> {
+pub(crate) fn lock_job(conn: &mut AnyConnection, user: UserId, kind: SyncKind) -> StoreResult<()> {
     diesel::update(key(user, kind))
         .set(sync_jobs::kind.eq(sync_jobs::kind))
         .execute(conn)?;

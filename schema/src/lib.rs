@@ -19,6 +19,7 @@ pub mod error;
 pub mod jobs;
 pub mod key_check;
 pub mod parked;
+pub mod reset;
 pub mod runs;
 pub mod schema;
 pub mod secrets;

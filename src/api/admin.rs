@@ -12,7 +12,10 @@
 //!   fail, with the failing records and why;
 //! - the preview of a schedule (`GET /schedule-preview`): checks an interval or a cron expression
 //!   as the settings route does and answers its next three run times in a time zone, so the page
-//!   validates as the admin types, before anything is saved.
+//!   validates as the admin types, before anything is saved;
+//! - a user's sync reset (`POST /users/{id}/sync-reset/{kind}`): `?dry_run=true` first (the
+//!   engine plans the first run after a reset against Google and the CRM and writes nothing),
+//!   then the reset itself (merge bases, cursor and failing records forgotten, a run queued).
 
 use super::error::{ApiError, ApiResult};
 use super::extract::JsonBody;
@@ -520,4 +523,137 @@ pub async fn schedule_preview(
         next,
         next_local,
     }))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ResetQuery {
+    /// Only say what the first run after the reset would do (values written on either side,
+    /// records paired, created or untagged); nothing is forgotten or written.
+    #[serde(default)]
+    #[param(value_type = Option<bool>)]
+    dry_run: bool,
+}
+
+/// What a reset forgot, and the run queued to re-merge.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ResetDone {
+    /// Pairs whose merge base was forgotten (the pairs themselves are kept).
+    pub bases_forgotten: u64,
+    /// Whether a sync token and CRM position were forgotten.
+    pub cursor_forgotten: bool,
+    /// Failing and parked records forgotten (the full listing reads them again).
+    pub failing_forgotten: u64,
+    /// The queued run: a first sync (everything listed and read, each pair merged as a first
+    /// pairing, records not paired yet paired by the CRM id a Google record carries and, for
+    /// contacts, by e-mail).
+    #[schema(value_type = uuid::Uuid)]
+    pub run_id: crmsync_engine::ids::RunId,
+    /// Another queued run of this user and kind was reused.
+    pub coalesced: bool,
+}
+
+/// `POST /users/{id}/sync-reset/{kind}`: with `?dry_run=true` 200 and what the first run after
+/// a reset would do; else the merge bases of the user's pairs, the cursor and the failing
+/// records are forgotten (the pairs are kept; nothing in the CRM or Google is touched) and a run
+/// is queued: 202.
+#[utoipa::path(
+    post, path = "/users/{id}/sync-reset/{kind}", tag = "sync",
+    operation_id = "sync_reset",
+    summary = "Reset a user's sync of one kind (dry run first)",
+    description = "Forgets what the engine remembered of each pair (the values both sides last \
+                   agreed on, etags), the sync token and CRM position, and the failing records, \
+                   then queues a run: a first sync that reads everything on both sides, merges \
+                   each pair as a first pairing and pairs records not paired yet by the CRM id a \
+                   Google record carries and, for contacts, by e-mail. Which Google record \
+                   belongs to which CRM record is kept (an imported record carries no CRM id: \
+                   forgetting it would import it twice). Nothing is deleted, untagged or changed \
+                   by the reset itself. With `?dry_run=true` nothing is forgotten: the answer is \
+                   what that first run would do, planned by the engine against Google and the \
+                   CRM as they are now.",
+    params(
+        ("id" = uuid::Uuid, Path, description = "the user's id"),
+        ("kind" = super::openapi::SyncKindDoc, Path, description = "`contacts` or `activities`"),
+        ResetQuery,
+    ),
+    responses(
+        (status = 200, description = "`?dry_run=true`: what the first run after a reset would do", body = crate::sync::PreviewReport),
+        (status = 202, description = "forgotten; the run that re-pairs is queued", body = ResetDone),
+        (status = 400, description = "unknown kind (`bad_request`)", body = super::openapi::ErrorBody),
+        (status = 404, description = "no such user (`not_found`)", body = super::openapi::ErrorBody),
+        (status = 409, description = "a run of this kind is in progress, or the user has no sync settings or no working Google connection for it (`conflict`, `not_configured`)", body = super::openapi::ErrorBody),
+        (status = 502, description = "the dry run could not read Google (`google_error`)", body = super::openapi::ErrorBody),
+    )
+)]
+pub async fn reset(
+    State(st): State<AppState>,
+    ApiPath((user, kind)): ApiPath<(UserId, String)>,
+    ApiQuery(q): ApiQuery<ResetQuery>,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let kind: SyncKind = kind
+        .parse()
+        .map_err(|e: crmsync_engine::ids::UnknownKind| ApiError::bad_request(e.to_string()))?;
+    st.read_async(move |c| users::get_user(c, user)).await?;
+    if q.dry_run {
+        let report = st
+            .sync_engine()
+            .preview(user, kind, true)
+            .await
+            .map_err(preview_error)?;
+        return Ok((StatusCode::OK, Json(report)).into_response());
+    }
+    let now = st.now();
+    let done = st
+        .write_async(move |c| crmsync_schema::reset::reset_sync(c, user, kind, now))
+        .await?;
+    tracing::info!(
+        user = %user,
+        kind = kind.as_str(),
+        pairs = done.bases_forgotten,
+        run = %done.run.run_id,
+        "sync reset: merge bases, cursor and failing records forgotten; a first run is queued"
+    );
+    if let Some(s) = &st.scheduler {
+        s.wake();
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(ResetDone {
+            bases_forgotten: done.bases_forgotten,
+            cursor_forgotten: done.cursor_forgotten,
+            failing_forgotten: done.failing_forgotten,
+            run_id: done.run.run_id,
+            coalesced: done.run.coalesced,
+        }),
+    )
+        .into_response())
+}
+
+/// A dry run that could not plan, in the API's words.
+fn preview_error(e: crate::sync::error::SyncError) -> ApiError {
+    use crate::sync::error::SyncError;
+    match e {
+        SyncError::NotConfigured(m) => ApiError::new(StatusCode::CONFLICT, "not_configured", m),
+        SyncError::Auth { .. } => ApiError::new(
+            StatusCode::CONFLICT,
+            "not_configured",
+            format!("{e}; connect the user's Google account (or check the service account), then preview again"),
+        ),
+        SyncError::Google(g) => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "google_error",
+            format!("the dry run could not read Google: {g}; try again in a moment"),
+        ),
+        SyncError::Store(s) => s.into(),
+        other => {
+            tracing::error!(error = %other, "the dry run stopped");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the dry run stopped on an internal error; the server log has the details",
+            )
+        }
+    }
 }

@@ -66,6 +66,9 @@ pub struct AppState {
     pub scheduler: Option<SchedulerHandle>,
     /// How long `POST /users/{id}/sync/{kind}?wait=true` waits for the run at most.
     pub wait_limit: std::time::Duration,
+    /// The engine of this process's scheduler, for the routes that plan without running (a
+    /// reset's preview); `None`: one is made from [`AppState::google`] with the default policy.
+    pub engine: Option<crate::sync::SyncEngine>,
 }
 
 impl AppState {
@@ -77,7 +80,27 @@ impl AppState {
             google: GoogleEndpoints::google(),
             scheduler: None,
             wait_limit: std::time::Duration::from_secs(600),
+            engine: None,
         }
+    }
+
+    /// The same state with the engine its scheduler runs (its policy and its Google accounts).
+    pub fn with_engine(mut self, engine: crate::sync::SyncEngine) -> Self {
+        self.engine = Some(engine);
+        self
+    }
+
+    /// The engine to plan with: the scheduler's, else one talking to [`AppState::google`].
+    pub fn sync_engine(&self) -> crate::sync::SyncEngine {
+        self.engine.clone().unwrap_or_else(|| {
+            crate::app::engine_at(
+                &self.store,
+                self.clock.clone(),
+                self.google.clone(),
+                crmsync_connectors::SendUpdates::None,
+                crate::sync::SyncConfig::default(),
+            )
+        })
     }
 
     /// The same state with Google at `endpoints` (an emulator).
@@ -199,6 +222,7 @@ pub const API_ROUTES: &[(&str, &str)] = &[
     ("PUT", "/sync-pause"),
     ("GET", "/users/{id}/sync-health"),
     ("GET", "/schedule-preview"),
+    ("POST", "/users/{id}/sync-reset/{kind}"),
 ];
 
 /// The `/api/v1` routes with their OpenAPI descriptions (no authentication, no fallbacks).
@@ -269,6 +293,7 @@ pub fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::get_pause, admin::put_pause))
         .routes(routes!(admin::health))
         .routes(routes!(admin::schedule_preview))
+        .routes(routes!(admin::reset))
 }
 
 /// The OpenAPI 3.1 document of every `/api/v1` route.

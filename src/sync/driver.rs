@@ -159,12 +159,16 @@ pub(crate) async fn drive<K: Kind>(
 ) -> Result<RunBody, SyncError> {
     let uid = ex.uid();
 
-    // 0. Records that failed in earlier runs (parked ones are retried below).
-    let failing = ex
-        .ctx
-        .store
-        .read_async(move |c| parked::failing_items(c, uid, K::KIND, 10_000))
-        .await?;
+    // 0. Records that failed in earlier runs (parked ones are retried below; a reset forgets
+    // them, and the full listing reads them again).
+    let failing = if ex.ctx.previews_reset() {
+        Vec::new()
+    } else {
+        ex.ctx
+            .store
+            .read_async(move |c| parked::failing_items(c, uid, K::KIND, 10_000))
+            .await?
+    };
     let park_after = ex.ctx.config.park_after;
     ex.tally.load_failures(failing, park_after);
 
@@ -254,6 +258,21 @@ pub(crate) async fn drive<K: Kind>(
 
     // 4. Link ends, through the mass-untag guard.
     let ends = std::mem::take(&mut ex.ends);
+    if ex.ctx.previewing() {
+        // Counted as if the guard let them through, with what it would say; nothing is stored.
+        if !ends.is_empty() {
+            let linked = ex
+                .ctx
+                .store
+                .read_async(move |c| sync_state::count_links(c, uid, K::KIND, LinkState::Active))
+                .await?;
+            if let GuardDecision::Block(message) = guard_decision(ex.ctx, linked, ends.len()) {
+                ex.tally.body.blocked = Some(message);
+            }
+        }
+        ex.execute(ends, true).await?;
+        return Ok(std::mem::take(&mut ex.tally.body));
+    }
     if !ends.is_empty() {
         let linked = ex
             .ctx

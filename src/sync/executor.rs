@@ -12,8 +12,9 @@ use crate::sync::crash::CrashPoint;
 use crate::sync::driver::{Kind, RemoteRecord};
 use crate::sync::error::SyncError;
 use crate::sync::record::JournalCtx;
+use crate::sync::record::{plan_actions, record_label};
 use crate::sync::tally::Tally;
-use crate::sync::RunCtx;
+use crate::sync::{PlannedItem, RunCtx, PREVIEW_ITEMS};
 use chrono::{DateTime, Utc};
 use crmsync_connectors::{ErrorKind, GoogleError};
 use crmsync_engine::identity::KnownLink;
@@ -21,6 +22,7 @@ use crmsync_engine::ids::{LinkId, UserId};
 use crmsync_engine::model::CrmRecord;
 use crmsync_engine::planner::{self, GoogleObs, ItemPlan, LinkState, PairReason, Presence};
 use crmsync_schema::changes::Origin;
+use crmsync_schema::reset;
 use crmsync_schema::sync_state::{self, JournalEntry, Link, LinkWrite};
 use crmsync_schema::{AnyConnection, StoreResult};
 use std::collections::{HashMap, HashSet};
@@ -247,13 +249,25 @@ impl<'a, K: Kind> Executor<'a, K> {
         Ok(out)
     }
 
+    /// Links as this run sees them: as stored, or (the dry run of a reset) as the reset will
+    /// leave them. Every link the run reads goes through here.
+    pub fn seen_links(&self, links: Vec<Link>) -> Vec<Link> {
+        if self.ctx.previews_reset() {
+            links.into_iter().map(reset::as_after_reset).collect()
+        } else {
+            links
+        }
+    }
+
     async fn links_by_crm_ids(&self, ids: Vec<String>) -> Result<HashMap<String, Link>, SyncError> {
         let uid = self.uid();
-        Ok(self
+        let links = self
             .ctx
             .store
             .read_async(move |c| sync_state::links_by_crm_ids(c, uid, K::KIND, &ids))
-            .await?
+            .await?;
+        Ok(self
+            .seen_links(links)
             .into_iter()
             .map(|l| (l.crm_id.clone(), l))
             .collect())
@@ -280,18 +294,22 @@ impl<'a, K: Kind> Executor<'a, K> {
         after: Option<LinkId>,
     ) -> Result<Vec<Link>, SyncError> {
         let uid = self.uid();
-        Ok(self
+        let links = self
             .ctx
             .store
             .read_async(move |c| {
                 sync_state::links_in_state(c, uid, K::KIND, state, after, LINK_PAGE)
             })
-            .await?)
+            .await?;
+        Ok(self.seen_links(links))
     }
 
     /// Adds to the run's progress (`known` records read, `done` handled) and stores it; a
     /// progress that cannot be stored is only logged (it is for the people watching).
     async fn progress(&mut self, known: usize, done: usize) {
+        if self.ctx.previewing() {
+            return;
+        }
         self.progress.0 += done as i64;
         self.progress.1 += known as i64;
         let (run, (done, known)) = (self.ctx.journal.run, self.progress);
@@ -386,11 +404,16 @@ impl<'a, K: Kind> Executor<'a, K> {
     }
 
     /// Whether a changed CRM record's Google side must be read before planning it (`Some`, with
-    /// its id when known): a record coming back into scope (its link ended), and, after a full
+    /// its id when known): a pair whose merge base a reset forgot, a record coming back into
+    /// scope (its link ended), and, after a full
     /// listing, a linked record the listing should have shown and did not (it may be gone: a
     /// plan made without reading it would never see the delete).
     fn needs_read(&self, r: &K::Record, l: Option<&Link>) -> Option<Option<String>> {
         let l = l?;
+        if reset::base_forgotten(l) {
+            // A pair after a reset: merged as a first pairing, so against what Google holds.
+            return l.google_id.clone().map(Some);
+        }
         match l.state {
             LinkState::Ended => (self.kind.crm_state(r, true).presence == Presence::InScope)
                 .then(|| l.google_id.clone().or_else(|| K::planned_google_id(r))),
@@ -539,6 +562,10 @@ impl<'a, K: Kind> Executor<'a, K> {
         final_phase: bool,
     ) -> Result<(), SyncError> {
         let labels = self.ctx.journal.labels;
+        if self.ctx.previewing() {
+            self.note_planned(items, final_phase);
+            return Ok(());
+        }
         let mut work = Vec::new();
         for p in items {
             if p.plan.ends_link() && !final_phase {
@@ -560,6 +587,36 @@ impl<'a, K: Kind> Executor<'a, K> {
             self.commit(chunk).await?;
         }
         Ok(())
+    }
+
+    /// A preview's "carrying out": counts what each plan would do and lists the first items
+    /// (link ends still wait for the guard's decision, as in a run).
+    fn note_planned(&mut self, items: Vec<Item<K>>, final_phase: bool) {
+        let labels = self.ctx.journal.labels;
+        for p in items {
+            if p.plan.ends_link() && !final_phase {
+                self.ends.push(p);
+                continue;
+            }
+            self.tally.body.counts.add_plan(&p.plan, labels);
+            let actions = plan_actions(&p.plan, labels);
+            // Only what someone would see: a plan that records a new merge base alone is not.
+            if p.plan.deferred || actions.is_empty() {
+                continue;
+            }
+            let body = &mut self.tally.body;
+            if body.planned.len() >= PREVIEW_ITEMS {
+                body.planned_truncated = true;
+                continue;
+            }
+            body.planned.push(PlannedItem {
+                actions,
+                crm_id: p.crm_id(),
+                google_id: p.google_id(),
+                label: record_label(&p.plan.crm.target),
+                rule: p.plan.rule.as_str().to_string(),
+            });
+        }
     }
 
     /// The Google creates to send from `work` (positions and CRM ids), with their intents

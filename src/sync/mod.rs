@@ -31,6 +31,7 @@ use crmsync_engine::ids::{RunId, SyncKind, UserId};
 use crmsync_engine::model::{ConnectionState, User};
 use crmsync_engine::planner::PlanPolicy;
 use crmsync_schema::runs::{self, RunOutcome};
+use crmsync_schema::sync_state::Cursor;
 use crmsync_schema::{connections, users, Store};
 use error::SyncError;
 use google::AccountProvider;
@@ -169,6 +170,66 @@ pub(crate) struct RunBody {
     pub errors: Vec<ItemError>,
     pub blocked: Option<String>,
     pub message: Option<String>,
+    /// A preview's planned items (the first [`PREVIEW_ITEMS`]).
+    pub planned: Vec<PlannedItem>,
+    /// A preview planned more items than [`RunBody::planned`] holds.
+    pub planned_truncated: bool,
+}
+
+/// A run that plans without carrying anything out: it reads both sides and plans every record
+/// as a run would, and writes nothing, neither to Google nor to the store (no run row, no link,
+/// no cursor, no progress).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Preview {
+    /// Plan what the first run after a reset (`crmsync_schema::reset`) would do: the links read
+    /// as the reset leaves them (pairs without their merge base), no cursor (a full listing and
+    /// every CRM record in scope), no failing records.
+    pub reset: bool,
+}
+
+/// Items a preview lists one by one (the counts cover all of them).
+pub const PREVIEW_ITEMS: usize = 200;
+
+/// What a preview would do: the counts a run would report, and the first planned items.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PreviewReport {
+    #[schema(value_type = uuid::Uuid)]
+    pub user_id: UserId,
+    #[schema(value_type = crate::api::openapi::SyncKindDoc)]
+    pub kind: SyncKind,
+    /// Planned as the first run after a reset, or as the next run.
+    pub reset: bool,
+    /// What the run would report, per side and action (`created`, `updated`, `tagged`,
+    /// `untagged`, `added_to_group`, ...), `linked` (pairs made) and `unlinked`.
+    #[schema(value_type = Object)]
+    pub counts: Counts,
+    /// The first planned items with something to do, in planning order.
+    pub items: Vec<PlannedItem>,
+    /// More items were planned than are listed.
+    pub truncated: bool,
+    /// What the mass-untag guard would say: the run would stop before its untags and wait for
+    /// an admin's confirm or restore.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocked: Option<String>,
+    /// Google API calls the preview made (reads only).
+    pub api_calls: u64,
+}
+
+/// One planned item of a preview.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PlannedItem {
+    /// What would happen, as `side.action` (`crm.created`, `google.updated`, `crm.untagged`)
+    /// plus `linked` / `unlinked`.
+    pub actions: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crm_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub google_id: Option<String>,
+    /// A name to recognise the record by (title, name or e-mail), when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// The planner's rule (`pair_by_email`, `import`, `export`, ...).
+    pub rule: String,
 }
 
 /// Everything a run needs.
@@ -181,11 +242,29 @@ pub(crate) struct RunCtx {
     pub account: GoogleAccount,
     pub options: RunOptions,
     pub journal: JournalCtx,
+    /// Set for a run that only plans ([`SyncEngine::preview`]).
+    pub preview: Option<Preview>,
 }
 
 impl RunCtx {
     pub fn now(&self) -> DateTime<Utc> {
         self.clock.now()
+    }
+    /// Whether this run only plans.
+    pub fn previewing(&self) -> bool {
+        self.preview.is_some()
+    }
+    /// Whether this run plans what the first run after a reset would do.
+    pub fn previews_reset(&self) -> bool {
+        self.preview.is_some_and(|p| p.reset)
+    }
+    /// The cursor a run starts from: the stored one, or none for a preview of a reset.
+    pub fn start_cursor(&self, stored: Cursor) -> Cursor {
+        if self.previews_reset() {
+            Cursor::default()
+        } else {
+            stored
+        }
     }
     pub fn crash_point(&self, p: CrashPoint) -> Result<(), SyncError> {
         self.crash.check(p).map_err(SyncError::from)
@@ -341,6 +420,63 @@ impl SyncEngine {
         .await
     }
 
+    /// Plans a run of (user, kind) and carries nothing out (the dry run of a reset with `reset`,
+    /// else of the next run): Google is read (a full listing for a reset), the store only read. The report holds what a run would count and the first planned items.
+    pub async fn preview(
+        &self,
+        user_id: UserId,
+        kind: SyncKind,
+        reset: bool,
+    ) -> Result<PreviewReport, SyncError> {
+        let span =
+            tracing::info_span!("sync_preview", user = %user_id, kind = kind.as_str(), reset);
+        async move {
+            let user = self
+                .store
+                .read_async(move |c| users::find_user(c, user_id))
+                .await?
+                .ok_or_else(|| {
+                    SyncError::NotConfigured(format!("user {user_id} does not exist"))
+                })?;
+            let account = self.accounts.account_for(&user).await?;
+            let before = account.metrics();
+            let ctx = RunCtx {
+                store: self.store.clone(),
+                config: self.config.clone(),
+                clock: self.clock.clone(),
+                crash: Arc::new(NoCrashes),
+                user,
+                account: account.clone(),
+                options: RunOptions::default(),
+                // Nothing is written under this id: a preview has no run row and no journal.
+                journal: JournalCtx {
+                    run: RunId::new_random(),
+                    user: user_id,
+                    kind,
+                    labels: Labels::of(kind),
+                },
+                preview: Some(Preview { reset }),
+            };
+            let body = match kind {
+                SyncKind::Contacts => contacts::run(&ctx).await?,
+                SyncKind::Activities => activities::run(&ctx).await?,
+            };
+            tracing::info!(counts = ?body.counts, "preview planned");
+            Ok(PreviewReport {
+                user_id,
+                kind,
+                reset,
+                truncated: body.planned_truncated,
+                blocked: body.blocked,
+                counts: body.counts,
+                items: body.planned,
+                api_calls: account.metrics().since(&before).calls,
+            })
+        }
+        .instrument(span)
+        .await
+    }
+
     async fn account_metrics(&self, user: UserId) -> Option<CallMetrics> {
         let u = self
             .store
@@ -370,6 +506,7 @@ impl SyncEngine {
         let account = self.accounts.account_for(&user).await?;
         *metrics_before = account.metrics();
         let ctx = RunCtx {
+            preview: None,
             store: self.store.clone(),
             config: self.config.clone(),
             clock: self.clock.clone(),

@@ -2,6 +2,7 @@
 //! returns) and the journal entries for each carried-out item plan (every overwritten value,
 //! every conflict with its winner, every create, join, leave and link change, with the rule).
 
+use crmsync_engine::fields::{self, Fields};
 use crmsync_engine::ids::{LinkId, RunId, SyncKind, UserId};
 use crmsync_engine::merge::{Decision, Side};
 use crmsync_engine::planner::{self, ItemPlan, LinkAction, Rule, ScopeOp};
@@ -48,6 +49,66 @@ pub struct ItemError {
     pub message: String,
 }
 
+/// What carrying out `plan` does, as `crm.<action>` / `google.<action>` (`created`, `updated`,
+/// and the kind's words for joining and leaving the scope), `linked` (a new pair, or a create
+/// whose answer was lost found again by the CRM id it carries) and `unlinked`.
+pub fn plan_actions(plan: &ItemPlan, labels: Labels) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, side, join, leave) in [
+        ("crm", &plan.crm, labels.crm_join, labels.crm_leave),
+        (
+            "google",
+            &plan.google,
+            labels.google_join,
+            labels.google_leave,
+        ),
+    ] {
+        if side.create {
+            out.push(format!("{name}.created"));
+        } else if !side.update.is_empty() {
+            out.push(format!("{name}.updated"));
+        }
+        match side.scope {
+            ScopeOp::Join => out.push(format!("{name}.{join}")),
+            ScopeOp::Leave => out.push(format!("{name}.{leave}")),
+            ScopeOp::Keep => {}
+        }
+    }
+    match &plan.link {
+        LinkAction::Create { .. } => out.push("linked".into()),
+        LinkAction::Update { .. } if plan.rule == Rule::AdoptByMarker => out.push("linked".into()),
+        LinkAction::End { .. } => out.push("unlinked".into()),
+        _ => {}
+    }
+    out
+}
+
+/// A name to recognise a record by in a list: its title, its name, else its first e-mail.
+pub fn record_label(f: &Fields) -> Option<String> {
+    let text = |n: &str| {
+        fields::get(f, n)
+            .as_str()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+    };
+    if let Some(t) = text("title") {
+        return Some(t.to_string());
+    }
+    let name: Vec<&str> = ["given_name", "family_name"]
+        .iter()
+        .filter_map(|n| text(n))
+        .collect();
+    if !name.is_empty() {
+        return Some(name.join(" "));
+    }
+    let emails = fields::get(f, "emails").as_array()?;
+    emails.iter().find_map(|e| {
+        e.get("address")
+            .and_then(|a| a.as_str())
+            .map(str::to_string)
+    })
+}
+
 /// Counts of a run.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Counts {
@@ -82,32 +143,13 @@ impl Counts {
             self.unchanged += 1;
             return;
         }
-        for (side, map, join, leave) in [
-            (&plan.crm, &mut self.crm, labels.crm_join, labels.crm_leave),
-            (
-                &plan.google,
-                &mut self.google,
-                labels.google_join,
-                labels.google_leave,
-            ),
-        ] {
-            if side.create {
-                Counts::bump(map, "created");
-            } else if !side.update.is_empty() {
-                Counts::bump(map, "updated");
+        for action in plan_actions(plan, labels) {
+            match action.split_once('.') {
+                Some(("crm", a)) => Counts::bump(&mut self.crm, a),
+                Some((_, a)) => Counts::bump(&mut self.google, a),
+                None if action == "linked" => self.linked += 1,
+                None => self.unlinked += 1,
             }
-            match side.scope {
-                ScopeOp::Join => Counts::bump(map, join),
-                ScopeOp::Leave => Counts::bump(map, leave),
-                ScopeOp::Keep => {}
-            }
-        }
-        match &plan.link {
-            LinkAction::Create { .. } => self.linked += 1,
-            // A create whose answer was lost, found again by the CRM id it carries.
-            LinkAction::Update { .. } if plan.rule == Rule::AdoptByMarker => self.linked += 1,
-            LinkAction::End { .. } => self.unlinked += 1,
-            _ => {}
         }
         self.conflicts += plan.conflicts.len() as u64;
     }

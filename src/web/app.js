@@ -257,6 +257,7 @@ function kindCell(user, kind) {
       el("div", { class: "actions" }, settings),
     ];
   }
+  const resetPanel = el("div", { class: "reset", data: { resetPanel: user.user_id, kind } });
   const start = button(paused ? "Paused" : "Start synchronization", (b) => startSync(b, user.user_id, kind),
     { data: { user: user.user_id, kind }, disabled: paused });
   const last = st.last_run;
@@ -277,7 +278,9 @@ function kindCell(user, kind) {
         button("Undo", (b) => decideGuard(b, user.user_id, kind, "restore"), { class: "secondary", data: { guard: "restore", user: user.user_id, kind } })))
       : null,
     failingList(st.failing),
-    el("div", { class: "actions" }, start, settings),
+    el("div", { class: "actions" }, start, settings,
+      button("Reset…", (b) => previewReset(b, user, kind, resetPanel), { class: "secondary", data: { resetSync: user.user_id, kind } })),
+    resetPanel,
   ];
 }
 
@@ -454,6 +457,70 @@ async function resumeUser(b, user) {
     }
   }
   say(`Resume ${user.email}: ${outcomes.join("; ")}`);
+  await load(user.user_id, true);
+}
+
+// A user's sync reset: first the dry run (what the first run after the reset would do, planned
+// by the engine against Google and the CRM; nothing changes), then, if the admin agrees, the
+// reset itself and the run that follows it.
+const RESET_ACTIONS = {
+  contacts: { "crm.created": "imported into the CRM", "crm.updated": "updated in the CRM", "crm.tagged": "tagged in the CRM",
+    "crm.untagged": "untagged in the CRM", "google.created": "created in Google", "google.updated": "updated in Google",
+    "google.added_to_group": "added to the Google group", "google.removed_from_group": "removed from the Google group",
+    linked: "paired", unlinked: "unpaired" },
+  activities: { "crm.created": "imported into the CRM", "crm.updated": "updated in the CRM", "crm.shown_in_calendar": "shown in the calendar",
+    "crm.hidden_from_calendar": "hidden from the calendar", "google.created": "created in Google", "google.updated": "updated in Google",
+    "google.restored": "restored in Google", "google.cancelled": "cancelled in Google", linked: "paired", unlinked: "unpaired" },
+};
+
+function resetSummary(kind, p) {
+  const words = RESET_ACTIONS[kind] || {};
+  const parts = [];
+  for (const [side, m] of [["crm", p.counts.crm], ["google", p.counts.google]]) {
+    for (const [k, v] of Object.entries(m || {})) { parts.push(`${v} ${words[`${side}.${k}`] || `${side} ${k}`}`); }
+  }
+  if (p.counts.linked) { parts.push(`${p.counts.linked} ${words.linked}`); }
+  if (p.counts.unlinked) { parts.push(`${p.counts.unlinked} ${words.unlinked}`); }
+  return parts.length ? parts.join(", ") : "nothing to change: both sides agree";
+}
+
+async function previewReset(b, user, kind, panel) {
+  b.disabled = true;
+  panel.replaceChildren(el("div", { class: "muted", text: "Planning the first run after a reset (nothing changes)…" }));
+  try {
+    const p = await call("POST", `/users/${encodeURIComponent(user.user_id)}/sync-reset/${encodeURIComponent(kind)}?dry_run=true`);
+    const words = RESET_ACTIONS[kind] || {};
+    const items = el("ul", { class: "reset-items" }, p.items.map((i) => el("li", {},
+      el("span", { text: i.label || i.crm_id || i.google_id || "(unnamed)" }), ": ",
+      i.actions.map((a) => words[a] || a).join(", "))));
+    const go = button("Reset now", (b2) => doReset(b2, user, kind, panel), { data: { resetGo: user.user_id, kind } });
+    const cancel = button("Cancel", () => panel.replaceChildren(), { class: "secondary", data: { resetCancel: user.user_id, kind } });
+    panel.replaceChildren(el("div", { class: "blocked", data: { resetPreview: kind } },
+      el("div", { class: "warn", text: `Dry run of a ${kind} reset for ${user.email}` }),
+      el("div", { text: "A reset forgets the values both sides last agreed on, the sync position and the failing records; " +
+        "the pairs are kept and nothing is deleted. The first run after it would do:" }),
+      el("div", { class: "reset-summary", text: resetSummary(kind, p) }),
+      p.blocked ? el("div", { class: "warn", text: p.blocked }) : null,
+      p.items.length ? items : null,
+      p.truncated ? el("div", { class: "muted", text: `(the first ${p.items.length} shown)` }) : null,
+      el("div", { class: "actions" }, go, cancel)));
+  } catch (e) {
+    panel.replaceChildren(el("div", { class: "error", text: e.message }));
+  }
+  b.disabled = false;
+}
+
+async function doReset(b, user, kind, panel) {
+  b.disabled = true;
+  try {
+    const done = await call("POST", `/users/${encodeURIComponent(user.user_id)}/sync-reset/${encodeURIComponent(kind)}`);
+    const run = await followRun(done.run_id, b);
+    panel.replaceChildren();
+    say(`${user.email} ${kind}: reset (${done.bases_forgotten} pairs merged again); the run after it ${run.state}` +
+      `${run.counts ? ` — ${resetSummary(kind, { counts: run.counts })}` : ""}${run.message ? ` — ${run.message}` : ""}`);
+  } catch (e) {
+    showError(e);
+  }
   await load(user.user_id, true);
 }
 

@@ -33,6 +33,7 @@ mod sync_activities;
 mod sync_conditional;
 mod sync_contacts;
 mod sync_merges;
+mod sync_reset;
 mod sync_series;
 mod sync_sim_activities;
 mod sync_simulation;

@@ -157,16 +157,15 @@ impl ApiWorld {
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
+        let engine = engine_with_clock(&world, clock.clone());
         let scheduler = adjust(
-            Scheduler::new(
-                engine_with_clock(&world, clock.clone()),
-                config("api-worker", JitterPolicy::none()),
-            ),
+            Scheduler::new(engine.clone(), config("api-worker", JitterPolicy::none())),
             &format!("http://{addr}"),
         );
         let handle = scheduler.handle();
         let state = AppState::new(world.store.clone(), clock)
             .with_google(GoogleEndpoints::emulator(world.emu.base_url()))
+            .with_engine(engine)
             .with_scheduler(handle.clone())
             .with_wait_limit(Duration::from_secs(60));
         tokio::spawn(crmsync::server::serve(

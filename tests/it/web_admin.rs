@@ -9,6 +9,9 @@
 //! - a webhook added on the page, and its delivery of the run listed;
 //! - a run stopped by the mass-untag guard undone, and one carried out, from the page;
 //! - a user in `auth_error` resumed; the domain-wide pause switch turned on and off;
+//! - a user's reset previewed (the dry run lists what the first run after it would do and
+//!   writes nothing), cancelled, then carried out and followed to the end of its run; the
+//!   reset route's refusals;
 //! - the pause switch stops every claim of the scheduler (scheduled and started runs) until
 //!   it is turned off; the service-account check route answers per scope;
 //! - a schedule checked as typed, with its next three run times (`GET /schedule-preview`);
@@ -512,6 +515,113 @@ async fn the_admin_page_undoes_and_carries_out_blocked_runs_in_a_browser() {
         all.iter().all(|c| !c.tags.contains(&w.tag.id)),
         "carried out: untagged"
     );
+
+    b.close().await.expect("close the browser");
+    drop(driver);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_page_previews_a_reset_then_resets_in_a_browser() {
+    let app = ApiWorld::start(SyncWorld::new(TestDb::sqlite()).await).await;
+    let w = &app.world;
+    let alice = w.alice.id;
+    w.crm_contact("Ada", "Lovelace", "ada@example.org");
+    let bob = w.crm_contact("Bob", "Babbage", "bob@example.org");
+    let (s, run) = app
+        .post(&format!("/users/{alice}/sync/contacts?wait=true"))
+        .await;
+    assert_eq!(run["state"], "succeeded", "{s} {run}");
+    // Bob drifts apart where no run sees it (his link takes the edit for the engine's own).
+    let drifted = w.crm_update(bob.id, |d| d.job_title = Some("Drifted".into()));
+    w.store
+        .write(|c| {
+            let l =
+                sync_state::links_by_crm_ids(c, alice, SyncKind::Contacts, &[bob.id.to_string()])?
+                    .remove(0);
+            sync_state::set_link_crm_seq(c, l.id, drifted.change_seq)
+        })
+        .expect("drift");
+    let writes = w.people_writes();
+
+    // The route's refusals change nothing.
+    let (s, body) = app
+        .post(&format!("/users/{alice}/sync-reset/calendars"))
+        .await;
+    assert_error(s, &body, StatusCode::BAD_REQUEST, "unknown kind");
+    let nobody = uuid::Uuid::new_v4();
+    let (s, body) = app
+        .post(&format!("/users/{nobody}/sync-reset/contacts?dry_run=true"))
+        .await;
+    assert_error(s, &body, StatusCode::NOT_FOUND, "unknown user");
+    let (s, body) = app
+        .post(&format!(
+            "/users/{alice}/sync-reset/activities?dry_run=true"
+        ))
+        .await;
+    assert_error(s, &body, StatusCode::CONFLICT, "no activities settings");
+    let (s, body) = app
+        .post(&format!("/users/{alice}/sync-reset/activities"))
+        .await;
+    assert_error(s, &body, StatusCode::CONFLICT, "no activities settings");
+
+    let driver = start_driver().await;
+    let b = browser(&driver).await;
+    open_page(&b, &app.root, &app.token).await;
+    let row = format!("#users tbody tr[data-user-id=\"{alice}\"]");
+    text_when(&b, &row, |t| t.contains("alice@example.com")).await;
+    click(
+        &b,
+        &format!("button[data-reset-sync=\"{alice}\"][data-kind=contacts]"),
+    )
+    .await;
+    let preview = text_when(&b, &format!("{row} [data-reset-preview=contacts]"), |t| {
+        t.contains("would do")
+    })
+    .await;
+    assert!(preview.contains("1 updated in Google"), "{preview}");
+    assert!(
+        preview.contains("Bob Babbage: updated in Google"),
+        "{preview}"
+    );
+    assert!(
+        !preview.contains("Ada"),
+        "Ada agrees on both sides: {preview}"
+    );
+    screenshot(
+        &b,
+        &format!("{row} [data-reset-preview=contacts]"),
+        "reset-preview",
+    )
+    .await;
+    assert_eq!(w.people_writes(), writes, "the dry run wrote to Google");
+    // Cancel leaves everything as it was; the reset itself follows its run to the end.
+    click(&b, "button[data-reset-cancel]").await;
+    click(
+        &b,
+        &format!("button[data-reset-sync=\"{alice}\"][data-kind=contacts]"),
+    )
+    .await;
+    text_when(&b, &format!("{row} [data-reset-preview=contacts]"), |t| {
+        t.contains("would do")
+    })
+    .await;
+    click(&b, "button[data-reset-go]").await;
+    let said = text_when(&b, "#message", |t| t.contains("reset (")).await;
+    assert!(
+        said.contains("reset (2 pairs merged again)")
+            && said.contains("succeeded")
+            && said.contains("1 updated in Google"),
+        "{said}"
+    );
+    let bob_title = w
+        .google_contacts()
+        .into_iter()
+        .find(|p| p["emailAddresses"][0]["value"] == "bob@example.org")
+        .expect("Bob in Google")["organizations"][0]["title"]
+        .clone();
+    assert_eq!(bob_title, "Drifted");
+    assert_eq!(w.google_contacts().len(), 2, "no duplicate");
 
     b.close().await.expect("close the browser");
     drop(driver);

@@ -103,6 +103,7 @@ pub(crate) async fn run(ctx: &RunCtx) -> Result<RunBody, SyncError> {
             ))
         })
         .await?;
+    let cursor = ctx.start_cursor(cursor);
     let settings = settings.ok_or_else(|| {
         SyncError::NotConfigured(format!(
             "{} has no activities sync settings: set them with PUT /api/v1/users/{}/sync-settings/activities",
@@ -446,11 +447,16 @@ async fn plan_listed(
             ))
         })
         .await?;
-    let by_google: HashMap<String, Link> = by_google
+    let by_google: HashMap<String, Link> = ex
+        .seen_links(by_google)
         .into_iter()
         .filter_map(|l| l.google_id.clone().map(|g| (g, l)))
         .collect();
-    let by_crm: HashMap<String, Link> = by_crm.into_iter().map(|l| (l.crm_id.clone(), l)).collect();
+    let by_crm: HashMap<String, Link> = ex
+        .seen_links(by_crm)
+        .into_iter()
+        .map(|l| (l.crm_id.clone(), l))
+        .collect();
     let mut items: Vec<(Event, Option<Link>)> = Vec::new();
     // Instances that took over the link of the single event they continue.
     let mut continued: HashSet<String> = HashSet::new();
@@ -606,6 +612,9 @@ async fn take_over(ex: &mut Executor<'_, Activities>, a: Activity) -> Result<Act
     let old = a.data.organizer_user_id;
     let mut data = a.data.clone();
     data.organizer_user_id = uid;
+    if ex.ctx.previewing() {
+        return Ok(Activity { data, ..a });
+    }
     let (id, now, jctx) = (a.id, ex.ctx.now(), ex.ctx.journal);
     let updated = ex
         .ctx

@@ -76,6 +76,7 @@ pub(super) async fn after_listing(
             ))
         })
         .await?;
+    let (instances, singles) = (ex.seen_links(instances), ex.seen_links(singles));
     // Linked instances by series (ids compared without regard to case).
     let mut by_series: BTreeMap<String, Vec<Link>> = BTreeMap::new();
     for l in instances {

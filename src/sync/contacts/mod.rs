@@ -67,6 +67,7 @@ pub(crate) async fn run(ctx: &RunCtx) -> Result<RunBody, SyncError> {
             Ok((st, cursor, high))
         })
         .await?;
+    let cursor = ctx.start_cursor(cursor);
     let settings = settings.ok_or_else(|| {
         SyncError::NotConfigured(format!(
             "{} has no contacts sync settings: set a private sync tag with PUT /api/v1/users/{}/sync-settings/contacts",
@@ -293,6 +294,10 @@ impl Kind for Contacts {
     }
 }
 
+/// What a preview takes as the group's resource name when the group does not exist yet (no
+/// contact is a member of it).
+const NO_GROUP_YET: &str = "contactGroups/(not created yet)";
+
 /// The resource name of the user's sync group, once resolved: what "in scope" means in Google.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct SyncGroup(Arc<str>);
@@ -309,8 +314,22 @@ impl Contacts {
     }
 }
 
-/// Resolves the sync group (once per run).
+/// Resolves the sync group (once per run). A preview only looks it up: a group that does not
+/// exist yet has no members, and the run would create it.
 async fn resolve_group(ex: &mut Executor<'_, Contacts>) -> Result<(), SyncError> {
+    if ex.kind.group.is_none() && ex.ctx.previewing() {
+        let found = ex
+            .kind
+            .people
+            .find_group(&ex.ctx.config.group_name)
+            .await
+            .map_err(|e| ex.google_err(e))?;
+        ex.kind.group = Some(
+            found
+                .and_then(|g| g.resource_name)
+                .unwrap_or_else(|| NO_GROUP_YET.to_string()),
+        );
+    }
     if ex.kind.group.is_none() {
         let cursor = Cursor {
             google_container: ex.kind.cursor_group.clone(),
@@ -375,11 +394,13 @@ async fn plan_listed(
         .filter_map(|p| p.resource_name.clone())
         .collect();
     let uid = ex.uid();
-    let known: HashMap<String, Option<String>> = ex
+    let known = ex
         .ctx
         .store
         .read_async(move |c| sync_state::links_by_google_ids(c, uid, KIND, &names))
-        .await?
+        .await?;
+    let known: HashMap<String, Option<String>> = ex
+        .seen_links(known)
         .into_iter()
         .filter(|l| l.state == LinkState::Active)
         .filter_map(|l| l.google_id.map(|g| (g, l.etag)))
@@ -426,12 +447,13 @@ async fn plan_listed(
                 .unwrap_or_default()
         })
         .collect();
+    let marker_links = markers.clone();
     let (by_google, by_crm, candidates) = ex
         .ctx
         .store
         .read_async(move |c| {
             let by_google = sync_state::links_by_google_ids(c, uid, KIND, &gids)?;
-            let by_crm = sync_state::links_by_crm_ids(c, uid, KIND, &markers)?;
+            let by_crm = sync_state::links_by_crm_ids(c, uid, KIND, &marker_links)?;
             let mut candidates = sync_state::tagged_contacts_with_emails(c, tag, &in_scope_emails)?;
             let marker_ids: Vec<ContactId> =
                 markers.iter().filter_map(|m| m.parse().ok()).collect();
@@ -439,11 +461,16 @@ async fn plan_listed(
             Ok((by_google, by_crm, candidates))
         })
         .await?;
-    let by_google: HashMap<String, Link> = by_google
+    let by_google: HashMap<String, Link> = ex
+        .seen_links(by_google)
         .into_iter()
         .filter_map(|l| l.google_id.clone().map(|g| (g, l)))
         .collect();
-    let by_crm: HashMap<String, Link> = by_crm.into_iter().map(|l| (l.crm_id.clone(), l)).collect();
+    let by_crm: HashMap<String, Link> = ex
+        .seen_links(by_crm)
+        .into_iter()
+        .map(|l| (l.crm_id.clone(), l))
+        .collect();
 
     // Each contact's link, by Google id or by the CRM id it carries (see `identity`).
     let mut linked: Vec<(Person, GoogleState, Link)> = Vec::new();
