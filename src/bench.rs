@@ -158,6 +158,9 @@ fn peak_rss_mib() -> Option<f64> {
 
 pub(crate) struct World {
     pub(crate) store: Store,
+    /// The database's URL and its CRMSYNC_SECRET_KEY (for a `crmsync serve` child process).
+    pub(crate) database_url: String,
+    pub(crate) secret_key: String,
     pub(crate) emulator: EmulatorProcess,
     pub(crate) alice: User,
     _dir: Option<tempfile::TempDir>,
@@ -175,7 +178,8 @@ pub(crate) async fn world(database_url: Option<&str>) -> anyhow::Result<World> {
             )
         }
     };
-    let key = SecretBox::from_base64(&generate_key())?;
+    let secret_key = generate_key();
+    let key = SecretBox::from_base64(&secret_key)?;
     let store = Store::open_with(
         &url,
         StoreOptions {
@@ -229,6 +233,8 @@ pub(crate) async fn world(database_url: Option<&str>) -> anyhow::Result<World> {
     })?;
     Ok(World {
         store,
+        database_url: url,
+        secret_key,
         emulator,
         alice,
         _dir: dir,

@@ -87,6 +87,23 @@ pub enum BenchCommand {
         #[arg(long)]
         database: Option<String>,
     },
+    /// The soak (SPEC 7): `crmsync serve` on SQLite against the emulator for a while, API
+    /// clients writing, Google edits and faults; then the checks. Exits 1 when one fails.
+    Soak {
+        #[arg(long, default_value_t = 10.0)]
+        minutes: f64,
+        /// API clients writing at once.
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        /// CRM users (each a Workspace user with both kinds on auto-sync).
+        #[arg(long, default_value_t = 4)]
+        users: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Without injected faults.
+        #[arg(long)]
+        no_faults: bool,
+    },
     /// Webhook delivery to a healthy local endpoint: a backlog of N sync-made changes, then 100
     /// changes per second.
     Webhooks {

@@ -8,6 +8,7 @@ pub mod app;
 pub mod bench;
 pub mod bench_integration;
 pub mod bench_push;
+pub mod bench_soak;
 pub mod cli;
 pub mod clock;
 pub mod demo;

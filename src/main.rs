@@ -138,6 +138,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(crmsync::cli::BenchCommand::Integration { contacts, database }) => {
             crmsync::bench_integration::run(contacts, database.as_deref()).await
         }
+        Command::Bench(crmsync::cli::BenchCommand::Soak {
+            minutes,
+            clients,
+            users,
+            seed,
+            no_faults,
+        }) => {
+            let ok = crmsync::bench_soak::run(crmsync::bench_soak::SoakOptions {
+                minutes,
+                clients,
+                users,
+                seed,
+                faults: !no_faults,
+            })
+            .await?;
+            if !ok {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::Bench(crmsync::cli::BenchCommand::Webhooks { changes, database }) => {
             crmsync::bench::webhooks(changes, database.as_deref()).await
         }

@@ -391,6 +391,17 @@ pub fn lock_activity(conn: &mut AnyConnection, id: ActivityId) -> StoreResult<()
     Ok(())
 }
 
+/// Locks an activity's row and answers its change sequence (`None`: no such activity); see
+/// `contacts::locked_change_seq`.
+pub fn locked_change_seq(conn: &mut AnyConnection, id: ActivityId) -> StoreResult<Option<i64>> {
+    lock_activity(conn, id)?;
+    Ok(activities::table
+        .find(id.to_string())
+        .select(activities::change_seq)
+        .first::<i64>(conn)
+        .optional()?)
+}
+
 /// Soft-deletes a live activity (a tombstone keeps its data and gives up its external id).
 pub fn delete_activity(
     conn: &mut AnyConnection,

@@ -359,6 +359,17 @@ pub fn lock_contact(conn: &mut AnyConnection, id: ContactId) -> StoreResult<()> 
     Ok(())
 }
 
+/// Locks a contact's row (see [`lock_contact`]) and answers its change sequence (`None`: no
+/// such contact): what the sync compares with the sequence it planned from before it writes.
+pub fn locked_change_seq(conn: &mut AnyConnection, id: ContactId) -> StoreResult<Option<i64>> {
+    lock_contact(conn, id)?;
+    Ok(contacts::table
+        .find(id.to_string())
+        .select(contacts::change_seq)
+        .first::<i64>(conn)
+        .optional()?)
+}
+
 /// Advances a contact's change sequence and `modified_at` (after a change to its tags); returns
 /// the sequence number taken.
 fn touch_contact(conn: &mut AnyConnection, id: ContactId, now: DateTime<Utc>) -> StoreResult<i64> {

@@ -134,6 +134,9 @@ pub(crate) trait Kind: Sized + Send + 'static {
         work: &mut [Item<Self>],
     ) -> Result<(), SyncError>;
     fn commit_ctx(&self) -> Self::CommitCtx;
+    /// Locks the CRM record's row in the commit's transaction and answers its change sequence
+    /// now (`None`: gone).
+    fn locked_change_seq(c: &mut AnyConnection, r: &Self::Record) -> StoreResult<Option<i64>>;
     /// The CRM side of a carried-out plan, in the commit's transaction; returns the record as
     /// written (or as it was).
     fn commit_crm(

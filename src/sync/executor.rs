@@ -20,11 +20,13 @@ use crmsync_connectors::{ErrorKind, GoogleError};
 use crmsync_engine::identity::KnownLink;
 use crmsync_engine::ids::{LinkId, UserId};
 use crmsync_engine::model::CrmRecord;
-use crmsync_engine::planner::{self, GoogleObs, ItemPlan, LinkState, PairReason, Presence};
+use crmsync_engine::planner::{
+    self, GoogleObs, ItemPlan, LinkState, PairReason, Presence, ScopeOp,
+};
 use crmsync_schema::changes::Origin;
 use crmsync_schema::reset;
 use crmsync_schema::sync_state::{self, JournalEntry, Link, LinkWrite};
-use crmsync_schema::{AnyConnection, StoreResult};
+use crmsync_schema::{AnyConnection, StoreError, StoreResult};
 use std::collections::{HashMap, HashSet};
 
 /// Items per local transaction (and per Google batch where the API has batches).
@@ -709,6 +711,22 @@ fn commit_item<K: Kind>(
         run: jctx.run,
         user: uid,
     };
+    // A CRM write goes out on the record as it was read: if a user changed it since (an API
+    // write while the run planned), writing now would lose that change. The item fails instead
+    // (nothing of it is committed, the run's cursors stay before it) and the next run merges
+    // both changes.
+    let writes_crm =
+        !p.plan.crm.create && (!p.plan.crm.update.is_empty() || p.plan.crm.scope != ScopeOp::Keep);
+    if let Some(read) = p.crm.as_ref().filter(|_| writes_crm) {
+        let now_seq = K::locked_change_seq(c, read)?;
+        if now_seq != Some(read.change_seq()) {
+            return Err(StoreError::Stale(format!(
+                "the CRM record changed while the run was planning it (change {} read, {} now); the next run merges both",
+                read.change_seq(),
+                now_seq.map_or("deleted".to_string(), |s| s.to_string())
+            )));
+        }
+    }
     let record = K::commit_crm(c, uid, cc, p, origin, now)?;
     let remote = p.written.as_ref().or(p.remote.as_ref());
     let lc = LinkCommit {

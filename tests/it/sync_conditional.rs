@@ -80,3 +80,70 @@ db_test!(async fn an_event_changed_in_google_during_the_patch_keeps_both_edits(d
     let again = w.sync_activities(&w.alice).await;
     assert_eq!(again.counts.writes(), 0, "{:?}", again.counts);
 });
+
+/// Runs `act` the first time a run reaches the point between its Google write and its local
+/// commit (a CRM user writing while the run is under way), and never crashes.
+struct WriteDuringRun {
+    act: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl std::fmt::Debug for WriteDuringRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WriteDuringRun")
+    }
+}
+
+impl crmsync::sync::crash::CrashPlan for WriteDuringRun {
+    fn check(&self, point: crmsync::sync::crash::CrashPoint) -> Result<(), crmsync::sync::crash::Crash> {
+        if point == crmsync::sync::crash::CrashPoint::AfterRemoteWriteBeforeLocalCommit {
+            if let Some(act) = self.act.lock().unwrap().take() {
+                act();
+            }
+        }
+        Ok(())
+    }
+}
+
+// The soak found it: a run committed the CRM side of its plan on the record as it had read it,
+// so a user's API write between the run's read and its commit was lost. Now the commit finds the
+// record changed under its lock, fails the item (nothing of it committed, the cursors held before
+// it), and the next run merges both edits.
+db_test!(async fn a_crm_edit_made_while_a_run_writes_google_is_not_lost(db) {
+    let w = SyncWorld::new(db).await;
+    let ada = w.crm_contact("Ada", "Lovelace", "ada@example.org");
+    w.sync_contacts().await;
+    // Both sides change before the run: a phone in Google, a job title in the CRM.
+    let g = w.google_as("alice@example.com").await;
+    let rn = w.google_contacts()[0]["resourceName"].as_str().unwrap().to_string();
+    let mut p = g.people().get(&rn).await.unwrap().unwrap();
+    p.phone_numbers = Some(vec![crmsync_connectors::people1::api::PhoneNumber { value: Some("+44 20 7946 0001".into()), ..Default::default() }]);
+    g.people().update_contact(p, "phoneNumbers").await.unwrap();
+    w.crm_update(ada.id, |d| d.job_title = Some("Countess".into()));
+    // While the run writes the title to Google, the user changes it again in the CRM.
+    let store = w.store.clone();
+    let plan = WriteDuringRun {
+        act: std::sync::Mutex::new(Some(Box::new(move || {
+            store.write(|c| {
+                let mut d = crmsync_schema::contacts::get_contact(c, ada.id)?.data;
+                d.job_title = Some("Analyst".into());
+                crmsync_schema::contacts::update_contact(c, ada.id, &d, crmsync_schema::changes::Origin::Api, now())
+            }).unwrap();
+        }))),
+    };
+    let racing = w.engine.with_crash_plan(std::sync::Arc::new(plan));
+    let r = racing.sync(w.alice.id, SyncKind::Contacts, Trigger::Manual, RunOptions::default()).await.unwrap();
+    assert_eq!(r.state, RunState::Succeeded);
+    assert_eq!(r.errors.len(), 1, "the raced item fails: {:?}", r.errors);
+    assert!(r.errors[0].message.contains("changed while the run was planning it"), "{:?}", r.errors);
+    assert_eq!(w.crm_get(ada.id).data.job_title.as_deref(), Some("Analyst"), "the user's newer edit is kept");
+    // The next run merges both: the newer title to Google, the phone to the CRM.
+    w.sync_contacts().await;
+    let c = w.crm_get(ada.id);
+    assert_eq!(c.data.job_title.as_deref(), Some("Analyst"));
+    assert_eq!(c.data.phones.first().map(|p| p.number.as_str()), Some("+44 20 7946 0001"));
+    let person = &w.google_contacts()[0];
+    assert_eq!(person["organizations"][0]["title"], "Analyst");
+    let again = w.sync_contacts().await;
+    assert_eq!(again.counts.writes(), 0, "{:?}", again.counts);
+    assert!(again.errors.is_empty(), "{:?}", again.errors);
+});

@@ -322,6 +322,10 @@ impl Kind for Activities {
         (self.cal.clone(), self.user)
     }
 
+    fn locked_change_seq(c: &mut AnyConnection, r: &Activity) -> StoreResult<Option<i64>> {
+        activity_store::locked_change_seq(c, r.id)
+    }
+
     fn commit_crm(
         c: &mut AnyConnection,
         uid: UserId,

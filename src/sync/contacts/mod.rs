@@ -254,6 +254,10 @@ impl Kind for Contacts {
         self.tag
     }
 
+    fn locked_change_seq(c: &mut AnyConnection, r: &Contact) -> StoreResult<Option<i64>> {
+        contact_store::locked_change_seq(c, r.id)
+    }
+
     fn commit_crm(
         c: &mut AnyConnection,
         _user: UserId,
