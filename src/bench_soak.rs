@@ -15,7 +15,7 @@
 //! converged (each tagged contact in the group with the same values, each activity shown in the
 //! calendar as its event with the same title and location, no duplicate, no orphan), the run
 //! after the settled one quiet, and the server's resident memory flat (sampled every 5 s: the
-//! last minute against the second). It prints the figures and returns whether all held.
+//! last tenth of the load against its middle, once the clients keep their number of records). It prints the figures and returns whether all held.
 
 use crate::bench::world;
 use anyhow::{bail, Context};
@@ -34,6 +34,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// Live records a client keeps at most: once there, it edits, tags and deletes (and creates only
+/// after a delete), so the data stops growing and memory can be judged at a steady size.
+const CONTACTS_PER_CLIENT: usize = 150;
+const ACTIVITIES_PER_CLIENT: usize = 80;
 
 /// What the soak is asked to do.
 #[derive(Clone, Debug)]
@@ -247,8 +252,9 @@ async fn client(
     while Instant::now() < until {
         n += 1;
         let roll = rng.gen_range(0..100);
-        let (method, path, body, what): (reqwest::Method, String, Option<Value>, &str) = if roll
+        let (method, path, body, what): (reqwest::Method, String, Option<Value>, &str) = if (roll
             < 25
+            && mine.len() < CONTACTS_PER_CLIENT)
             || mine.is_empty()
         {
             let email = format!("c{i}-{n}@clients.example");
@@ -289,7 +295,7 @@ async fn client(
                 None,
                 "delete_contact",
             )
-        } else if roll < 83 || my_acts.is_empty() {
+        } else if (roll < 83 && my_acts.len() < ACTIVITIES_PER_CLIENT) || my_acts.is_empty() {
             let start = Utc::now() + Span::hours(rng.gen_range(1..24 * 30));
             (
                 reqwest::Method::POST,
@@ -1092,18 +1098,26 @@ pub async fn run(o: SoakOptions) -> anyhow::Result<bool> {
     let log = std::fs::read_to_string(&server.log).unwrap_or_default();
     let locked_in_log = log.matches("database is locked").count() as u64;
     let panics = log.matches("panicked").count() as u64;
-    let second: Vec<f64> = rss
-        .iter()
-        .filter(|(t, _)| (60.0..120.0).contains(t))
-        .map(|(_, m)| *m)
+    // Memory at a steady data size: the middle of the load (the clients reached their record
+    // caps) against its last tenth.
+    let window = |from: f64, to: f64| -> Vec<f64> {
+        rss.iter()
+            .filter(|(t, _)| *t >= load_secs * from && *t < load_secs * to)
+            .map(|(_, m)| *m)
+            .collect()
+    };
+    let (middle, last) = (window(0.4, 0.5), window(0.9, 1.0));
+    let (rss_middle, rss_last) = (median(&middle), median(&last));
+    let rss_flat = middle.is_empty() || rss_last <= rss_middle * 1.15 + 8.0;
+    let per_minute: Vec<String> = (0..)
+        .map(|m| m as f64 * 60.0)
+        .take_while(|t| *t < load_secs)
+        .filter_map(|t| {
+            rss.iter()
+                .find(|(s, _)| *s >= t)
+                .map(|(_, m)| format!("{m:.0}"))
+        })
         .collect();
-    let last: Vec<f64> = rss
-        .iter()
-        .filter(|(t, _)| *t >= load_secs - 60.0)
-        .map(|(_, m)| *m)
-        .collect();
-    let (rss_second, rss_last) = (median(&second), median(&last));
-    let rss_flat = second.is_empty() || rss_last <= rss_second * 1.25 + 8.0;
     let stats: Value = reqwest::get(format!("{}/_emulator/stats", w.emulator.base))
         .await?
         .json()
@@ -1127,7 +1141,7 @@ pub async fn run(o: SoakOptions) -> anyhow::Result<bool> {
     println!("  load: {load_secs:.0} s; API requests {} ({:.1}/s), acknowledged {}, refused 4xx {}, 5xx {}", t.requests, t.requests as f64 / load_secs, t.acknowledged, t.client_errors, t.server_errors);
     println!("  records: {} contacts and {} activities written through the API; Google edits {} (refused or failed {})", t.contacts.len(), t.activities.len(), t.google_edits, t.google_edit_errors);
     println!("  faults injected {}, sync tokens expired {}; Google API calls {google_calls}; runs by state {runs_by_state:?}; settled after {rounds} round(s)", t.faults_injected, t.tokens_expired);
-    println!("  serve RSS: second minute {rss_second:.1} MiB, last minute {rss_last:.1} MiB, max {:.1} MiB ({} samples) -> {}", rss.iter().map(|(_, m)| *m).fold(0.0, f64::max), rss.len(), if rss_flat { "flat" } else { "GROWING" });
+    println!("  serve RSS (MiB) each minute: {}; middle of the load {rss_middle:.1}, last tenth {rss_last:.1}, max {:.1} ({} samples) -> {}", per_minute.join(" "), rss.iter().map(|(_, m)| *m).fold(0.0, f64::max), rss.len(), if rss_flat { "flat" } else { "GROWING" });
     println!("  must be zero: 5xx {}, database locked {} (log {locked_in_log}), panics {panics}, lost writes {}, lost Google edits {}, duplicates {}, orphans {}, wrong values {}, non-quiet runs {}, failed settle runs {}", t.server_errors, t.locked, z.lost_writes, z.lost_google_edits, z.duplicates, z.orphans, z.wrong_values, z.non_quiet, z.failed_runs);
     for e in t.examples.iter().take(10) {
         println!("    request: {e}");

@@ -94,7 +94,10 @@ impl std::fmt::Debug for WriteDuringRun {
 }
 
 impl crmsync::sync::crash::CrashPlan for WriteDuringRun {
-    fn check(&self, point: crmsync::sync::crash::CrashPoint) -> Result<(), crmsync::sync::crash::Crash> {
+    fn check(
+        &self,
+        point: crmsync::sync::crash::CrashPoint,
+    ) -> Result<(), crmsync::sync::crash::Crash> {
         if point == crmsync::sync::crash::CrashPoint::AfterRemoteWriteBeforeLocalCommit {
             if let Some(act) = self.act.lock().unwrap().take() {
                 act();
