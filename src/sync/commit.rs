@@ -97,7 +97,9 @@ pub(crate) fn commit_link(
         }
         LinkAction::None => {
             if let (Some(id), Some(l)) = (link_id, lc.link) {
-                if l.crm_change_seq != lc.crm_seq || lc.google_written || l.etag != lc.etag {
+                // A kept record that changed (a newer version, nothing to sync) is refreshed.
+                let newer = lc.google_record.is_some() && l.google_record != lc.google_record;
+                if l.crm_change_seq != lc.crm_seq || lc.google_written || newer {
                     let mut w = l.to_write();
                     w.crm_change_seq = lc.crm_seq;
                     w.etag = lc.etag.clone();

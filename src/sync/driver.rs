@@ -144,6 +144,8 @@ pub(crate) trait Kind: Sized + Send + 'static {
         origin: Origin,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<Self::Record>>;
+    /// Whether the kind keeps Google records with their links ([`Kind::kept_record`]).
+    const KEEPS_RECORD: bool = false;
     /// What of a Google record is kept with its link (JSON, beside the etag), so that a later
     /// write can start from it without reading the record again; `None` keeps nothing.
     fn kept_record(_r: &Self::Remote) -> Option<String> {

@@ -72,8 +72,9 @@ impl<K: Kind> Item<K> {
     }
 
     /// Google shows a newer version than the link records (a change to what the sync does not
-    /// map): nothing to write, but the link takes its etag (and kept record), so the next
-    /// update of the record goes out on the current version.
+    /// map): nothing to write, but for a kind that keeps the record with the link
+    /// ([`Kind::KEEPS_RECORD`]) the link takes its etag and record, so the next update goes out
+    /// on the current version.
     pub fn newer_remote(&self) -> bool {
         match (
             &self.link,
@@ -556,7 +557,9 @@ impl<'a, K: Kind> Executor<'a, K> {
         for p in items {
             if p.plan.ends_link() && !final_phase {
                 self.ends.push(p);
-            } else if p.plan.deferred || (p.plan.is_noop() && !p.newer_remote()) {
+            } else if p.plan.deferred
+                || (p.plan.is_noop() && !(K::KEEPS_RECORD && p.newer_remote()))
+            {
                 self.tally.body.counts.add_plan(&p.plan, labels);
             } else {
                 work.push(p);

@@ -301,6 +301,8 @@ impl Kind for Contacts {
         Ok(Some(cur))
     }
 
+    const KEEPS_RECORD: bool = true;
+
     fn kept_record(p: &Person) -> Option<String> {
         (!contact_wire::person_is_deleted(p))
             .then(|| contact_wire::kept_person(p))
