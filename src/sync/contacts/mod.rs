@@ -3,15 +3,17 @@
 //!
 //! What contacts add to the shared run ([`crate::sync::driver`], [`crate::sync::executor`]):
 //! - **Scope**: a contact is in scope in the CRM when it carries the sync tag, in Google when it
-//!   is a member of the sync group (resolved, or created, on first need; a group that vanished
-//!   is re-created and every linked contact put back in it).
+//!   is a member of the sync group (its resource name kept with the cursor, resolved or created
+//!   on first need; checked in Google only where a vanished group would do harm, and a group
+//!   that vanished is re-created and every linked contact put back in it).
 //! - **Identity of listed contacts**: by the link's Google id, else by the CRM id the contact
 //!   carries in `clientData` (a create whose answer was lost), else paired by e-mail with an
 //!   unlinked tagged CRM contact, else imported. A second Google contact carrying an already
 //!   linked CRM id is our own duplicate: taken out of the group, never deleted.
 //! - **Google writes**: creates in batches of 200 after their intents are committed (a refused
-//!   batch is split until the refused contact is alone), field updates in batches of 200 with
-//!   the etag read (a stale one is read again, re-planned and retried once), and group
+//!   batch is split until the refused contact is alone), field updates in batches of 200 on the
+//!   contact as listed or as kept with its link, with its etag (one Google refuses as stale is
+//!   read again, re-planned and retried once), and group
 //!   membership in one `members:modify` (1000 per call).
 
 use crate::sync::driver::{drive, Kind, ListedPage};
