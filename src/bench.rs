@@ -8,7 +8,8 @@
 //!   changed, against the minimum number of People calls: one batchCreate per 200 contacts (the
 //!   sync group's membership travels in each created person, so no members.modify is needed), the
 //!   connections list (one page per 1000 contacts already in Google, at least one), and one
-//!   contactGroups list plus one create for the sync group.
+//!   contactGroups list plus one create for the sync group; then a small-change round (ten edits
+//!   on each side) against its minimum of two calls (the listing and one batch update).
 //! - `bench activities --activities N --quota Q`: pushing N new activities while the emulator
 //!   enforces Q Calendar requests per minute per user, against the quota-bound time, with the
 //!   number of rate-limit answers seen.
@@ -399,6 +400,134 @@ pub async fn contacts(count: usize, database_url: Option<&str>) -> anyhow::Resul
     if let Some(m) = peak_rss_mib() {
         println!("  peak memory after the no-change runs: {m:.0} MiB");
     }
+    small_change_round(&w, &engine, tag.id, count).await
+}
+
+/// Edits on each side in [`small_change_round`].
+const SMALL_CHANGE_EDITS: usize = 10;
+/// The fewest People calls of a run carrying a few edits on each side after a settled sync: the
+/// connections listing (which shows the Google edits) and one batch update (the CRM edits, with
+/// the etags and records kept with the links).
+pub const SMALL_CHANGE_MINIMUM: u64 = 2;
+
+/// The small-change round of `bench contacts` (issue 18): after the settled runs, ten CRM edits
+/// (job titles of person0..9) and ten Google edits (phones of person10..19, made as the user over
+/// the People API), then one run, its calls against [`SMALL_CHANGE_MINIMUM`].
+async fn small_change_round(
+    w: &World,
+    engine: &crate::sync::SyncEngine,
+    tag: crmsync_engine::ids::TagId,
+    count: usize,
+) -> anyhow::Result<()> {
+    let n = SMALL_CHANGE_EDITS;
+    if count < 2 * n {
+        println!(
+            "small-change round: skipped (needs at least {} contacts)",
+            2 * n
+        );
+        return Ok(());
+    }
+    let now = w.clock.now();
+    let emails: Vec<String> = (0..n).map(|i| format!("person{i}@example.org")).collect();
+    w.store.write(|c| {
+        for mut x in crmsync_schema::sync_state::tagged_contacts_with_emails(c, tag, &emails)? {
+            x.data.job_title = Some("Curator".into());
+            contacts::update_contact(c, x.id, &x.data, crmsync_schema::changes::Origin::Api, now)?;
+        }
+        Ok(())
+    })?;
+    let token = w
+        .emulator
+        .call(
+            reqwest::Method::POST,
+            "/access-tokens",
+            json!({"email": "alice@example.com", "scopes": [crmsync_connectors::SCOPE_CONTACTS]}),
+        )
+        .await?;
+    let token = token["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let listed = w
+        .emulator
+        .http
+        .get(format!(
+            "{}/_emulator/users/alice@example.com/contacts",
+            w.emulator.base
+        ))
+        .send()
+        .await?
+        .json::<Value>()
+        .await?;
+    let wanted: Vec<String> = (n..2 * n)
+        .map(|i| format!("person{i}@example.org"))
+        .collect();
+    let names: Vec<String> = listed["connections"]
+        .as_array()
+        .map(|a| a.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .filter(|p| {
+            p["emailAddresses"][0]["value"]
+                .as_str()
+                .is_some_and(|e| wanted.iter().any(|x| x == e))
+        })
+        .filter_map(|p| p["resourceName"].as_str().map(String::from))
+        .collect();
+    for (i, rn) in names.iter().enumerate() {
+        let people = format!("{}/v1/{rn}", w.emulator.base);
+        let current: Value = w
+            .emulator
+            .http
+            .get(format!("{people}?personFields=metadata"))
+            .bearer_auth(&token)
+            .send()
+            .await?
+            .json()
+            .await?;
+        let resp = w
+            .emulator
+            .http
+            .patch(format!(
+                "{people}:updateContact?updatePersonFields=phoneNumbers"
+            ))
+            .bearer_auth(&token)
+            .json(&json!({
+                "etag": current["etag"],
+                "phoneNumbers": [{"value": format!("+44 20 7946 {i:04}"), "type": "mobile"}],
+            }))
+            .send()
+            .await?;
+        if !resp.status().is_success() {
+            anyhow::bail!("editing {rn} in Google: {}", resp.status());
+        }
+    }
+    let before = w.emulator.stats().await?;
+    let t = Instant::now();
+    let r = engine
+        .sync(
+            w.alice.id,
+            SyncKind::Contacts,
+            Trigger::Manual,
+            RunOptions::default(),
+        )
+        .await?;
+    let wall = t.elapsed();
+    let calls = calls_between(&before, &w.emulator.stats().await?);
+    print_run(
+        &format!(
+            "small-change round ({n} CRM edits, {} Google edits) at {count} links",
+            names.len()
+        ),
+        &r,
+        wall,
+        &calls,
+    );
+    let total: u64 = calls.iter().map(|(_, n, _)| n).sum();
+    println!(
+        "  minimum (the connections listing, one batch update): {SMALL_CHANGE_MINIMUM}; {total} calls, ratio {:.2}",
+        total as f64 / SMALL_CHANGE_MINIMUM as f64
+    );
     Ok(())
 }
 

@@ -16,7 +16,8 @@ use crmsync_engine::model::{
 };
 use google_people1::api::{
     Address, Biography, Birthday as PBirthday, ClientData, ContactGroupMembership, Date,
-    EmailAddress, FieldMetadata, Membership, Name, Organization, Person, PhoneNumber,
+    EmailAddress, FieldMetadata, Membership, Name, Organization, Person, PersonMetadata,
+    PhoneNumber,
 };
 
 /// The `clientData` key under which a Google contact carries its CRM id (crash-safe creates).
@@ -325,6 +326,35 @@ pub fn person_for_create(f: &Fields, crm_id: &str, group_resource: &str) -> Pers
     p
 }
 
+/// What of a person is kept with its link, as JSON: what an update may replace (the fields of
+/// [`ALL_UPDATE_FIELDS`], sub-fields the CRM does not map included) with the resource name, the
+/// etag and the sources (etags, update times). An update built on it (see [`person_for_write`])
+/// needs no read first; memberships and `clientData` are not kept (updates never write them).
+pub fn kept_person(p: &Person) -> Option<String> {
+    let kept = Person {
+        resource_name: p.resource_name.clone(),
+        etag: p.etag.clone(),
+        metadata: p.metadata.as_ref().map(|m| PersonMetadata {
+            sources: m.sources.clone(),
+            ..Default::default()
+        }),
+        names: p.names.clone(),
+        email_addresses: p.email_addresses.clone(),
+        phone_numbers: p.phone_numbers.clone(),
+        organizations: p.organizations.clone(),
+        addresses: p.addresses.clone(),
+        birthdays: p.birthdays.clone(),
+        biographies: p.biographies.clone(),
+        ..Default::default()
+    };
+    serde_json::to_string(&kept).ok()
+}
+
+/// A person kept by [`kept_person`] (`None` when the text is not one).
+pub fn parse_kept_person(json: &str) -> Option<Person> {
+    serde_json::from_str(json).ok()
+}
+
 /// The People fields (`updatePersonFields`) to send for a set of changed canonical fields.
 pub fn update_mask(changed: &[String]) -> String {
     let mut masks: Vec<&str> = changed
@@ -414,6 +444,41 @@ mod tests {
         assert_eq!(contact_fields(&back), f);
         assert_eq!(person_crm_marker(&p).as_deref(), Some("42"));
         assert!(person_groups(&p).contains(&"contactGroups/abc".to_string()));
+    }
+
+    #[test]
+    fn a_kept_person_round_trips_with_what_an_update_needs() {
+        let mut p = person_for_create(&contact_fields(&sample()), "42", "contactGroups/abc");
+        p.resource_name = Some("people/c1".into());
+        p.etag = Some("%EgUBAgMFBw==".into());
+        p.metadata = Some(PersonMetadata {
+            sources: Some(vec![google_people1::api::Source {
+                type_: Some("CONTACT".into()),
+                id: Some("1".into()),
+                etag: Some("#AQID".into()),
+                update_time: "2026-12-01T10:00:00.123456Z".parse().ok(),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        });
+        if let Some(orgs) = p.organizations.as_mut() {
+            orgs[0].department = Some("R&D".into());
+        }
+        let kept = parse_kept_person(&kept_person(&p).unwrap()).unwrap();
+        assert_eq!(kept.resource_name.as_deref(), Some("people/c1"));
+        assert_eq!(kept.etag, p.etag);
+        assert_eq!(person_fields(&kept), person_fields(&p));
+        assert_eq!(
+            serde_json::to_value(&kept.metadata).unwrap(),
+            serde_json::to_value(&p.metadata).unwrap()
+        );
+        assert!(person_updated_at(&kept).is_some());
+        assert_eq!(
+            serde_json::to_value(&kept.organizations).unwrap(),
+            serde_json::to_value(&p.organizations).unwrap()
+        );
+        assert!(kept.memberships.is_none() && kept.client_data.is_none());
+        assert!(parse_kept_person("not json").is_none());
     }
 
     #[test]

@@ -504,6 +504,33 @@ impl PeopleClient {
         }
     }
 
+    /// One contact group by resource name (`contactGroups/…`, `contactGroups.get`); `None` when
+    /// Google no longer has it (404, or a group its sync listing shows as deleted).
+    pub async fn get_group(
+        &self,
+        resource_name: &str,
+    ) -> Result<Option<ContactGroup>, GoogleError> {
+        let (hub, caller) = (&self.inner.hub, &self.inner.caller);
+        let result = caller
+            .run(
+                "people.contactGroups.get",
+                Idempotency::Idempotent,
+                |mut dlg| async move {
+                    prepare!(hub.contact_groups().get(resource_name), &mut dlg, caller)
+                        .group_fields(mask(GROUP_FIELDS))
+                        .doit()
+                        .await
+                },
+            )
+            .await;
+        match result {
+            Ok(g) if g.metadata.as_ref().and_then(|m| m.deleted).unwrap_or(false) => Ok(None),
+            Ok(g) => Ok(Some(g)),
+            Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Finds a user contact group by exact name (listing all pages).
     pub async fn find_group(&self, name: &str) -> Result<Option<ContactGroup>, GoogleError> {
         let (hub, caller) = (&self.inner.hub, &self.inner.caller);

@@ -1,6 +1,6 @@
 //! Resetting a user's sync of one kind (SPEC 6.5): the engine forgets what it remembered of each
-//! pair (the merge base, i.e. the values both sides last agreed on, the Google etag and time, the
-//! CRM change it last saw), where it was in both change streams (the cursor: the next run lists
+//! pair (the merge base, i.e. the values both sides last agreed on, the Google etag, record and
+//! time, the CRM change it last saw), where it was in both change streams (the cursor: the next run lists
 //! everything) and the records that kept failing (parked items). The next run is a first sync
 //! again: it reads every record on both sides, merges each pair as a first pairing (a value on one
 //! side only is copied, differing values go to the later writer), and pairs records not paired
@@ -50,6 +50,7 @@ pub fn as_after_reset(mut l: Link) -> Link {
         l.snapshot = Fields::new();
         l.snapshot_hash = fields::hash(&l.snapshot);
         l.etag = None;
+        l.google_record = None;
         l.google_updated = None;
         l.crm_change_seq = 0;
     }
@@ -97,6 +98,7 @@ pub fn reset_sync(
         links::snapshot.eq(fields::to_json(&empty)),
         links::snapshot_hash.eq(fields::hash(&empty)),
         links::etag.eq(None::<String>),
+        links::google_record.eq(None::<String>),
         links::google_updated.eq(None::<chrono::NaiveDateTime>),
         links::crm_change_seq.eq(0),
         links::updated_at.eq(to_db_time(now)),

@@ -211,6 +211,7 @@ diesel::table! {
         end_reason -> Nullable<Text>,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        google_record -> Nullable<Text>,
     }
 }
 

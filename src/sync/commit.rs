@@ -26,6 +26,8 @@ pub(crate) struct LinkCommit<'a> {
     pub google_id: Option<String>,
     pub etag: Option<String>,
     pub google_updated: Option<DateTime<Utc>>,
+    /// The Google record kept with the link (see `Kind::kept_record`), matching `etag`.
+    pub google_record: Option<String>,
     /// A Google create (or write) was carried out in this run.
     pub google_written: bool,
 }
@@ -48,6 +50,7 @@ pub(crate) fn commit_link(
         crm_change_seq: lc.crm_seq,
         pending_since: None,
         end_reason: reason,
+        google_record: lc.google_record.clone(),
     };
     // A Google create that was carried out makes its pending link active.
     let activate = |s: LinkState| {
@@ -94,11 +97,14 @@ pub(crate) fn commit_link(
         }
         LinkAction::None => {
             if let (Some(id), Some(l)) = (link_id, lc.link) {
-                if l.crm_change_seq != lc.crm_seq || lc.google_written {
+                // A kept record that changed (a newer version, nothing to sync) is refreshed.
+                let newer = lc.google_record.is_some() && l.google_record != lc.google_record;
+                if l.crm_change_seq != lc.crm_seq || lc.google_written || newer {
                     let mut w = l.to_write();
                     w.crm_change_seq = lc.crm_seq;
                     w.etag = lc.etag.clone();
                     w.google_updated = lc.google_updated;
+                    w.google_record = lc.google_record.clone();
                     sync_state::update_link(c, id, &w, now)?;
                 }
             }

@@ -147,6 +147,13 @@ pub(crate) trait Kind: Sized + Send + 'static {
         origin: Origin,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<Self::Record>>;
+    /// Whether the kind keeps Google records with their links ([`Kind::kept_record`]).
+    const KEEPS_RECORD: bool = false;
+    /// What of a Google record is kept with its link (JSON, beside the etag), so that a later
+    /// write can start from it without reading the record again; `None` keeps nothing.
+    fn kept_record(_r: &Self::Remote) -> Option<String> {
+        None
+    }
     /// What the cursor records besides the token: the container and the listing parameters.
     fn cursor_extras(&self, old: &Cursor) -> (Option<String>, Option<String>);
     /// How undoing a link end puts back a record that left Google's scope.

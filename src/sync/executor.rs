@@ -75,6 +75,20 @@ impl<K: Kind> Item<K> {
             .or_else(|| self.link.as_ref().map(|l| l.crm_id.clone()))
     }
 
+    /// Google shows a newer version than the link records (a change to what the sync does not
+    /// map): nothing to write, but for a kind that keeps the record with the link
+    /// ([`Kind::KEEPS_RECORD`]) the link takes its etag and record, so the next update goes out
+    /// on the current version.
+    pub fn newer_remote(&self) -> bool {
+        match (
+            &self.link,
+            self.remote.as_ref().and_then(RemoteRecord::etag),
+        ) {
+            (Some(l), Some(etag)) => l.state == LinkState::Active && l.etag.as_ref() != Some(&etag),
+            _ => false,
+        }
+    }
+
     /// The Google id: what Google answered, else what was read, planned, linked, or (for kinds
     /// with deterministic ids) what the record's Google side will be called.
     pub fn google_id(&self) -> Option<String> {
@@ -572,7 +586,9 @@ impl<'a, K: Kind> Executor<'a, K> {
         for p in items {
             if p.plan.ends_link() && !final_phase {
                 self.ends.push(p);
-            } else if p.plan.deferred || p.plan.is_noop() {
+            } else if p.plan.deferred
+                || (p.plan.is_noop() && !(K::KEEPS_RECORD && p.newer_remote()))
+            {
                 self.tally.body.counts.add_plan(&p.plan, labels);
             } else {
                 work.push(p);
@@ -662,6 +678,7 @@ impl<'a, K: Kind> Executor<'a, K> {
                     crm_change_seq: p.crm.as_ref().map(CrmRecord::change_seq).unwrap_or(0),
                     pending_since: Some(now),
                     end_reason: None,
+                    google_record: None,
                 };
                 (p.link_id, write)
             })
@@ -747,6 +764,11 @@ fn commit_item<K: Kind>(
         google_updated: remote
             .and_then(RemoteRecord::updated)
             .or_else(|| p.link.as_ref().and_then(|l| l.google_updated)),
+        // Kept together with the etag: from the same record, else as the link had them.
+        google_record: match remote {
+            Some(r) => K::kept_record(r),
+            None => p.link.as_ref().and_then(|l| l.google_record.clone()),
+        },
         google_written: p.written.is_some(),
     };
     commit_link(c, lc, now)

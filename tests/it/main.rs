@@ -32,6 +32,7 @@ mod store_misc;
 mod sync_activities;
 mod sync_conditional;
 mod sync_contacts;
+mod sync_contacts_floor;
 mod sync_merges;
 mod sync_reset;
 mod sync_series;

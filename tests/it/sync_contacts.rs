@@ -372,12 +372,13 @@ db_test!(async fn injected_faults_converge_without_duplicates(db) {
     assert_eq!(r.counts.linked + r.counts.google.get("created").copied().unwrap_or(0), 1, "{:?}", r.counts);
     assert_eq!(by_email(&w.google_contacts(), "q@example.org").len(), 1, "no duplicate after a lost answer");
     assert_eq!(w.group_members().len(), 4);
-    // 429 and 503 on updates and group changes are retried within the run.
+    // 429 and 503 on updates are retried within the run (the update goes out on the record
+    // kept with the link: no read first).
     let q = w.crm_all().into_iter().find(|c| c.data.given_name == "Q").unwrap();
     w.crm_update(q.id, |d| d.notes = Some("Met at the fair".into()));
     w.emu.emulator().set_faults(vec![
         FaultRule::error("people.people.batchUpdateContacts", 429, 2),
-        FaultRule::error("people.people.getBatchGet", 503, 1),
+        FaultRule::error("people.people.batchUpdateContacts", 503, 1),
     ]);
     let r = w.sync_contacts().await;
     assert_eq!(r.counts.google.get("updated"), Some(&1), "{:?}", r);

@@ -887,6 +887,7 @@ async fn the_admin_page_stays_quick_with_2000_users_in_a_browser() {
                     crm_change_seq: 0,
                     pending_since: Some(t0()),
                     end_reason: None,
+                    google_record: None,
                 };
                 sync_state::insert_link(c, first, SyncKind::Contacts, &w, t0())?;
             }

@@ -42,6 +42,9 @@ pub struct Link {
     pub end_reason: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The Google record as last read or written (JSON, the kind's choice of fields; with the
+    /// etag above), kept so an update can go out without reading it first. `None`: not kept.
+    pub google_record: Option<String>,
 }
 
 #[derive(Queryable, Selectable)]
@@ -62,6 +65,7 @@ struct LinkRow {
     end_reason: Option<String>,
     created_at: NaiveDateTime,
     updated_at: NaiveDateTime,
+    google_record: Option<String>,
 }
 
 impl LinkRow {
@@ -82,6 +86,7 @@ impl LinkRow {
             end_reason: self.end_reason,
             created_at: from_db_time(self.created_at),
             updated_at: from_db_time(self.updated_at),
+            google_record: self.google_record,
         })
     }
 }
@@ -212,6 +217,8 @@ pub struct LinkWrite {
     pub crm_change_seq: i64,
     pub pending_since: Option<DateTime<Utc>>,
     pub end_reason: Option<String>,
+    /// See [`Link::google_record`].
+    pub google_record: Option<String>,
 }
 
 /// Inserts a new link; returns its id.
@@ -241,6 +248,7 @@ pub fn insert_link(
             links::end_reason.eq(&w.end_reason),
             links::created_at.eq(ts),
             links::updated_at.eq(ts),
+            links::google_record.eq(&w.google_record),
         ))
         .execute(conn)?;
     Ok(id)
@@ -276,6 +284,7 @@ pub fn insert_links(
                 links::end_reason.eq(w.end_reason.clone()),
                 links::created_at.eq(ts),
                 links::updated_at.eq(ts),
+                links::google_record.eq(w.google_record.clone()),
             )
         })
         .collect();
@@ -311,6 +320,7 @@ pub fn update_link(
             links::crm_change_seq.eq(w.crm_change_seq),
             links::pending_since.eq(w.pending_since.map(to_db_time)),
             links::end_reason.eq(&w.end_reason),
+            links::google_record.eq(&w.google_record),
             links::updated_at.eq(to_db_time(now)),
         ))
         .execute(conn)?;
@@ -361,6 +371,7 @@ impl Link {
             crm_change_seq: self.crm_change_seq,
             pending_since: self.pending_since,
             end_reason: self.end_reason.clone(),
+            google_record: self.google_record.clone(),
         }
     }
 }

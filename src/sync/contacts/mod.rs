@@ -3,15 +3,17 @@
 //!
 //! What contacts add to the shared run ([`crate::sync::driver`], [`crate::sync::executor`]):
 //! - **Scope**: a contact is in scope in the CRM when it carries the sync tag, in Google when it
-//!   is a member of the sync group (resolved, or created, on first need; a group that vanished
-//!   is re-created and every linked contact put back in it).
+//!   is a member of the sync group (its resource name kept with the cursor, resolved or created
+//!   on first need; checked in Google only where a vanished group would do harm, and a group
+//!   that vanished is re-created and every linked contact put back in it).
 //! - **Identity of listed contacts**: by the link's Google id, else by the CRM id the contact
 //!   carries in `clientData` (a create whose answer was lost), else paired by e-mail with an
 //!   unlinked tagged CRM contact, else imported. A second Google contact carrying an already
 //!   linked CRM id is our own duplicate: taken out of the group, never deleted.
 //! - **Google writes**: creates in batches of 200 after their intents are committed (a refused
-//!   batch is split until the refused contact is alone), field updates in batches of 200 with
-//!   the etag read (a stale one is read again, re-planned and retried once), and group
+//!   batch is split until the refused contact is alone), field updates in batches of 200 on the
+//!   contact as listed or as kept with its link, with its etag (one Google refuses as stale is
+//!   read again, re-planned and retried once), and group
 //!   membership in one `members:modify` (1000 per call).
 
 use crate::sync::driver::{drive, Kind, ListedPage};
@@ -48,10 +50,16 @@ pub(crate) struct Contacts {
     /// `connections.list` page size.
     page_size: i32,
     tag: TagId,
-    /// The sync group, resolved on first need (a run with nothing to do never asks for it).
+    /// The sync group: the one the cursor keeps, else resolved in Google on first need (a run
+    /// with nothing to do never asks for it).
     group: Option<String>,
     /// The group the cursor remembers (to notice it was re-created).
     cursor_group: Option<String>,
+    /// Google confirmed the group in this run (found, created or read back): not asked again.
+    group_confirmed: bool,
+    /// Linked contacts put back in a re-created group in this run: members, whatever a listing
+    /// made before that shows.
+    restored: HashSet<String>,
 }
 
 /// Runs one contacts sync for the run's user.
@@ -101,6 +109,8 @@ pub(crate) async fn run(ctx: &RunCtx) -> Result<RunBody, SyncError> {
         tag: tag_id,
         group: None,
         cursor_group: cursor.google_container.clone(),
+        group_confirmed: false,
+        restored: HashSet::new(),
     };
     let token = cursor.google_sync_token.clone();
     drive(&mut Executor::new(ctx, kind), cursor, token, crm_high).await
@@ -146,9 +156,14 @@ impl Kind for Contacts {
                 presence: Presence::Deleted,
             });
         }
-        let presence = if contact_wire::person_groups(p)
-            .iter()
-            .any(|g| *g == *group.0)
+        let restored = p
+            .resource_name
+            .as_ref()
+            .is_some_and(|n| self.restored.contains(n));
+        let presence = if restored
+            || contact_wire::person_groups(p)
+                .iter()
+                .any(|g| *g == *group.0)
         {
             Presence::InScope
         } else {
@@ -293,6 +308,14 @@ impl Kind for Contacts {
         Ok(Some(cur))
     }
 
+    const KEEPS_RECORD: bool = true;
+
+    fn kept_record(p: &Person) -> Option<String> {
+        (!contact_wire::person_is_deleted(p))
+            .then(|| contact_wire::kept_person(p))
+            .flatten()
+    }
+
     fn cursor_extras(&self, old: &Cursor) -> (Option<String>, Option<String>) {
         (self.group.clone().or(old.google_container.clone()), None)
     }
@@ -318,10 +341,51 @@ impl Contacts {
     }
 }
 
-/// Resolves the sync group (once per run). A preview only looks it up: a group that does not
-/// exist yet has no members, and the run would create it.
+/// Resolves the sync group (once per run): the resource name the cursor keeps, without asking
+/// Google (re-resolved only when Google says it is gone, see [`confirm_group`]); found or
+/// created by name when there is none (a preview only looks it up, see [`re_resolve`]).
 async fn resolve_group(ex: &mut Executor<'_, Contacts>) -> Result<(), SyncError> {
-    if ex.kind.group.is_none() && ex.ctx.previewing() {
+    if ex.kind.group.is_none() {
+        match ex.kind.cursor_group.clone() {
+            Some(g) => ex.kind.group = Some(g),
+            None => re_resolve(ex).await?,
+        }
+    }
+    Ok(())
+}
+
+/// Makes sure the sync group still exists in Google (one `contactGroups.get`, at most once per
+/// run), finding or re-creating it when Google says it is gone. Called where a vanished group
+/// would do harm: before creates (they name the group), when a linked contact is listed out of
+/// the group (a deleted group takes its members out) and when `members:modify` answers 404.
+/// Returns whether the group changed.
+pub(super) async fn confirm_group(ex: &mut Executor<'_, Contacts>) -> Result<bool, SyncError> {
+    resolve_group(ex).await?;
+    if ex.kind.group_confirmed {
+        return Ok(false);
+    }
+    let rn = ex.kind.group()?.0.to_string();
+    let found = ex
+        .kind
+        .people
+        .get_group(&rn)
+        .await
+        .map_err(|e| ex.google_err(e))?;
+    if found.is_some() {
+        ex.kind.group_confirmed = true;
+        return Ok(false);
+    }
+    tracing::warn!(group = %rn, "the sync group is gone in Google: finding or re-creating it");
+    re_resolve(ex).await?;
+    Ok(true)
+}
+
+/// Finds or creates the sync group by name (see [`ensure_group`]); it is then confirmed. A
+/// preview only finds it.
+async fn re_resolve(ex: &mut Executor<'_, Contacts>) -> Result<(), SyncError> {
+    if ex.ctx.previewing() {
+        // A preview writes nothing: a group that does not exist (yet, or any more) has no
+        // members, and the run would make it.
         let found = ex
             .kind
             .people
@@ -333,25 +397,29 @@ async fn resolve_group(ex: &mut Executor<'_, Contacts>) -> Result<(), SyncError>
                 .and_then(|g| g.resource_name)
                 .unwrap_or_else(|| NO_GROUP_YET.to_string()),
         );
+        ex.kind.group_confirmed = true;
+        return Ok(());
     }
-    if ex.kind.group.is_none() {
-        let cursor = Cursor {
-            google_container: ex.kind.cursor_group.clone(),
-            ..Cursor::default()
-        };
-        ex.kind.group = Some(ensure_group(ex.ctx, &ex.kind.people, &cursor).await?);
-    }
+    let old = ex
+        .kind
+        .group
+        .clone()
+        .or_else(|| ex.kind.cursor_group.clone());
+    let (rn, restored) = ensure_group(ex.ctx, &ex.kind.people, old.as_deref()).await?;
+    ex.kind.group = Some(rn);
+    ex.kind.group_confirmed = true;
+    ex.kind.restored.extend(restored);
     Ok(())
 }
 
-/// The user's sync group: the stored one if it still exists, else found or created by name. A
-/// group that vanished is re-created and every linked contact put back in it (never read as
-/// "everything deleted").
+/// The user's sync group, found or created by name. When it is not the group known before
+/// (`old`: that one vanished), every linked contact is put back in it (never read as
+/// "everything deleted"); returns the group and the contacts put back.
 async fn ensure_group(
     ctx: &RunCtx,
     people: &PeopleClient,
-    cursor: &Cursor,
-) -> Result<String, SyncError> {
+    old: Option<&str>,
+) -> Result<(String, Vec<String>), SyncError> {
     let g = |e| SyncError::from_google(&ctx.user.google_alias, e);
     let group = people
         .ensure_group(&ctx.config.group_name)
@@ -364,8 +432,9 @@ async fn ensure_group(
             "Google returned a contact group without a resource name",
         ))
     })?;
-    if let Some(old) = &cursor.google_container {
-        if *old != rn {
+    let mut restored = Vec::new();
+    if let Some(old) = old {
+        if old != rn {
             tracing::warn!(old = %old, new = %rn, "the sync group changed in Google: putting linked contacts back in it");
             let uid = ctx.user.id;
             let mut after = None;
@@ -380,11 +449,13 @@ async fn ensure_group(
                 let Some(last) = page.last() else { break };
                 after = Some(last.id);
                 let ids: Vec<String> = page.iter().filter_map(|l| l.google_id.clone()).collect();
-                people.modify_members(&rn, &ids, &[]).await.map_err(g)?;
+                let outcome = people.modify_members(&rn, &ids, &[]).await.map_err(g)?;
+                let missing: HashSet<&String> = outcome.not_found.iter().collect();
+                restored.extend(ids.iter().filter(|i| !missing.contains(i)).cloned());
             }
         }
     }
-    Ok(rn)
+    Ok((rn, restored))
 }
 
 /// Matches listed Google contacts to links and CRM contacts and plans them.
@@ -422,7 +493,21 @@ async fn plan_listed(
     if people.is_empty() {
         return Ok(Vec::new());
     }
-    let group = Contacts::context(ex, &[], &[], &[]).await?;
+    let mut group = Contacts::context(ex, &[], &[], &[]).await?;
+    // A linked contact listed out of the group: removed from it, or the group itself is gone
+    // (deleting a group takes its members out). Only Google can tell.
+    let left = people.iter().any(|p| {
+        !contact_wire::person_is_deleted(p)
+            && p.resource_name
+                .as_ref()
+                .is_some_and(|n| known.contains_key(n))
+            && !contact_wire::person_groups(p)
+                .iter()
+                .any(|g| *g == *group.0)
+    });
+    if left && confirm_group(ex).await? {
+        group = ex.kind.group()?;
+    }
     let mut states: Vec<(Person, GoogleState)> = people
         .into_iter()
         .filter_map(|p| Some((ex.kind.google_state(&p, &group, false)?, p)))

@@ -1,7 +1,8 @@
 //! The Google writes of contacts: creates in batches of 200 after their intents are committed
 //! (a batch Google refuses is split until the refused contact is alone), field updates in
-//! batches of 200 on the contact as read (a stale etag is read again, re-planned and retried
-//! once), and group membership in `members:modify` calls (a contact Google will not remove from
+//! batches of 200 on the contact as listed in the run or as kept with its link, with the etag
+//! known (one Google refuses as stale is read again, re-planned and retried once), and group
+//! membership in `members:modify` calls (a contact Google will not remove from
 //! its last group is first kept in "My Contacts": never deleted).
 
 use super::Contacts;
@@ -26,6 +27,8 @@ pub(super) async fn google_creates(
     if creates.is_empty() {
         return Ok(());
     }
+    // Creates name the group: it must still exist.
+    super::confirm_group(ex).await?;
     let group = ex.kind.group()?;
     let persons: Vec<Person> = creates
         .iter()
@@ -116,13 +119,30 @@ pub(super) async fn google_updates(
         if idx.is_empty() {
             return Ok(());
         }
-        // The current contact is the base of the write (etag, unmapped fields).
+        // The base of the write (etag, unmapped fields): the contact as this run listed it,
+        // else (first attempt) as kept with the link, else as read now. A kept one that is no
+        // longer current is refused as stale and read in the second round.
+        let mut fetched: HashMap<String, Person> = HashMap::new();
+        if attempt == 0 {
+            fetched.extend(
+                idx.iter()
+                    .filter(|&&i| chunk[i].remote.is_none())
+                    .filter_map(|&i| kept_base(&chunk[i])),
+            );
+        }
         let missing: Vec<String> = idx
             .iter()
             .filter(|&&i| chunk[i].remote.is_none())
             .filter_map(|&i| chunk[i].google_id())
+            .filter(|g| !fetched.contains_key(g))
             .collect();
-        let fetched = ex.fetch(&missing).await?;
+        tracing::debug!(
+            kept = fetched.len(),
+            read = missing.len(),
+            attempt,
+            "bases of contact updates"
+        );
+        fetched.extend(ex.fetch(&missing).await?);
         for &i in &idx {
             if chunk[i].remote.is_some() {
                 continue;
@@ -238,6 +258,20 @@ pub(super) async fn google_updates(
     Ok(())
 }
 
+/// The Google contact kept with an item's link, when it is the version the link's etag names
+/// (its Google id and the person's).
+fn kept_base(item: &Item<Contacts>) -> Option<(String, Person)> {
+    let link = item.link.as_ref()?;
+    let google_id = item
+        .google_id()
+        .filter(|g| link.google_id.as_ref() == Some(g))?;
+    let person = contact_wire::parse_kept_person(link.google_record.as_deref()?)?;
+    let current = link.etag.is_some()
+        && person.etag == link.etag
+        && person.resource_name.as_ref() == Some(&google_id);
+    current.then_some((google_id, person))
+}
+
 /// Group membership: joins and leaves in one `members:modify` (the connector splits calls at
 /// 1000 changes). A contact Google will not remove from its last group is kept in "My
 /// Contacts" first: never deleted.
@@ -256,11 +290,19 @@ pub(super) async fn google_membership(
         return Ok(());
     }
     let people = ex.kind.people.clone();
-    let group = ex.kind.group()?.0.to_string();
-    let outcome = people
-        .modify_members(&group, &add, &remove)
-        .await
-        .map_err(|e| ex.google_err(e))?;
+    let mut group = ex.kind.group()?.0.to_string();
+    let outcome = match people.modify_members(&group, &add, &remove).await {
+        Ok(o) => o,
+        // The group is gone: found or re-created (linked contacts put back), then once more.
+        Err(e) if e.kind == ErrorKind::NotFound && super::confirm_group(ex).await? => {
+            group = ex.kind.group()?.0.to_string();
+            people
+                .modify_members(&group, &add, &remove)
+                .await
+                .map_err(|e| ex.google_err(e))?
+        }
+        Err(e) => return Err(ex.google_err(e)),
+    };
     if !outcome.cannot_remove_last.is_empty() {
         let last = &outcome.cannot_remove_last;
         people
