@@ -656,6 +656,17 @@ async fn run_everyone(
     Ok((writes, failures))
 }
 
+/// A record read back through the API: its status and body.
+async fn read_back(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+) -> anyhow::Result<(reqwest::StatusCode, Value)> {
+    let r = http.get(url).bearer_auth(token).send().await?;
+    let status = r.status();
+    Ok((status, r.json().await.unwrap_or(Value::Null)))
+}
+
 /// What must be zero, counted.
 #[derive(Debug, Default)]
 struct Zero {
@@ -723,13 +734,7 @@ async fn check(
     };
     // Every acknowledged CRM write, read back through the API.
     for (id, ack) in &tally.contacts {
-        let r = http
-            .get(format!("{base}/contacts/{id}"))
-            .bearer_auth(token)
-            .send()
-            .await?;
-        let status = r.status();
-        let v: Value = r.json().await.unwrap_or(Value::Null);
+        let (status, v) = read_back(&http, &format!("{base}/contacts/{id}"), token).await?;
         let ok = if ack.deleted {
             status == reqwest::StatusCode::NOT_FOUND || v["deleted_at"].is_string()
         } else {
@@ -753,13 +758,7 @@ async fn check(
         }
     }
     for (id, ack) in &tally.activities {
-        let r = http
-            .get(format!("{base}/activities/{id}"))
-            .bearer_auth(token)
-            .send()
-            .await?;
-        let status = r.status();
-        let v: Value = r.json().await.unwrap_or(Value::Null);
+        let (status, v) = read_back(&http, &format!("{base}/activities/{id}"), token).await?;
         let ok = if ack.deleted {
             status == reqwest::StatusCode::NOT_FOUND || v["deleted_at"].is_string()
         } else {

@@ -268,28 +268,26 @@ pub(crate) async fn drive<K: Kind>(
 
     // 4. Link ends, through the mass-untag guard.
     let ends = std::mem::take(&mut ex.ends);
-    if ex.ctx.previewing() {
-        // Counted as if the guard let them through, with what it would say; nothing is stored.
-        if !ends.is_empty() {
-            let linked = ex
-                .ctx
-                .store
-                .read_async(move |c| sync_state::count_links(c, uid, K::KIND, LinkState::Active))
-                .await?;
-            if let GuardDecision::Block(message) = guard_decision(ex.ctx, linked, ends.len()) {
-                ex.tally.body.blocked = Some(message);
-            }
-        }
-        ex.execute(ends, true).await?;
-        return Ok(std::mem::take(&mut ex.tally.body));
-    }
-    if !ends.is_empty() {
+    let decision = if ends.is_empty() {
+        None
+    } else {
         let linked = ex
             .ctx
             .store
             .read_async(move |c| sync_state::count_links(c, uid, K::KIND, LinkState::Active))
             .await?;
-        match guard_decision(ex.ctx, linked, ends.len()) {
+        Some(guard_decision(ex.ctx, linked, ends.len()))
+    };
+    if ex.ctx.previewing() {
+        // Counted as if the guard let them through, with what it would say; nothing is stored.
+        if let Some(GuardDecision::Block(message)) = decision {
+            ex.tally.body.blocked = Some(message);
+        }
+        ex.execute(ends, true).await?;
+        return Ok(std::mem::take(&mut ex.tally.body));
+    }
+    if let Some(decision) = decision {
+        match decision {
             GuardDecision::Block(message) => {
                 ex.tally.body.blocked = Some(message);
                 return Ok(std::mem::take(&mut ex.tally.body));
