@@ -35,6 +35,7 @@ mod sync_contacts;
 mod sync_merges;
 mod sync_series;
 mod sync_sim_activities;
+mod sync_sim_combined;
 mod sync_simulation;
 mod sync_support;
 mod web;
