@@ -37,6 +37,7 @@ mod sync_merges;
 mod sync_reset;
 mod sync_series;
 mod sync_sim_activities;
+mod sync_sim_combined;
 mod sync_simulation;
 mod sync_support;
 mod web;

@@ -417,7 +417,7 @@ async fn simulate(app: &ApiWorld, crm: &mut Crm, seed: u64, rounds: usize) {
         let again = app.world.sync_contacts().await;
         crm.follow(app, &tag).await;
         let at = format!(
-            "seed {seed} round {round} (replay: CRMSYNC_SIM_SEED={seed}); runs {:?} then {:?}",
+            "seed {seed} round {round}; runs {:?} then {:?}",
             run.counts, again.counts
         );
         let (ours, google, theirs) = (
@@ -480,11 +480,38 @@ fn seeds() -> Vec<u64> {
     (1..=n).collect()
 }
 
+/// Prints how to replay a seed when the test panics while this is alive: the seeds before it
+/// built the stores it started from, so `CRMSYNC_SIM_SEEDS=<seed>` replays it exactly, and
+/// `CRMSYNC_SIM_SEED=<seed>` alone from fresh stores.
+struct Replay {
+    seed: u64,
+    test: String,
+}
+
+impl Drop for Replay {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let (seed, test) = (self.seed, &self.test);
+            eprintln!(
+                "simulation seed {seed} failed; replay it (after the seeds before it, which built \
+                 the stores it started from) with:\n  CRMSYNC_SIM_SEEDS={seed} bash scripts/test -p crmsync --test it -E 'test(={test})'\n\
+                 or alone, from fresh stores, with:\n  {}",
+                replay_command(seed, test)
+            );
+        }
+    }
+}
+
 db_test!(async fn an_external_crm_google_and_crmsync_agree_after_random_edits_on_both_sides(db) {
+    let backend = if db.url().starts_with("postgres") { "postgres" } else { "sqlite" };
+    let test = format!(
+        "sim_integration::an_external_crm_google_and_crmsync_agree_after_random_edits_on_both_sides_{backend}"
+    );
     let app = ApiWorld::start(SyncWorld::new(db).await).await;
     let mut crm = load(&app).await;
     // Seeds go on from where the previous one left the three stores.
     for seed in seeds() {
+        let _replay = Replay { seed, test: test.clone() };
         simulate(&app, &mut crm, seed, 8).await;
     }
     app.stop().await;
