@@ -583,7 +583,7 @@ async fn fault_injector(
             .send()
             .await?;
         let mut expired = 0;
-        if round % 3 == 0 {
+        if round.is_multiple_of(3) {
             let email = &emails[(round as usize / 3) % emails.len()];
             for api in ["calendar", "people"] {
                 http.post(format!("{emulator}/_emulator/expire-sync-tokens"))
@@ -723,8 +723,8 @@ async fn check(
     people: &[(User, TagId)],
     tally: &Tally,
     z: &mut Zero,
-    notes: &mut Vec<String>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<String>> {
+    let mut notes = Vec::new();
     let http = reqwest::Client::new();
     let mut note = |z: &mut u64, what: String| {
         *z += 1;
@@ -966,7 +966,7 @@ async fn check(
             }
         }
     }
-    Ok(())
+    Ok(notes)
 }
 
 /// Runs the soak; `Ok(true)` when every count that must be zero is.
@@ -1076,20 +1076,24 @@ pub async fn run(o: SoakOptions) -> anyhow::Result<bool> {
     }
     z.failed_runs += failures.len() as u64;
     notes.extend(failures);
-    let t = tally
-        .lock()
-        .map_err(|_| anyhow::anyhow!("a client panicked"))?;
-    check(
-        &w.store,
-        &w.emulator.base,
-        &base,
-        &token,
-        &people,
-        &t,
-        &mut z,
-        &mut notes,
-    )
-    .await?;
+    // The clients and the actor are done: the tally is taken out of its lock.
+    let t = std::mem::take(
+        &mut *tally
+            .lock()
+            .map_err(|_| anyhow::anyhow!("a client panicked"))?,
+    );
+    notes.extend(
+        check(
+            &w.store,
+            &w.emulator.base,
+            &base,
+            &token,
+            &people,
+            &t,
+            &mut z,
+        )
+        .await?,
+    );
     if let Some(m) = rss_mib(pid) {
         rss.push((started.elapsed().as_secs_f64(), m));
     }
@@ -1129,7 +1133,7 @@ pub async fn run(o: SoakOptions) -> anyhow::Result<bool> {
         .flat_map(|(_, s)| s.as_object().into_iter().flatten())
         .filter_map(|(_, n)| n.as_u64())
         .sum();
-    let runs = w.store.read(|c| crmsync_schema::runs::count_runs(c))?;
+    let runs = w.store.read(crmsync_schema::runs::count_runs)?;
     let runs_by_state = runs
         .iter()
         .fold(BTreeMap::<String, i64>::new(), |mut m, (_, _, s, n)| {

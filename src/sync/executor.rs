@@ -708,9 +708,44 @@ impl<'a, K: Kind> Executor<'a, K> {
         for (mut p, r) in results {
             match r {
                 Ok(()) => self.tally.body.counts.add_plan(&p.plan, jctx.labels),
+                Err(StoreError::Stale(m)) => {
+                    self.record_google_write(&p).await?;
+                    self.fail(&mut p, m, true);
+                }
                 Err(e) => self.fail(&mut p, format!("saving in the CRM failed: {e}"), true),
             }
         }
+        Ok(())
+    }
+
+    /// An item whose CRM record changed while the run planned it (see [`commit_item`]) is not
+    /// committed, but what the run wrote to Google is recorded in its link's base: those fields
+    /// now hold in Google what the CRM held when the plan was made. Without it the next run
+    /// would take the run's own write for a Google edit, which a later Google change to another
+    /// field (making the whole record newer) would let win over the user's newer CRM edit.
+    async fn record_google_write(&self, p: &Item<K>) -> Result<(), SyncError> {
+        let (Some(link), Some(written)) = (p.link.as_ref(), p.written.as_ref()) else {
+            return Ok(());
+        };
+        if link.state != LinkState::Active || p.plan.google.update.is_empty() {
+            return Ok(());
+        }
+        let mut w = link.to_write();
+        for f in &p.plan.google.update {
+            match p.plan.google.target.get(f) {
+                Some(v) => w.snapshot.insert(f.clone(), v.clone()),
+                None => w.snapshot.remove(f),
+            };
+        }
+        w.etag = written.etag();
+        w.google_updated = written.updated();
+        // The kept Google record no longer matches: the next update reads the record first.
+        w.google_record = None;
+        let (id, now) = (link.id, self.ctx.now());
+        self.ctx
+            .store
+            .write_async(move |c| sync_state::update_link(c, id, &w, now))
+            .await?;
         Ok(())
     }
 }

@@ -139,11 +139,16 @@ db_test!(async fn a_crm_edit_made_while_a_run_writes_google_is_not_lost(db) {
     assert_eq!(r.errors.len(), 1, "the raced item fails: {:?}", r.errors);
     assert!(r.errors[0].message.contains("changed while the run was planning it"), "{:?}", r.errors);
     assert_eq!(w.crm_get(ada.id).data.job_title.as_deref(), Some("Analyst"), "the user's newer edit is kept");
+    // Google changes another field afterwards (the whole contact is now newer in Google): the
+    // run's own title write must not pass for a Google edit that wins over the user's.
+    let mut p = g.people().get(&rn).await.unwrap().unwrap();
+    p.phone_numbers = Some(vec![crmsync_connectors::people1::api::PhoneNumber { value: Some("+44 20 7946 0002".into()), ..Default::default() }]);
+    g.people().update_contact(p, "phoneNumbers").await.unwrap();
     // The next run merges both: the newer title to Google, the phone to the CRM.
     w.sync_contacts().await;
     let c = w.crm_get(ada.id);
     assert_eq!(c.data.job_title.as_deref(), Some("Analyst"));
-    assert_eq!(c.data.phones.first().map(|p| p.number.as_str()), Some("+44 20 7946 0001"));
+    assert_eq!(c.data.phones.first().map(|p| p.number.as_str()), Some("+44 20 7946 0002"));
     let person = &w.google_contacts()[0];
     assert_eq!(person["organizations"][0]["title"], "Analyst");
     let again = w.sync_contacts().await;
