@@ -554,3 +554,33 @@ db_test!(async fn a_crm_activity_made_recurring_at_another_time_leaves_the_calen
     assert_shows_exactly(&w, &expected, &kept);
     assert_converged(&w).await;
 });
+
+db_test!(async fn an_instance_moved_from_the_crm_dropped_by_a_shorter_rule_and_restored_by_a_longer_one_stays_shown(db) {
+    // Simulation seed 100029: the third instance moved from the CRM (an exception in Google), the
+    // series shortened to two occurrences (the exception is cancelled), then lengthened again
+    // before the next run (the occurrence exists again, at its original time). The listing shows
+    // the cancelled exception and the live instance under the same id.
+    let w = world(db).await;
+    let (id, before) = synced_series(&w, "Team sync").await;
+    let kept = all_ids(&w);
+    let moved = before[2].id;
+    w.crm_activity_update(moved, |d| {
+        d.time = ActivityTime::Timed {
+            start: instant(&json!({"dateTime": format!("{}T15:00:00+00:00", day(3))})),
+            end: instant(&json!({"dateTime": format!("{}T16:00:00+00:00", day(3))})),
+        };
+    });
+    let r = w.sync_activities(&w.alice).await;
+    assert_eq!(r.counts.google.get("updated"), Some(&1), "{:?}", r.counts);
+    w.google_patch_event(ALICE, &id, json!({"recurrence": ["RRULE:FREQ=WEEKLY;COUNT=2"]})).await;
+    w.google_patch_event(ALICE, &id, json!({"recurrence": ["RRULE:FREQ=WEEKLY;COUNT=6"]})).await;
+    let r = w.sync_activities(&w.alice).await;
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    // The activity follows its occurrence back to its original time, still linked.
+    assert_eq!(r.counts.crm.get("updated"), Some(&1), "{:?}", r.counts);
+    assert_eq!(r.counts.crm.get("hidden_from_calendar"), None, "{:?}", r.counts);
+    let expected = google_occurrences(&w, &[&id]).await;
+    assert_eq!(expected.len(), 6);
+    assert_shows_exactly(&w, &expected, &kept);
+    assert_converged(&w).await;
+});

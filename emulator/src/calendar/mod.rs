@@ -275,6 +275,16 @@ fn expand_master(
 /// The list items one stored event contributes.
 fn items_for(store: &CalendarStore, ev: &StoredEvent, o: &ListOpts) -> Vec<Value> {
     let b = &ev.body;
+    // A detached exception whose occurrence exists again (the series came back to that time)
+    // gives way to it, as `events.get` does: an id names one event, listed with its series
+    // (changed after the exception was detached), never also as the old cancelled exception.
+    if ev.detached
+        && b.get("id")
+            .and_then(Value::as_str)
+            .is_some_and(|id| generated_instance(store, id).is_some())
+    {
+        return Vec::new();
+    }
     let cancelled = ev.is_cancelled();
     let include_deleted = o.incremental || o.show_deleted || o.updated_min.is_some();
     if let Some(um) = o.updated_min {
