@@ -105,7 +105,7 @@ impl EmulatorProcess {
         Ok(v)
     }
 
-    async fn stats(&self) -> anyhow::Result<Value> {
+    pub(crate) async fn stats(&self) -> anyhow::Result<Value> {
         Ok(self
             .http
             .get(format!("{}/_emulator/stats", self.base))
@@ -114,6 +114,26 @@ impl EmulatorProcess {
             .json()
             .await?)
     }
+}
+
+/// One manual contacts run of `user`, with its wall time and the calls per method it made.
+async fn measured_contacts_run(
+    w: &World,
+    engine: &crate::sync::SyncEngine,
+    user: crmsync_engine::ids::UserId,
+) -> anyhow::Result<(RunReport, std::time::Duration, Vec<(String, u64, u64)>)> {
+    let before = w.emulator.stats().await?;
+    let t = Instant::now();
+    let r = engine
+        .sync(
+            user,
+            SyncKind::Contacts,
+            Trigger::Manual,
+            RunOptions::default(),
+        )
+        .await?;
+    let wall = t.elapsed();
+    Ok((r, wall, calls_between(&before, &w.emulator.stats().await?)))
 }
 
 /// Calls per method between two stats snapshots.
@@ -377,18 +397,7 @@ pub async fn contacts(count: usize, database_url: Option<&str>) -> anyhow::Resul
     }
     // Nothing changed.
     for round in 1..=2 {
-        let before = w.emulator.stats().await?;
-        let t = Instant::now();
-        let r = engine
-            .sync(
-                alice.id,
-                SyncKind::Contacts,
-                Trigger::Manual,
-                RunOptions::default(),
-            )
-            .await?;
-        let wall = t.elapsed();
-        let calls = calls_between(&before, &w.emulator.stats().await?);
+        let (r, wall, calls) = measured_contacts_run(&w, &engine, alice.id).await?;
         print_run(
             &format!("run {round} with nothing changed at {count} links"),
             &r,
@@ -502,18 +511,7 @@ async fn small_change_round(
             anyhow::bail!("editing {rn} in Google: {}", resp.status());
         }
     }
-    let before = w.emulator.stats().await?;
-    let t = Instant::now();
-    let r = engine
-        .sync(
-            w.alice.id,
-            SyncKind::Contacts,
-            Trigger::Manual,
-            RunOptions::default(),
-        )
-        .await?;
-    let wall = t.elapsed();
-    let calls = calls_between(&before, &w.emulator.stats().await?);
+    let (r, wall, calls) = measured_contacts_run(w, engine, w.alice.id).await?;
     print_run(
         &format!(
             "small-change round ({n} CRM edits, {} Google edits) at {count} links",

@@ -40,7 +40,7 @@ fn report(label: &str, mut ms: Vec<f64>, calls: u64) {
 }
 
 /// All Google API calls the emulator served so far (OAuth token calls left out).
-fn api_calls(stats: &Value) -> u64 {
+pub(crate) fn api_calls(stats: &Value) -> u64 {
     stats["methods"]
         .as_object()
         .map(|m| {

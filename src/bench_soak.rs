@@ -1121,18 +1121,7 @@ pub async fn run(o: SoakOptions) -> anyhow::Result<bool> {
                 .map(|(_, m)| format!("{m:.0}"))
         })
         .collect();
-    let stats: Value = reqwest::get(format!("{}/_emulator/stats", w.emulator.base))
-        .await?
-        .json()
-        .await?;
-    let google_calls: u64 = stats["methods"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter(|(m, _)| !m.starts_with("oauth2"))
-        .flat_map(|(_, s)| s.as_object().into_iter().flatten())
-        .filter_map(|(_, n)| n.as_u64())
-        .sum();
+    let google_calls = crate::bench_push::api_calls(&w.emulator.stats().await?);
     let runs = w.store.read(crmsync_schema::runs::count_runs)?;
     let runs_by_state = runs
         .iter()

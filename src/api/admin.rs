@@ -592,9 +592,7 @@ pub async fn reset(
     ApiQuery(q): ApiQuery<ResetQuery>,
 ) -> ApiResult<axum::response::Response> {
     use axum::response::IntoResponse;
-    let kind: SyncKind = kind
-        .parse()
-        .map_err(|e: crmsync_engine::ids::UnknownKind| ApiError::bad_request(e.to_string()))?;
+    let kind = super::sync_settings::parse_kind(&kind)?;
     st.read_async(move |c| users::get_user(c, user)).await?;
     if q.dry_run {
         let report = st

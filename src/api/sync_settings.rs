@@ -83,7 +83,7 @@ impl From<SyncSettings> for SettingsView {
     }
 }
 
-fn parse_kind(kind: &str) -> ApiResult<SyncKind> {
+pub(super) fn parse_kind(kind: &str) -> ApiResult<SyncKind> {
     kind.parse()
         .map_err(|e: crmsync_engine::ids::UnknownKind| ApiError::bad_request(e.to_string()))
 }
